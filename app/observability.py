@@ -1,0 +1,269 @@
+"""Request ids, structured JSON logs, request-size limits and metrics.
+
+Logs carry the request id, the route template, the client and agency: never a query string, a
+body, a name or an ID number.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import sys
+import time
+from collections import defaultdict
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("childlink.access")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
+_JSON_TYPES = ("application/json", "application/merge-patch+json", "application/cloudevents+json")
+_FORM_PATHS = ("/oauth/token",)
+
+
+class JsonFormatter(logging.Formatter):
+    _fields = ("request_id", "method", "route", "status", "duration_ms", "client_id", "agency", "error_type")
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for field in self._fields:
+            value = getattr(record, field, None)
+            if value is not None:
+                entry[field] = value
+        if record.exc_info and record.exc_info[0] is not None:
+            entry["exception"] = record.exc_info[0].__name__
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # uvicorn's own access log prints raw URLs; ours prints route templates instead.
+    logging.getLogger("uvicorn.access").disabled = True
+
+
+class Metrics:
+    """Per-worker counters and latency histograms in Prometheus text format."""
+
+    _buckets = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+    def __init__(self) -> None:
+        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
+        self.latency: dict[tuple[str, str], list[int]] = {}
+        self.latency_sum: dict[tuple[str, str], float] = defaultdict(float)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests[(method, route, status)] += 1
+        key = (method, route)
+        buckets = self.latency.setdefault(key, [0] * (len(self._buckets) + 1))
+        for i, bound in enumerate(self._buckets):
+            if seconds <= bound:
+                buckets[i] += 1
+        buckets[-1] += 1
+        self.latency_sum[key] += seconds
+
+    def render(self) -> str:
+        lines = [
+            "# HELP childlink_http_requests_total Requests by method, route and status.",
+            "# TYPE childlink_http_requests_total counter",
+        ]
+        for (method, route, status), count in sorted(self.requests.items()):
+            lines.append(
+                f"childlink_http_requests_total"
+                f'{{method="{method}",route="{route}",status="{status}"}} {count}'
+            )
+        lines += [
+            "# HELP childlink_http_request_duration_seconds Request latency.",
+            "# TYPE childlink_http_request_duration_seconds histogram",
+        ]
+        for (method, route), buckets in sorted(self.latency.items()):
+            labels = f'method="{method}",route="{route}"'
+            for bound, count in zip(self._buckets, buckets, strict=False):
+                lines.append(
+                    f'childlink_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {int(count)}'
+                )
+            lines.append(
+                f'childlink_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {int(buckets[-1])}'
+            )
+            lines.append(
+                f"childlink_http_request_duration_seconds_sum{{{labels}}} "
+                f"{self.latency_sum[(method, route)]:.6f}"
+            )
+            lines.append(f"childlink_http_request_duration_seconds_count{{{labels}}} {int(buckets[-1])}")
+        return "\n".join(lines) + "\n"
+
+
+def _problem(status: int, code: str, title: str, detail: str, request_id: str, path: str) -> bytes:
+    return json.dumps(
+        {
+            "type": "https://childlink.example/problems/" + code,
+            "title": title,
+            "status": status,
+            "code": code,
+            "detail": detail,
+            "instance": path,
+            "request_id": request_id,
+        }
+    ).encode()
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class RequestContextMiddleware:
+    """Outermost middleware: request id, size and media-type gates, access log, metrics, and a
+    last-resort 500 that still carries the request id."""
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = dict(scope.get("headers") or [])
+        incoming = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        scope.setdefault("state", {})["request_id"] = request_id
+        path: str = scope.get("path", "")
+        method: str = scope.get("method", "GET")
+        status_holder: dict[str, Any] = {"status": 500, "started": False}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        async def reply(status: int, code: str, title: str, detail: str) -> None:
+            body = _problem(status, code, title, detail, request_id, path)
+            await send_wrapper(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/problem+json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send_wrapper({"type": "http.response.body", "body": body})
+
+        try:
+            length = headers.get(b"content-length")
+            if length is not None:
+                try:
+                    declared = int(length)
+                except ValueError:
+                    declared = -1
+                if declared < 0:
+                    await reply(400, "bad_request", "Bad request", "Invalid Content-Length.")
+                    return
+                if declared > self.max_body_bytes:
+                    await reply(
+                        413,
+                        "payload_too_large",
+                        "Request body too large",
+                        f"Request bodies are limited to {self.max_body_bytes} bytes.",
+                    )
+                    return
+            if (
+                method.encode() in _BODY_METHODS
+                and path.startswith("/v1/")
+                and (length or b"transfer-encoding" in headers)
+            ):
+                content_type = (
+                    headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+                )
+                if length != b"0" and content_type not in _JSON_TYPES:
+                    await reply(
+                        415,
+                        "unsupported_media_type",
+                        "Unsupported media type",
+                        "Send the request body as application/json.",
+                    )
+                    return
+            elif method.encode() in _BODY_METHODS and path in _FORM_PATHS:
+                content_type = (
+                    headers.get(b"content-type", b"").decode("latin-1").split(";")[0].strip().lower()
+                )
+                if content_type not in ("application/x-www-form-urlencoded", ""):
+                    await reply(
+                        415,
+                        "unsupported_media_type",
+                        "Unsupported media type",
+                        "Send the token request as application/x-www-form-urlencoded.",
+                    )
+                    return
+
+            received = 0
+
+            async def limited_receive() -> Message:
+                nonlocal received
+                message = await receive()
+                if message["type"] == "http.request":
+                    received += len(message.get("body", b""))
+                    if received > self.max_body_bytes:
+                        raise _BodyTooLarge
+                return message
+
+            await self.app(scope, limited_receive, send_wrapper)
+        except _BodyTooLarge:
+            if not status_holder["started"]:
+                await reply(
+                    413,
+                    "payload_too_large",
+                    "Request body too large",
+                    f"Request bodies are limited to {self.max_body_bytes} bytes.",
+                )
+        except Exception as exc:
+            logger.error(
+                "unhandled error",
+                exc_info=True,
+                extra={"request_id": request_id, "error_type": type(exc).__name__},
+            )
+            if not status_holder["started"]:
+                await reply(
+                    500,
+                    "internal_error",
+                    "Internal server error",
+                    "The error has been logged; quote the request id when reporting it.",
+                )
+        finally:
+            duration = time.perf_counter() - started
+            route = scope.get("route")
+            route_path = getattr(route, "path", None) or "unmatched"
+            state = scope.get("state", {})
+            principal = state.get("principal")
+            status = int(status_holder["status"])
+            self.metrics.observe(method, route_path, status, duration)
+            logger.info(
+                "request",
+                extra={
+                    "request_id": request_id,
+                    "method": method,
+                    "route": route_path,
+                    "status": status,
+                    "duration_ms": round(duration * 1000, 2),
+                    "client_id": getattr(principal, "client_id", None) or state.get("client_id"),
+                    "agency": getattr(principal, "agency", None) or state.get("agency"),
+                },
+            )

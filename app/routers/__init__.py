@@ -1,0 +1,1 @@
+"""HTTP routers, one module per domain. Thin: declare scopes, parse, call one service."""

@@ -1,0 +1,214 @@
+"""The OAuth 2.0 token endpoint (client credentials) and the public signing keys."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections import defaultdict, deque
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.scopes import Scope
+from app.auth.tokens import issue_token
+from app.db import get_session
+from app.services import client as client_service
+
+router = APIRouter(tags=["auth"])
+
+
+class TokenResponse(BaseModel):
+    access_token: str = Field(examples=["eyJhbGciOiJFUzI1NiIsImtpZCI6ImstMjAy..."])
+    token_type: str = Field(examples=["Bearer"])
+    expires_in: int = Field(description="Seconds until the token expires.", examples=[600])
+    scope: str = Field(examples=["children:read custody:read"])
+
+
+class OAuthError(BaseModel):
+    """RFC 6749 §5.2 error body (with the problem-details fields alongside)."""
+
+    error: str = Field(examples=["invalid_client"])
+    error_description: str = Field(examples=["Client authentication failed."])
+
+
+class _FailureLimiter:
+    """Counts failed authentications per client id in a sliding minute, per worker."""
+
+    def __init__(self) -> None:
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+
+    def blocked_for(self, key: str, limit: int) -> int:
+        window = self._failures.get(key)
+        if not window:
+            return 0
+        now = time.monotonic()
+        while window and now - window[0] > 60:
+            window.popleft()
+        if len(window) < limit:
+            return 0
+        return int(60 - (now - window[0])) + 1
+
+    def record(self, key: str) -> None:
+        if len(self._failures) > 100_000:
+            self._failures.clear()
+        self._failures[key].append(time.monotonic())
+
+
+_limiter = _FailureLimiter()
+
+
+def _oauth_error(
+    status: int, error: str, description: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    body = {
+        "error": error,
+        "error_description": description,
+        "type": "https://childlink.example/problems/" + error,
+        "title": description,
+        "status": status,
+        "code": error,
+    }
+    base = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    return JSONResponse(body, status_code=status, headers={**base, **(headers or {})})
+
+
+def _basic_credentials(request: Request) -> tuple[str, str] | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value:
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        return None
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before Basic encoding.
+    return unquote(client_id), unquote(secret)
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": OAuthError,
+        "description": "`invalid_request`, `invalid_scope` or `unsupported_grant_type`.",
+    },
+    401: {"model": OAuthError, "description": "`invalid_client`: unknown client, wrong secret or revoked."},
+    429: {"model": OAuthError, "description": "Too many failed attempts for this client; see `Retry-After`."},
+}
+
+
+@router.post(
+    "/oauth/token",
+    response_model=TokenResponse,
+    responses=_ERRORS,
+    summary="Obtain an access token (client credentials)",
+)
+async def token(
+    request: Request,
+    session: Annotated[AsyncSession, Depends(get_session, scope="function")],
+    grant_type: Annotated[
+        str, Form(description="Must be `client_credentials`.", examples=["client_credentials"])
+    ],
+    client_id: Annotated[str | None, Form(max_length=64, description="Or use HTTP Basic.")] = None,
+    client_secret: Annotated[str | None, Form(max_length=256, description="Or use HTTP Basic.")] = None,
+    scope: Annotated[
+        str | None,
+        Form(
+            max_length=1000,
+            description="Space-separated subset of the client's scopes; all of them when omitted.",
+        ),
+    ] = None,
+) -> Any:
+    """Exchange a client id and secret for a short-lived (at most 15 minutes) ES256-signed JWT.
+
+    Send the credentials as HTTP Basic (`Authorization: Basic base64(id:secret)`) or as the form
+    fields `client_id` and `client_secret`. Errors follow RFC 6749 §5.2.
+    """
+    basic = _basic_credentials(request)
+    if basic and (client_id or client_secret):
+        return _oauth_error(400, "invalid_request", "Send credentials once: HTTP Basic or form fields.")
+    if basic:
+        client_id, client_secret = basic
+    if grant_type != "client_credentials":
+        return _oauth_error(400, "unsupported_grant_type", "Only `client_credentials` is supported.")
+    if not client_id or not client_secret:
+        return _oauth_error(
+            401,
+            "invalid_client",
+            "Client authentication failed.",
+            {"WWW-Authenticate": 'Basic realm="childlink"'},
+        )
+
+    settings = request.app.state.settings
+    retry_after = _limiter.blocked_for(client_id, settings.token_failures_per_minute)
+    if retry_after:
+        return _oauth_error(
+            429,
+            "too_many_requests",
+            "Too many failed attempts; try again later.",
+            {"Retry-After": str(retry_after)},
+        )
+    found = await client_service.authenticate(session, client_id, client_secret)
+    if found is None:
+        _limiter.record(client_id)
+        return _oauth_error(
+            401,
+            "invalid_client",
+            "Client authentication failed.",
+            {"WWW-Authenticate": 'Basic realm="childlink"'},
+        )
+    client, agency = found
+    allowed = [Scope(s) for s in client.allowed_scopes]
+    if scope is None or not scope.strip():
+        granted = allowed
+    else:
+        requested = scope.split()
+        if not set(requested) <= set(client.allowed_scopes):
+            return _oauth_error(400, "invalid_scope", "The client may not request these scopes.")
+        granted = [Scope(s) for s in dict.fromkeys(requested)]
+    token_value, lifetime = issue_token(
+        request.app.state.keys,
+        settings,
+        client_id=client.id,
+        agency=agency.code,
+        scopes=granted,
+        region=client.region,
+    )
+    request.state.client_id = client.id
+    request.state.agency = agency.code
+    body = TokenResponse(
+        access_token=token_value,
+        token_type="Bearer",  # noqa: S106
+        expires_in=lifetime,
+        scope=" ".join(str(s) for s in granted),
+    )
+    return JSONResponse(body.model_dump(), headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+
+class JWK(BaseModel):
+    kty: str = Field(examples=["EC"])
+    crv: str | None = Field(default=None, examples=["P-256"])
+    x: str | None = None
+    y: str | None = None
+    kid: str = Field(examples=["k-20261128030201-ab12cd34"])
+    use: str = Field(examples=["sig"])
+    alg: str = Field(examples=["ES256"])
+
+
+class JWKS(BaseModel):
+    keys: list[JWK]
+
+
+@router.get("/.well-known/jwks.json", response_model=JWKS, summary="Public signing keys")
+async def jwks(request: Request) -> Any:
+    """The public keys that verify ChildLink tokens, newest first; select one by the token's `kid`.
+
+    During a key rotation both the new and the previous key are listed.
+    """
+    return JSONResponse(request.app.state.keys.jwks(), headers={"Cache-Control": "public, max-age=60"})

@@ -1,0 +1,1 @@
+"""Domain services: plain async functions taking the session (and principal) first."""

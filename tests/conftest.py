@@ -1,0 +1,209 @@
+"""Test fixtures: a real PostgreSQL migrated by Alembic once per run, the real app driven over
+ASGI, and real tokens minted through the token endpoint.
+
+The database is ``TEST_DATABASE_URL`` or ``DATABASE_URL`` when set, otherwise an embedded server
+in ``.childlink/test-pgdata``. The suite creates its own database on that server
+(``childlink_pytest``) so it never touches another one's data. Each test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.config import Settings
+from app.db import Database, asyncpg_dsn
+from app.main import create_app
+from app.models.agency import Agency, AgencyKind
+from app.models.client import ClientCreate
+from app.services import client as client_service
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_DB_NAME = "childlink_pytest"
+
+
+def _server_url() -> str:
+    url = os.environ.get("TEST_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if url:
+        return url
+    from app.db import start_embedded_postgres
+
+    return start_embedded_postgres(
+        Settings(data_dir=ROOT / ".childlink", pgdata=ROOT / ".childlink" / "test-pgdata")
+    )
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    import asyncio
+
+    server = _server_url()
+
+    async def recreate() -> str:
+        conn = await asyncpg.connect(asyncpg_dsn(server))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB_NAME}" WITH (FORCE)')
+            await conn.execute(f'CREATE DATABASE "{TEST_DB_NAME}"')
+            return _with_database(server, TEST_DB_NAME)
+        except asyncpg.InsufficientPrivilegeError:
+            return server  # no CREATEDB: use the given database as it is
+        finally:
+            await conn.close()
+
+    url = asyncio.run(recreate())
+    from app.cli import migrate
+
+    migrate(Settings(), url)
+    yield url
+
+
+@pytest.fixture(scope="session")
+def key_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, key_dir: Path) -> Settings:
+    return Settings(
+        DATABASE_URL=database_url,
+        key_dir=key_dir,
+        log_level="WARNING",
+        client_status_ttl_seconds=1.0,
+    )
+
+
+@pytest.fixture(scope="session")
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="session")
+def db(app: Any) -> Database:
+    database: Database = app.state.db
+    return database
+
+
+@pytest.fixture(autouse=True)
+async def _clean_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    yield
+    if "database_url" not in request.fixturenames:
+        return
+    url = request.getfixturevalue("database_url")
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        tables = await conn.fetch(
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+        )
+        if tables:
+            names = ", ".join(f'"{r["tablename"]}"' for r in tables)
+            # Append-only tables refuse TRUNCATE through a trigger; tests may reset them.
+            await conn.execute("SET session_replication_role = replica")
+            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+    if "app" in request.fixturenames:
+        application = request.getfixturevalue("app")
+        application.state.client_directory._cache.clear()
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+async def session(db: Database) -> AsyncIterator[AsyncSession]:
+    async with db.sessionmaker() as s:
+        yield s
+        await s.commit()
+
+
+async def make_agency(
+    db: Database, *, code: str, kind: AgencyKind | None = None, name: str | None = None
+) -> Agency:
+    async with db.sessionmaker() as s:
+        agency = await s.get(Agency, code)
+        if agency is None:
+            agency = Agency(code=code, name=name or f"Agency {code}", kind=kind or AgencyKind(code))
+            s.add(agency)
+            await s.commit()
+        return agency
+
+
+async def make_client(
+    db: Database,
+    *,
+    agency: str = "police",
+    scopes: list[str] | None = None,
+    region: str = "",
+    kind: AgencyKind | None = None,
+) -> tuple[str, str]:
+    """Create an agency (if needed) and a client; returns (client_id, client_secret)."""
+    await make_agency(db, code=agency, kind=kind)
+    async with db.sessionmaker() as s:
+        created = await client_service.create(
+            s,
+            data=ClientCreate(
+                agency=agency, name=f"test {agency}", scopes=scopes or ["children:read"], region=region
+            ),
+        )
+        await s.commit()
+    return created.client_id, created.client_secret
+
+
+TokenFactory = Callable[..., Awaitable[str]]
+
+
+@pytest.fixture
+def token(db: Database, client: httpx.AsyncClient) -> TokenFactory:
+    """``await token(agency="police", scopes=[...], region="5101")``: a real token, minted by
+    ``POST /oauth/token`` for a freshly created client."""
+
+    async def mint(
+        *,
+        agency: str = "police",
+        scopes: list[str] | None = None,
+        region: str = "",
+        kind: AgencyKind | None = None,
+    ) -> str:
+        client_id, secret = await make_client(db, agency=agency, scopes=scopes, region=region, kind=kind)
+        response = await client.post(
+            "/oauth/token",
+            data={"grant_type": "client_credentials"},
+            auth=(client_id, secret),
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    return mint
+
+
+@pytest.fixture
+async def admin_token(token: TokenFactory) -> str:
+    return await token(agency="platform", scopes=["admin", "audit:read"])
+
+
+def bearer(value: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {value}"}
+
+
+def random_code(prefix: str = "agency") -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
