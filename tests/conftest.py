@@ -2,8 +2,10 @@
 ASGI, and real tokens minted through the token endpoint.
 
 The database is ``TEST_DATABASE_URL`` or ``DATABASE_URL`` when set, otherwise an embedded server
-in ``.childlink/test-pgdata``. The suite creates its own database on that server
-(``childlink_pytest``) so it never touches another one's data. Each test starts from empty tables.
+in ``.childlink/test-pgdata``. Each run creates its own database on that server
+(``childlink_pytest_<pid>``) and drops it at the end, so it never touches another one's data and
+two runs on the same server (two checkouts, two terminals) do not drop each other's database.
+Each test starts from empty tables.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from app.models.client import ClientCreate
 from app.services import client as client_service
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_DB_NAME = "childlink_pytest"
+TEST_DB_PREFIX = "childlink_pytest_"
+TEST_DB_NAME = f"{TEST_DB_PREFIX}{os.getpid()}"
 
 
 def _server_url() -> str:
@@ -56,6 +59,7 @@ def database_url() -> Iterator[str]:
     async def recreate() -> str:
         conn = await asyncpg.connect(asyncpg_dsn(server))
         try:
+            await _drop_abandoned_databases(conn)
             await conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB_NAME}" WITH (FORCE)')
             await conn.execute(f'CREATE DATABASE "{TEST_DB_NAME}"')
             return _with_database(server, TEST_DB_NAME)
@@ -64,11 +68,45 @@ def database_url() -> Iterator[str]:
         finally:
             await conn.close()
 
+    async def drop() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(server))
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB_NAME}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
     url = asyncio.run(recreate())
     from app.cli import migrate
 
     migrate(Settings(), url)
     yield url
+    if url != server:
+        asyncio.run(drop())
+
+
+async def _drop_abandoned_databases(conn: asyncpg.Connection) -> None:
+    """Drop test databases left by runs that were killed. One still in use by a live run refuses
+    a plain DROP (it has connections), so only the abandoned ones go."""
+    names = await conn.fetch(
+        "SELECT datname FROM pg_database WHERE datname LIKE $1", TEST_DB_PREFIX.replace("_", r"\_") + "%"
+    )
+    for row in names:
+        suffix = row["datname"].removeprefix(TEST_DB_PREFIX)
+        if suffix.isdigit() and suffix != str(os.getpid()) and not _pid_alive(int(suffix)):
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}"')
+            except asyncpg.PostgresError:
+                pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,8 @@
 Every worker and instance reads the same folder, so ``serve --workers N`` and several hosts on a
 shared volume sign and verify with the same keys. ``childlink keys rotate`` adds a key; the newest
 key signs, and older keys keep verifying until tokens they signed have expired, after which the
-next rotation removes them. A worker that meets an unknown ``kid`` rereads the folder (at most once
-a second), so a rotation takes effect everywhere without a restart.
+next rotation removes them. A worker that meets an unknown ``kid`` whose key file exists rereads the
+folder, so a rotation takes effect everywhere without a restart.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,12 @@ def _load(path: Path) -> SigningKey:
 def generate_key(key_dir: Path, *, now: datetime | None = None) -> str:
     """Write a new P-256 key (mode 0600) and return its kid."""
     key_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    now = now or datetime.now(UTC)
+    now = (now or datetime.now(UTC)).replace(microsecond=0)
+    newest = max(_kids(key_dir), default=None)
+    if newest is not None and _created_at(newest) >= now:
+        # The newest kid signs, and kids order by their timestamp; a second key made within the
+        # same second would otherwise sort by its random suffix and might never sign.
+        now = _created_at(newest) + timedelta(seconds=1)
     kid = f"k-{now:%Y%m%d%H%M%S}-{secrets.token_hex(4)}"
     private = ec.generate_private_key(ec.SECP256R1())
     pem = private.private_bytes(
@@ -145,8 +150,11 @@ class KeyRing:
 
     def get(self, kid: str) -> SigningKey | None:
         key = self._keys.get(kid)
-        if key is None and KID_PATTERN.match(kid):
-            self.maybe_reload()
+        # A kid of our shape names exactly one file (the pattern admits no path), so asking
+        # whether it exists costs a stat; reread the folder only when it does, so a fresh key
+        # verifies at once on every worker and made-up kids never trigger a reload.
+        if key is None and KID_PATTERN.match(kid) and (self.key_dir / f"{kid}.pem").is_file():
+            self.reload()
             key = self._keys.get(kid)
         return key
 
