@@ -143,9 +143,13 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         path: str = scope.get("path", "")
         method: str = scope.get("method", "GET")
-        status_holder: dict[str, Any] = {"status": 500, "started": False}
+        status_holder: dict[str, Any] = {"status": 500, "started": False, "replied": False}
 
         async def send_wrapper(message: Message) -> None:
+            if status_holder["replied"]:
+                # This middleware has already answered (a 413 mid-body); whatever the app makes
+                # of the aborted read is not sent.
+                return
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
@@ -166,6 +170,7 @@ class RequestContextMiddleware:
                 }
             )
             await send_wrapper({"type": "http.response.body", "body": body})
+            status_holder["replied"] = True
 
         try:
             length = headers.get(b"content-length")
@@ -222,6 +227,15 @@ class RequestContextMiddleware:
                 if message["type"] == "http.request":
                     received += len(message.get("body", b""))
                     if received > self.max_body_bytes:
+                        # Answer now: FastAPI turns any exception raised while it reads a body
+                        # into "400 error parsing the body", so raising alone is not enough.
+                        if not status_holder["started"]:
+                            await reply(
+                                413,
+                                "payload_too_large",
+                                "Request body too large",
+                                f"Request bodies are limited to {self.max_body_bytes} bytes.",
+                            )
                         raise _BodyTooLarge
                 return message
 

@@ -33,9 +33,9 @@ class AgencyBase(SQLModel):
     code: str = Field(
         primary_key=True,
         max_length=64,
-        regex=AGENCY_CODE_PATTERN,
         description="Stable lower-case code, e.g. `police` or `police-510108`.",
-        schema_extra={"examples": ["police-510108"]},
+        # SQLModel's `regex=` is silently ignored under Pydantic 2; `pattern` is enforced.
+        schema_extra={"pattern": AGENCY_CODE_PATTERN, "examples": ["police-510108"]},
     )
     name: str = Field(
         min_length=1,

@@ -59,10 +59,10 @@ class ClientCreate(SQLModel):
     )
     region: str = Field(
         default="",
-        regex=REGION_PREFIX_PATTERN,
         description="Administrative-division prefix (2, 4, 6, 9 or 12 digits) the client is "
         "confined to; empty for the whole country.",
-        schema_extra={"examples": ["510107"]},
+        # SQLModel's `regex=` is silently ignored under Pydantic 2; `pattern` is enforced.
+        schema_extra={"pattern": REGION_PREFIX_PATTERN, "examples": ["510107"]},
     )
 
     @field_validator("scopes")
