@@ -10,15 +10,19 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
+from app.access.deps import AgencyKinds
+from app.access.door import Door
+from app.access.policy import load_policy
+from app.audit.writer import AuditWriter
 from app.auth.clients import ClientDirectory
 from app.auth.keys import KeyRing
 from app.auth.tokens import TokenVerifier
 from app.config import Settings, get_settings
-from app.db import create_database, resolve_database_url
+from app.db import asyncpg_dsn, create_database, resolve_database_url
 from app.docs import install_docs
 from app.errors import install_database_error_handlers, install_error_handlers
 from app.observability import Metrics, RequestContextMiddleware, configure_logging
-from app.routers import identity, oauth, ops
+from app.routers import children, guardianship, identity, oauth, ops, policy
 
 DESCRIPTION = """
 ChildLink (儿童关爱保护信息共享平台) lets civil affairs, education, health, police and the
@@ -44,6 +48,12 @@ that is also in the `X-Request-ID` header; quote it when reporting a problem.
 TAGS = [
     {"name": "auth", "description": "Tokens, signing keys and the caller's identity."},
     {"name": "admin", "description": "Platform operator: agencies and their API clients (`admin`)."},
+    {
+        "name": "children",
+        "description": "The child registry (civil affairs writes; others read through the access layer).",
+    },
+    {"name": "guardianship", "description": "Guardianship records and the custody check."},
+    {"name": "access policy", "description": "The statutory rules that decide cross-agency reads."},
     {"name": "operations", "description": "Health, readiness and metrics."},
 ]
 
@@ -58,9 +68,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.keys = keys
     app.state.token_verifier = TokenVerifier(keys, settings)
     app.state.client_directory = ClientDirectory(db.engine, settings.client_status_ttl_seconds)
+    app.state.agency_kinds = AgencyKinds(db.engine)
+    audit = AuditWriter(asyncpg_dsn(database_url))
+    app.state.audit = audit
+    app.state.door = Door(load_policy(), audit)
     try:
         yield
     finally:
+        await audit.aclose()
         await db.dispose()
 
 
@@ -83,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_database_error_handlers(app)
     install_docs(app)
-    for module in (oauth, identity, ops):
+    for module in (oauth, identity, children, guardianship, policy, ops):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

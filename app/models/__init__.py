@@ -4,6 +4,9 @@ Importing this package registers every table on ``SQLModel.metadata`` (used by A
 """
 
 from app.models.agency import Agency, AgencyKind
+from app.models.child import Child
 from app.models.client import ApiClient, ClientStatus
+from app.models.guardianship import Guardianship
+from app.models.outbox import OutboxEvent
 
-__all__ = ["Agency", "AgencyKind", "ApiClient", "ClientStatus"]
+__all__ = ["Agency", "AgencyKind", "ApiClient", "Child", "ClientStatus", "Guardianship", "OutboxEvent"]

@@ -1,0 +1,74 @@
+"""The reader dependency: the authenticated principal plus what the request states about the
+read (purpose of use, break-glass justification)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+from fastapi import Depends, Header, Request, Security
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.access.door import Door, Reader
+from app.auth.deps import require
+from app.auth.principal import Principal
+from app.errors import Forbidden
+from app.models.vocabulary import PurposeOfUse
+
+_PURPOSE_DESCRIPTION = (
+    "Why you read: one of " + ", ".join(f"`{p.value}`" for p in PurposeOfUse) + ". Required on every "
+    "read of another agency's child data; the access log records it."
+)
+
+
+class AgencyKinds:
+    """Agency code -> kind, cached per worker (agencies are registered rarely)."""
+
+    def __init__(self, engine: AsyncEngine, ttl_seconds: float = 30.0) -> None:
+        self.engine = engine
+        self.ttl = ttl_seconds
+        self._kinds: dict[str, str] = {}
+        self._loaded = 0.0
+
+    async def kind(self, code: str) -> str | None:
+        if code not in self._kinds or time.monotonic() - self._loaded > self.ttl:
+            async with self.engine.connect() as conn:
+                rows = (await conn.execute(text("SELECT code, kind FROM agency"))).all()
+            self._kinds = {row.code: row.kind for row in rows}
+            self._loaded = time.monotonic()
+        return self._kinds.get(code)
+
+
+def get_door(request: Request) -> Door:
+    door: Door = request.app.state.door
+    return door
+
+
+async def get_reader(
+    request: Request,
+    principal: Annotated[Principal, Security(require)],
+    purpose: Annotated[
+        str | None,
+        Header(
+            alias="X-Purpose-Of-Use",
+            max_length=64,
+            description=_PURPOSE_DESCRIPTION,
+            examples=["child_protection"],
+        ),
+    ] = None,
+) -> Reader:
+    kinds: AgencyKinds = request.app.state.agency_kinds
+    kind = await kinds.kind(principal.agency)
+    if kind is None:
+        raise Forbidden("The token's agency is not registered with ChildLink.", code="unknown_agency")
+    return Reader(
+        principal=principal,
+        agency_kind=kind,
+        purpose_raw=purpose,
+        break_glass_raw=request.headers.get("x-break-glass"),
+        request_id=getattr(request.state, "request_id", None),
+    )
+
+
+DoorDep = Annotated[Door, Depends(get_door)]

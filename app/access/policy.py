@@ -1,0 +1,80 @@
+"""The access policy: a versioned JSON file mapping (reader agency kind, data category, purpose)
+to a statutory basis with its citation. Loaded once at start; its version and hash are served at
+``GET /v1/policy`` so a reader can tell exactly which rules decided a read."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from app.models.agency import AgencyKind
+from app.models.vocabulary import DataCategory, PurposeOfUse
+
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policy" / "access-policy.json"
+ANY_AGENCY = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    id: str
+    agency_kind: str
+    categories: frozenset[DataCategory]
+    purposes: frozenset[PurposeOfUse]
+    citation: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: str
+    sha256: str
+    description: str
+    rules: tuple[Rule, ...]
+    investigation_purposes: frozenset[PurposeOfUse]
+    document: dict[str, Any]
+    _index: dict[tuple[str, DataCategory, PurposeOfUse], Rule]
+
+    def statute(self, agency_kind: str, category: DataCategory, purpose: PurposeOfUse) -> Rule | None:
+        """The first rule granting this category to this kind of agency for this purpose."""
+        return self._index.get((agency_kind, category, purpose)) or self._index.get(
+            (ANY_AGENCY, category, purpose)
+        )
+
+
+def load_policy(path: Path = DEFAULT_POLICY_PATH) -> Policy:
+    """Parse and check the policy file; an unknown category, purpose or agency kind is an error
+    at start-up, not a silent gap at read time."""
+    raw = path.read_bytes()
+    document = json.loads(raw)
+    kinds = {k.value for k in AgencyKind} | {ANY_AGENCY}
+    rules = []
+    index: dict[tuple[str, DataCategory, PurposeOfUse], Rule] = {}
+    seen_ids = set()
+    for item in document["rules"]:
+        if item["agency_kind"] not in kinds:
+            raise ValueError(f"policy rule {item['id']}: unknown agency kind")
+        if item["id"] in seen_ids:
+            raise ValueError(f"policy rule {item['id']}: duplicate id")
+        seen_ids.add(item["id"])
+        rule = Rule(
+            id=item["id"],
+            agency_kind=item["agency_kind"],
+            categories=frozenset(DataCategory(c) for c in item["categories"]),
+            purposes=frozenset(PurposeOfUse(p) for p in item["purposes"]),
+            citation=item["citation"],
+        )
+        rules.append(rule)
+        for category in rule.categories:
+            for purpose in rule.purposes:
+                index.setdefault((rule.agency_kind, category, purpose), rule)
+    return Policy(
+        version=str(document["version"]),
+        sha256=hashlib.sha256(raw).hexdigest(),
+        description=str(document.get("description", "")),
+        rules=tuple(rules),
+        investigation_purposes=frozenset(PurposeOfUse(p) for p in document.get("investigation_purposes", [])),
+        document=document,
+        _index=index,
+    )

@@ -1,0 +1,232 @@
+"""Guardianship records and the custody check ("who has custody of this child and whom do I
+call"). Every read goes through the access layer's door."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.access.decision import Decision
+from app.access.door import Door, Reader, Subject
+from app.errors import Conflict, Forbidden
+from app.models.agency import AgencyKind
+from app.models.child import Child, ChildStatus
+from app.models.common import utcnow
+from app.models.guardianship import (
+    Assessment,
+    AssessmentResult,
+    CustodyPublic,
+    CustodyStatus,
+    GuardianContact,
+    Guardianship,
+    GuardianshipCreate,
+    GuardianshipHistory,
+    GuardianshipPublic,
+    ResponsibleOrganisation,
+    RiskFlag,
+)
+from app.models.vocabulary import DataCategory
+from app.services import child as child_service
+from app.services import outbox
+
+CUSTODY_CATEGORIES = (DataCategory.custody, DataCategory.contact)
+
+
+def render(record: Guardianship, decision: Decision) -> GuardianshipPublic:
+    contact = decision.allows(DataCategory.contact)
+    return GuardianshipPublic(
+        id=record.id,
+        child_id=record.child_id,
+        custody_status=CustodyStatus(record.custody_status),
+        guardian=GuardianContact(
+            name=record.guardian_name, relationship=record.guardian_relationship, phone=record.guardian_phone
+        )
+        if contact
+        else None,
+        responsible_organisation=ResponsibleOrganisation(
+            name=record.responsible_org,
+            duty_phone=record.responsible_org_duty_phone if contact else None,
+        ),
+        effective_from=record.effective_from,
+        effective_to=record.effective_to,
+        entrustment_confirmation_ref=record.entrustment_confirmation_ref,
+        entrustment_confirmed_on=record.entrustment_confirmed_on,
+        last_assessment=Assessment(
+            date=record.last_assessment_date, result=AssessmentResult(record.last_assessment_result)
+        )
+        if record.last_assessment_date and record.last_assessment_result
+        else None,
+        risk_flags=[RiskFlag(f) for f in record.risk_flags],
+        emergency_intervention=record.emergency_intervention,
+        recorded_by_agency=record.recorded_by_agency,
+        recorded_at=record.recorded_at,
+        superseded_at=record.superseded_at,
+        current=record.superseded_at is None,
+    )
+
+
+async def record(
+    session: AsyncSession, door: Door, reader: Reader, child_id: uuid.UUID, *, data: GuardianshipCreate
+) -> GuardianshipPublic:
+    """Record a new guardianship that supersedes the current one (history is kept). Civil affairs
+    records any; police and the rescue centre record emergency interventions only. Emits
+    ``guardianship.changed``."""
+    kind = reader.agency_kind
+    if kind == AgencyKind.police:
+        if not data.emergency_intervention:
+            raise Forbidden(
+                "Police record emergency custody interventions only (set `emergency_intervention`).",
+                code="intervention_only",
+            )
+    elif kind != AgencyKind.civil_affairs:
+        raise Forbidden(
+            "Only civil affairs and police record guardianship.", code="custody_write_not_allowed"
+        )
+    # Lock the child row: two concurrent records for one child supersede in a defined order.
+    child = await child_service.require_child(session, door, reader, child_id, "guardianship.write")
+    await session.refresh(child, with_for_update=True)
+    if child.status == ChildStatus.exited:
+        raise Conflict("An exited record is read-only.", code="child_exited")
+    now = utcnow()
+    await session.execute(
+        update(Guardianship)
+        .where(col(Guardianship.child_id) == child_id, col(Guardianship.superseded_at).is_(None))
+        .values(superseded_at=now)
+    )
+    entry = Guardianship(
+        child_id=child_id,
+        custody_status=data.custody_status,
+        guardian_name=data.guardian_name,
+        guardian_relationship=data.guardian_relationship,
+        guardian_phone=data.guardian_phone,
+        responsible_org=data.responsible_org,
+        responsible_org_duty_phone=data.responsible_org_duty_phone,
+        effective_from=data.effective_from,
+        effective_to=data.effective_to,
+        entrustment_confirmation_ref=data.entrustment_confirmation_ref,
+        entrustment_confirmed_on=data.entrustment_confirmed_on,
+        last_assessment_date=data.last_assessment_date,
+        last_assessment_result=data.last_assessment_result,
+        risk_flags=[str(f) for f in data.risk_flags],
+        emergency_intervention=data.emergency_intervention,
+        recorded_by_agency=reader.principal.agency,
+        recorded_by_client=reader.principal.client_id,
+        recorded_at=now,
+    )
+    session.add(entry)
+    await child_service.mark_updated(session, child_id)
+    await session.flush()
+    await outbox.emit(
+        session,
+        reader.principal,
+        type="cn.gov.childlink.civil-affairs.guardianship.changed.v1",
+        subject=child_id,
+        region_code=child.region_code,
+        data={
+            "child_id": str(child_id),
+            "guardianship_id": str(entry.id),
+            "custody_status": str(data.custody_status),
+            "effective_from": data.effective_from.isoformat(),
+            "emergency_intervention": data.emergency_intervention,
+        },
+        categories=[DataCategory.custody],
+    )
+    decision = await door.admit(
+        session,
+        reader,
+        action="guardianship.read",
+        subject=Subject(child.id, child.owner_agency, child.region_code),
+        categories=CUSTODY_CATEGORIES,
+    )
+    return render(entry, decision)
+
+
+async def history(
+    session: AsyncSession, door: Door, reader: Reader, child_id: uuid.UUID
+) -> GuardianshipHistory:
+    """Every guardianship record of the child, newest first."""
+    child = await child_service.require_child(session, door, reader, child_id, "guardianship.read")
+    decision = await door.admit(
+        session,
+        reader,
+        action="guardianship.read",
+        subject=Subject(child.id, child.owner_agency, child.region_code),
+        categories=CUSTODY_CATEGORIES,
+    )
+    rows = (
+        (
+            await session.execute(
+                select(Guardianship)
+                .where(col(Guardianship.child_id) == child_id)
+                .order_by(col(Guardianship.recorded_at).desc(), col(Guardianship.id))
+            )
+        )
+        .scalars()
+        .all()
+    )
+    return GuardianshipHistory(
+        items=[render(r, decision) for r in rows], access=child_service.access_summary(decision)
+    )
+
+
+async def custody(session: AsyncSession, door: Door, reader: Reader, child_id: uuid.UUID) -> CustodyPublic:
+    """The custody check. One query (child joined with its current guardianship), an in-memory
+    decision, one group-committed access-log record: the hot path of the service."""
+    row = (
+        await session.execute(
+            select(
+                col(Child.id),
+                col(Child.owner_agency),
+                col(Child.region_code),
+                col(Child.status),
+                Guardianship,
+            )
+            .select_from(Child)
+            .outerjoin(
+                Guardianship,
+                (col(Guardianship.child_id) == col(Child.id)) & col(Guardianship.superseded_at).is_(None),
+            )
+            .where(col(Child.id) == child_id)
+        )
+    ).first()
+    if row is None or not reader.principal.covers_region(row.region_code):
+        await door.refuse_unseen(reader, action="custody.read", child_id=child_id)
+    assert row is not None
+    decision = await door.admit(
+        session,
+        reader,
+        action="custody.read",
+        subject=Subject(row.id, row.owner_agency, row.region_code),
+        categories=CUSTODY_CATEGORIES,
+    )
+    g: Guardianship | None = row.Guardianship
+    contact = decision.allows(DataCategory.contact)
+    custody_ok = decision.allows(DataCategory.custody)
+    return CustodyPublic(
+        child_id=row.id,
+        child_status=ChildStatus(row.status),
+        custody_status=CustodyStatus(g.custody_status) if g and custody_ok else None,
+        since=g.effective_from if g and custody_ok else None,
+        guardian=GuardianContact(
+            name=g.guardian_name, relationship=g.guardian_relationship, phone=g.guardian_phone
+        )
+        if g and contact
+        else None,
+        responsible_organisation=ResponsibleOrganisation(
+            name=g.responsible_org if custody_ok else None,
+            duty_phone=g.responsible_org_duty_phone if contact else None,
+        )
+        if g
+        else None,
+        last_assessment=Assessment(
+            date=g.last_assessment_date, result=AssessmentResult(g.last_assessment_result)
+        )
+        if g and custody_ok and g.last_assessment_date and g.last_assessment_result
+        else None,
+        risk_flags=[RiskFlag(f) for f in g.risk_flags] if g and custody_ok else [],
+        guardianship_id=g.id if g else None,
+        access=child_service.access_summary(decision),
+    )
