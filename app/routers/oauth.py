@@ -9,17 +9,43 @@ from collections import defaultdict, deque
 from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.scopes import Scope
 from app.auth.tokens import issue_token
 from app.db import get_session
+from app.errors import UnsupportedMediaType, responses
 from app.services import client as client_service
 
 router = APIRouter(tags=["auth"])
+
+
+class TokenRequest(BaseModel):
+    """The form fields of a token request (`application/x-www-form-urlencoded`)."""
+
+    # RFC 6749 §3.2: parameters the server does not know are ignored. Absent optional fields
+    # are None, but a form has no null, so the schema does not offer one.
+    model_config = ConfigDict(extra="ignore")
+
+    grant_type: str = Field(
+        max_length=64, description="Must be `client_credentials`.", examples=["client_credentials"]
+    )
+    client_id: str | SkipJsonSchema[None] = Field(
+        default=None, max_length=64, description="Or use HTTP Basic.", examples=["demo-police"]
+    )
+    client_secret: str | SkipJsonSchema[None] = Field(
+        default=None, max_length=256, description="Or use HTTP Basic.", examples=["cs_Jr6bq0Tn3p3v7H0n4hV6m"]
+    )
+    scope: str | SkipJsonSchema[None] = Field(
+        default=None,
+        max_length=1000,
+        description="Space-separated subset of the client's scopes; all of them when omitted.",
+        examples=["children:read custody:read"],
+    )
 
 
 class TokenResponse(BaseModel):
@@ -100,7 +126,38 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     },
     401: {"model": OAuthError, "description": "`invalid_client`: unknown client, wrong secret or revoked."},
     429: {"model": OAuthError, "description": "Too many failed attempts for this client; see `Retry-After`."},
+    **responses(UnsupportedMediaType),
 }
+
+# The form is parsed by hand rather than with FastAPI's `Form` parameters, so that a missing or
+# malformed parameter is RFC 6749's `400 invalid_request` (what OAuth client libraries expect),
+# not a 422 problem; the request body is documented here instead.
+_TOKEN_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": TokenRequest.model_json_schema(),
+                "example": {"grant_type": "client_credentials", "scope": "children:read custody:read"},
+            }
+        },
+    }
+}
+
+
+async def _token_request(request: Request) -> TokenRequest | JSONResponse:
+    form = await request.form()
+    fields: dict[str, str] = {}
+    for name in form:
+        values = form.getlist(name)
+        if len(values) != 1 or not isinstance(values[0], str):
+            return _oauth_error(400, "invalid_request", f"Send `{name}` once, as a plain form field.")
+        fields[name] = values[0]
+    try:
+        return TokenRequest.model_validate(fields)
+    except ValidationError as exc:
+        names = sorted({str(e["loc"][0]) for e in exc.errors() if e.get("loc")})
+        return _oauth_error(400, "invalid_request", "Missing or invalid parameter: " + ", ".join(names) + ".")
 
 
 @router.post(
@@ -108,28 +165,26 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     response_model=TokenResponse,
     responses=_ERRORS,
     summary="Obtain an access token (client credentials)",
+    openapi_extra=_TOKEN_REQUEST_BODY,
 )
 async def token(
     request: Request,
     session: Annotated[AsyncSession, Depends(get_session, scope="function")],
-    grant_type: Annotated[
-        str, Form(description="Must be `client_credentials`.", examples=["client_credentials"])
-    ],
-    client_id: Annotated[str | None, Form(max_length=64, description="Or use HTTP Basic.")] = None,
-    client_secret: Annotated[str | None, Form(max_length=256, description="Or use HTTP Basic.")] = None,
-    scope: Annotated[
-        str | None,
-        Form(
-            max_length=1000,
-            description="Space-separated subset of the client's scopes; all of them when omitted.",
-        ),
-    ] = None,
 ) -> Any:
     """Exchange a client id and secret for a short-lived (at most 15 minutes) ES256-signed JWT.
 
     Send the credentials as HTTP Basic (`Authorization: Basic base64(id:secret)`) or as the form
     fields `client_id` and `client_secret`. Errors follow RFC 6749 §5.2.
     """
+    parsed = await _token_request(request)
+    if isinstance(parsed, JSONResponse):
+        return parsed
+    grant_type, client_id, client_secret, scope = (
+        parsed.grant_type,
+        parsed.client_id,
+        parsed.client_secret,
+        parsed.scope,
+    )
     basic = _basic_credentials(request)
     if basic and (client_id or client_secret):
         return _oauth_error(400, "invalid_request", "Send credentials once: HTTP Basic or form fields.")
