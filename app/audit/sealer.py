@@ -1,0 +1,135 @@
+"""Sealing: appending access-log rows to the hash chain, behind the writers and never in their way.
+
+Writers only INSERT into ``access_log``; nothing they do waits for the chain. The sealer, a
+background task, later appends one ``access_log_chain`` entry per row:
+``chain_hash = sha256(prev_chain_hash || row_hash)`` (the two hex strings concatenated, ASCII;
+the first entry's ``prev_chain_hash`` is :data:`GENESIS`), with consecutive positions from 1.
+Editing a row breaks its row hash, deleting one leaves a chain entry without a row (or a gap in
+positions), and a row slipped in behind the sealer is caught by the watermark (see
+:mod:`app.audit.verify`).
+
+One sealer at a time: every worker runs the task, a transaction-scoped advisory lock lets one
+of them in and the others skip that round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import asyncpg
+
+logger = logging.getLogger(__name__)
+
+SEAL_LOCK_KEY = 7216360  # pg advisory lock id (the migrations use 7216359)
+GENESIS = "0" * 64
+DEFAULT_BATCH = 10_000
+
+# Which rows are safe to seal? Row ids come from a sequence when the INSERT runs, but rows become
+# visible when their transaction commits, so a row with a LOWER id can still appear after we have
+# read a higher one. Chaining the higher one first would be fine; forgetting the lower one would
+# not, and neither would mistaking it later for a forged row. So we seal only rows whose writing
+# transaction (txid) is older than pg_snapshot_xmin(pg_current_snapshot()): every transaction below
+# that horizon has finished, so no row from any of them can still appear. Everything committed
+# below the horizon is visible to this statement (the horizon comes from the statement's own
+# snapshot), and rows of transactions still running wait for a later pass.
+#
+# Each chain entry stores the horizon of the pass that wrote it (its watermark). Passes seal every
+# unsealed row between the previous watermark and the new horizon, so once the watermark is W no
+# legitimate row below W is unsealed, ever. Scanning only [W, horizon) keeps each pass an index
+# range scan on txid, and leaves any row slipped in below W unsealed for `audit verify` to report
+# instead of quietly chaining it.
+_CANDIDATES = """
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon, a.id, a.row_hash
+FROM access_log AS a
+WHERE a.txid >= $1::text::xid8
+  AND a.txid < pg_snapshot_xmin(pg_current_snapshot())
+  AND NOT EXISTS (SELECT 1 FROM access_log_chain AS c WHERE c.row_id = a.id)
+ORDER BY a.id
+LIMIT $2
+"""
+
+_HEAD = """
+SELECT position, chain_hash, watermark::text AS watermark
+FROM access_log_chain ORDER BY position DESC LIMIT 1
+"""
+
+_APPEND = """
+INSERT INTO access_log_chain (row_id, position, chain_hash, watermark)
+SELECT r.row_id, r.position, r.chain_hash, $4::text::xid8
+FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS r(row_id, position, chain_hash)
+"""
+
+
+def chain_hash(previous: str, row_hash: str) -> str:
+    return hashlib.sha256((previous + row_hash).encode("ascii")).hexdigest()
+
+
+async def seal(conn: asyncpg.Connection, *, wait: bool = False, batch_size: int = DEFAULT_BATCH) -> int:
+    """Append every sealable row to the chain; returns how many were sealed.
+
+    With ``wait=False`` (the background task) a round is skipped when another sealer holds the
+    lock; ``wait=True`` (verification) waits for it, so everything committed before the call and
+    below the horizon is sealed on return. Runs in transactions of at most ``batch_size`` rows.
+    """
+    sealed = 0
+    while True:
+        async with conn.transaction():
+            if wait:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", SEAL_LOCK_KEY)
+            elif not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", SEAL_LOCK_KEY):
+                return sealed
+            head = await conn.fetchrow(_HEAD)
+            position, previous, watermark = (
+                (head["position"], head["chain_hash"], head["watermark"]) if head else (0, GENESIS, "0")
+            )
+            rows = await conn.fetch(_CANDIDATES, watermark, batch_size)
+            if not rows:
+                return sealed
+            # A batch cut short by the limit has not covered everything below the horizon, so it
+            # must not raise the watermark; the pass that finishes the range does.
+            complete = len(rows) < batch_size
+            new_watermark = rows[0]["horizon"] if complete else watermark
+            row_ids, positions, hashes = [], [], []
+            for row in rows:
+                position += 1
+                previous = chain_hash(previous, row["row_hash"])
+                row_ids.append(row["id"])
+                positions.append(position)
+                hashes.append(previous)
+            await conn.execute(_APPEND, row_ids, positions, hashes, new_watermark)
+        sealed += len(rows)
+        if complete:
+            return sealed
+
+
+Connect = Callable[[], Coroutine[Any, Any, asyncpg.Connection]]
+
+
+async def seal_forever(connect: Connect, *, interval: float = 1.0, batch_size: int = DEFAULT_BATCH) -> None:
+    """The background task: a sealing round every ``interval`` seconds until cancelled.
+
+    Errors are logged and retried on a fresh connection next round; an unsealed row is only
+    sealed late, never lost, so nothing here fails a request.
+    """
+    conn: asyncpg.Connection | None = None
+    try:
+        while True:
+            try:
+                if conn is None or conn.is_closed():
+                    conn = await connect()
+                await seal(conn, batch_size=batch_size)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+                logger.warning(
+                    "access log sealing failed: %s %s", type(exc).__name__, getattr(exc, "sqlstate", "") or ""
+                )
+                if conn is not None:
+                    conn.terminate()
+                conn = None
+            await asyncio.sleep(interval)
+    finally:
+        if conn is not None and not conn.is_closed():
+            conn.terminate()
