@@ -61,7 +61,7 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
-def _demo_banner(credentials: list[Any], host: str, port: int) -> str:
+def _demo_banner(credentials: list[Any], host: str, port: int, child_ids: list[Any] | None = None) -> str:
     shown_host = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host  # noqa: S104
     base = f"http://{shown_host}:{port}"
     lines = ["", "ChildLink demo clients (secrets are shown only now; `serve --demo` issues new ones):", ""]
@@ -77,6 +77,16 @@ def _demo_banner(credentials: list[Any], host: str, port: int) -> str:
         "| python3 -c 'import sys,json; print(json.load(sys.stdin)[\"access_token\"])')",
         f'  curl -s -H "Authorization: Bearer $TOKEN" {base}/v1/me',
         "",
+    ]
+    if child_ids:
+        lines += [
+            "Ask who has custody of a demo child and whom to call (the read is logged):",
+            "",
+            f'  curl -s -H "Authorization: Bearer $TOKEN" -H "X-Purpose-Of-Use: child_protection" '
+            f"{base}/v1/children/{child_ids[0]}/custody",
+            "",
+        ]
+    lines += [
         f"API docs (work offline): {base}/docs  - press Authorize and paste a client id and secret.",
         "",
     ]
@@ -95,14 +105,15 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # Create the first key before workers start, so they never race to make one each.
     KeyRing(settings.resolved_key_dir, create_if_empty=settings.is_development)
 
-    async def seed(session: AsyncSession) -> list[Any] | None:
+    async def seed(session: AsyncSession) -> tuple[list[Any], list[Any]] | None:
         if args.demo or await demo.is_empty(session):
-            return await demo.load(session)
+            credentials = await demo.load(session)
+            return credentials, await demo.load_children(session)
         return None
 
-    credentials = _with_session(settings, seed)
-    if credentials:
-        print(_demo_banner(credentials, args.host, args.port), flush=True)
+    seeded = _with_session(settings, seed)
+    if seeded:
+        print(_demo_banner(seeded[0], args.host, args.port, seeded[1]), flush=True)
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -126,8 +137,12 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from app.services import demo
 
     migrate(settings)
-    credentials = _with_session(settings, demo.load)
-    print(_demo_banner(credentials, "localhost", 8000))
+
+    async def seed(session: AsyncSession) -> tuple[list[Any], list[Any]]:
+        return await demo.load(session), await demo.load_children(session)
+
+    credentials, child_ids = _with_session(settings, seed)
+    print(_demo_banner(credentials, "localhost", 8000, child_ids))
     return 0
 
 

@@ -184,9 +184,8 @@ class ChildCreate(_ChildFields):
         schema_extra={"examples": ["510107201605120249"]},
     )
     region_code: str = Field(
-        regex=REGION_CODE_PATTERN,
         description="Administrative division (GB/T 2260): county 6, township 9 or village 12 digits.",
-        schema_extra={"examples": ["510107005003"]},
+        schema_extra={"pattern": REGION_CODE_PATTERN, "examples": ["510107005003"]},
     )
     categories: list[ChildCategory] = Field(
         min_length=1, max_length=8, schema_extra={"examples": [["left_behind"]]}
@@ -223,7 +222,7 @@ class ChildUpdate(_ChildFields):
     sex: Sex | None = None
     birth_date: date | None = None
     resident_id: str | None = Field(default=None, min_length=18, max_length=18)
-    region_code: str | None = Field(default=None, regex=REGION_CODE_PATTERN)
+    region_code: str | None = Field(default=None, schema_extra={"pattern": REGION_CODE_PATTERN})
     categories: list[ChildCategory] | None = Field(default=None, min_length=1, max_length=8)
 
     @field_validator("name")

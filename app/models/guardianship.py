@@ -96,7 +96,7 @@ class GuardianshipCreate(SQLModel):
         default=None, max_length=40, schema_extra={"examples": ["grandmother"]}
     )
     guardian_phone: str | None = Field(
-        default=None, regex=PHONE_PATTERN, schema_extra={"examples": ["13800138000"]}
+        default=None, schema_extra={"pattern": PHONE_PATTERN, "examples": ["13800138000"]}
     )
     responsible_org: str | None = Field(
         default=None,
@@ -105,7 +105,7 @@ class GuardianshipCreate(SQLModel):
         schema_extra={"examples": ["簇桥街道办事处"]},
     )
     responsible_org_duty_phone: str | None = Field(
-        default=None, regex=PHONE_PATTERN, schema_extra={"examples": ["028-85000000"]}
+        default=None, schema_extra={"pattern": PHONE_PATTERN, "examples": ["028-85000000"]}
     )
     effective_from: date = Field(schema_extra={"examples": ["2026-09-01"]})
     effective_to: date | None = None

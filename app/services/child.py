@@ -229,7 +229,14 @@ async def update_child(
         )
     if "region_code" in changes:
         _require_region(reader, changes["region_code"])
-    merged = {**child.model_dump(), **changes}
+    current = {
+        "birth_date": child.birth_date,
+        "sex": child.sex,
+        "resident_id": child.resident_id,
+        "categories": child.categories,
+        "care_arrangement": child.care_arrangement,
+    }
+    merged = {**current, **changes}
     number = merged.get("resident_id")
     if number:
         number = resident_id.normalize(number)

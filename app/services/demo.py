@@ -4,15 +4,21 @@ hashes are stored, so a secret can be shown only when it is made)."""
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import date
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.auth.scopes import Scope
+from app.models import resident_id
 from app.models.agency import Agency, AgencyKind
+from app.models.child import Child, Sex
 from app.models.client import ApiClient
+from app.models.guardianship import AssessmentResult, CustodyStatus, Guardianship
 from app.services import client as client_service
 
 DEMO_REGION = "51"
@@ -41,6 +47,61 @@ DEMO_AGENCIES: list[tuple[str, str, AgencyKind, list[Scope]]] = [
 ]
 
 
+# Synthetic children for the demo: made-up names, valid-looking resident ID numbers.
+DEMO_CHILDREN: list[dict[str, Any]] = [
+    {
+        "name": "扎西·多吉",
+        "sex": "male",
+        "birth": date(2015, 3, 4),
+        "ethnicity": "藏族",
+        "region": "510107005003",
+        "categories": ["left_behind"],
+        "care": "grandparents",
+        "custody": ("kinship_care", "卓玛", "grandmother", "13800138000", []),
+    },
+    {
+        "name": "李小花",
+        "sex": "female",
+        "birth": date(2017, 9, 21),
+        "ethnicity": "汉族",
+        "region": "510107005003",
+        "categories": ["left_behind", "serious_illness"],
+        "care": "relatives_or_friends",
+        "custody": ("entrusted", "王芳", "aunt", "13900139000", ["guardian_unreachable"]),
+    },
+    {
+        "name": "阿依古丽·买买提",
+        "sex": "female",
+        "birth": date(2012, 1, 15),
+        "ethnicity": "维吾尔族",
+        "region": "510104002001",
+        "categories": ["orphan"],
+        "care": None,
+        "custody": ("long_term_state", None, None, None, []),
+    },
+    {
+        "name": "张伟",
+        "sex": "male",
+        "birth": date(2011, 6, 30),
+        "ethnicity": "汉族",
+        "region": "510104002001",
+        "categories": ["guardian_harm", "low_income"],
+        "care": None,
+        "custody": ("temporary_state", None, None, None, ["harm_reported"]),
+    },
+    {
+        "name": "陈晨",
+        "sex": "male",
+        "birth": date(2019, 11, 2),
+        "ethnicity": "彝族",
+        "region": "513401001002",
+        "categories": ["disability", "de_facto_unsupported"],
+        "care": None,
+        "custody": ("no_effective_guardian", None, None, None, ["unsafe_home"]),
+    },
+]
+
+
 @dataclass(frozen=True)
 class DemoCredential:
     agency: str
@@ -52,6 +113,56 @@ class DemoCredential:
 
 async def is_empty(session: AsyncSession) -> bool:
     return (await session.execute(select(col(Agency.code)).limit(1))).first() is None
+
+
+async def load_children(session: AsyncSession) -> list[uuid.UUID]:
+    """Register the demo children with a current guardianship each, once."""
+    existing = (await session.execute(select(col(Child.id)).limit(1))).first()
+    if existing is not None:
+        rows = (await session.execute(select(col(Child.id)).order_by(col(Child.created_at)))).scalars().all()
+        return list(rows)
+    ids = []
+    for seq, item in enumerate(DEMO_CHILDREN, start=1):
+        region = str(item["region"])
+        child = Child(
+            name=item["name"],
+            sex=Sex(item["sex"]),
+            birth_date=item["birth"],
+            ethnicity=item["ethnicity"],
+            resident_id=resident_id.make(region[:6], item["birth"], seq, item["sex"]),
+            region_code=region,
+            address="示例地址（演示数据）",
+            school="示例小学",
+            categories=list(item["categories"]),
+            care_arrangement=item["care"],
+            owner_agency="civil-affairs",
+        )
+        session.add(child)
+        await session.flush()
+        status, guardian, relationship, phone, flags = item["custody"]
+        state = status in ("long_term_state", "temporary_state", "no_effective_guardian")
+        session.add(
+            Guardianship(
+                child_id=child.id,
+                custody_status=CustodyStatus(status),
+                guardian_name=guardian,
+                guardian_relationship=relationship,
+                guardian_phone=phone,
+                responsible_org="成都市未成年人救助保护中心" if state else "街道办事处（演示）",
+                responsible_org_duty_phone="028-12349" if state else "028-85000000",
+                effective_from=date(2026, 9, 1),
+                entrustment_confirmation_ref="WT-DEMO-0001" if status == "entrusted" else None,
+                entrustment_confirmed_on=date(2026, 8, 28) if status == "entrusted" else None,
+                last_assessment_date=date(2026, 10, 15),
+                last_assessment_result=AssessmentResult.needs_support,
+                risk_flags=list(flags),
+                recorded_by_agency="civil-affairs",
+                recorded_by_client="demo-civil-affairs",
+            )
+        )
+        ids.append(child.id)
+    await session.flush()
+    return ids
 
 
 async def load(session: AsyncSession) -> list[DemoCredential]:
