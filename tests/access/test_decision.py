@@ -1,0 +1,195 @@
+"""The decision function, exercised directly against the real policy file."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.access.decision import BreakGlass, ConsentGrant, Ground, Outcome, decide
+from app.access.policy import Policy, load_policy
+from app.models.vocabulary import DataCategory as C
+from app.models.vocabulary import PurposeOfUse as P
+
+
+@pytest.fixture(scope="module")
+def policy() -> Policy:
+    return load_policy()
+
+
+ALL = list(C)
+
+
+class TestGrounds:
+    def test_owner_reads_everything_without_a_purpose(self, policy: Policy) -> None:
+        d = decide(
+            policy,
+            reader_agency="civil-affairs",
+            reader_kind="civil-affairs",
+            owner_agency="civil-affairs",
+            categories=ALL,
+            purpose=None,
+        )
+        assert d.outcome is Outcome.allow
+        assert not d.cross_agency
+        assert {g.ground for g in d.granted.values()} == {Ground.owner}
+
+    def test_cross_agency_without_purpose_is_denied(self, policy: Policy) -> None:
+        d = decide(
+            policy,
+            reader_agency="police",
+            reader_kind="police",
+            owner_agency="civil-affairs",
+            categories=[C.custody],
+            purpose=None,
+        )
+        assert d.outcome is Outcome.deny
+        assert d.reason == "purpose_required"
+
+    def test_statute_grants_police_custody_with_its_citation(self, policy: Policy) -> None:
+        d = decide(
+            policy,
+            reader_agency="police",
+            reader_kind="police",
+            owner_agency="civil-affairs",
+            categories=[C.custody, C.contact],
+            purpose=P.child_protection,
+        )
+        assert d.outcome is Outcome.allow
+        assert d.granted[C.custody].ground is Ground.statute
+        assert d.granted[C.custody].ref == "police-protection"
+        assert "未成年人保护法" in (d.granted[C.custody].citation or "")
+
+    @pytest.mark.parametrize(
+        ("kind", "purpose", "returned", "withheld"),
+        [
+            (
+                "womens-federation",
+                P.child_protection,
+                {C.identity, C.contact},
+                {C.identifier, C.custody, C.welfare, C.education, C.health, C.disability, C.law_enforcement},
+            ),
+            (
+                "education",
+                P.education_support,
+                {C.identity, C.education, C.custody, C.welfare},
+                {C.identifier, C.contact, C.health, C.disability, C.law_enforcement},
+            ),
+            (
+                "health",
+                P.health_care,
+                {C.identity, C.identifier, C.health, C.disability, C.welfare},
+                {C.contact, C.custody, C.education, C.law_enforcement},
+            ),
+            (
+                "police",
+                P.investigation,
+                {C.identity, C.identifier, C.contact, C.custody, C.law_enforcement},
+                {C.welfare, C.education, C.health, C.disability},
+            ),
+        ],
+    )
+    def test_each_agency_gets_what_the_policy_names_and_no_more(
+        self, policy: Policy, kind: str, purpose: P, returned: set[C], withheld: set[C]
+    ) -> None:
+        d = decide(
+            policy,
+            reader_agency=kind,
+            reader_kind=kind,
+            owner_agency="civil-affairs",
+            categories=ALL,
+            purpose=purpose,
+        )
+        assert set(d.granted) == returned
+        assert set(d.withheld) == withheld
+        assert d.outcome is Outcome.allow_redacted
+
+    def test_emergency_opens_custody_and_contact_to_any_agency(self, policy: Policy) -> None:
+        d = decide(
+            policy,
+            reader_agency="womens-federation",
+            reader_kind="womens-federation",
+            owner_agency="civil-affairs",
+            categories=[C.custody, C.contact],
+            purpose=P.emergency,
+        )
+        assert d.outcome is Outcome.allow
+        assert d.granted[C.custody].ref == "any-emergency"
+
+    def test_consent_fills_in_after_statute_for_its_purpose_only(self, policy: Policy) -> None:
+        consent = ConsentGrant("c-1", frozenset({C.health}), frozenset({P.child_protection}))
+        d = decide(
+            policy,
+            reader_agency="womens-federation",
+            reader_kind="womens-federation",
+            owner_agency="civil-affairs",
+            categories=[C.identity, C.health],
+            purpose=P.child_protection,
+            consents=[consent],
+        )
+        assert d.granted[C.identity].ground is Ground.statute
+        assert d.granted[C.health].ground is Ground.consent
+        other = decide(
+            policy,
+            reader_agency="womens-federation",
+            reader_kind="womens-federation",
+            owner_agency="civil-affairs",
+            categories=[C.health],
+            purpose=P.statistics,
+            consents=[consent],
+        )
+        assert other.outcome is Outcome.deny
+
+    def test_break_glass_comes_last_and_is_flagged(self, policy: Policy) -> None:
+        d = decide(
+            policy,
+            reader_agency="police",
+            reader_kind="police",
+            owner_agency="civil-affairs",
+            categories=[C.custody, C.health],
+            purpose=P.emergency,
+            break_glass=BreakGlass("imminent_danger", "child reported missing in flood zone"),
+        )
+        assert d.granted[C.custody].ground is Ground.statute
+        assert d.granted[C.health].ground is Ground.break_glass
+        assert d.break_glass_used
+
+    def test_nothing_granted_is_a_deny_with_reason(self, policy: Policy) -> None:
+        d = decide(
+            policy,
+            reader_agency="womens-federation",
+            reader_kind="womens-federation",
+            owner_agency="civil-affairs",
+            categories=[C.health],
+            purpose=P.child_protection,
+        )
+        assert d.outcome is Outcome.deny
+        assert d.reason == "no_legal_basis"
+
+
+class TestPolicyFile:
+    def test_version_and_hash_identify_the_file(self, policy: Policy) -> None:
+        assert policy.version
+        assert len(policy.sha256) == 64
+
+    def test_unknown_category_in_policy_is_refused_at_load(self, tmp_path: object) -> None:
+        import json
+        from pathlib import Path
+
+        path = Path(str(tmp_path)) / "p.json"
+        path.write_text(
+            json.dumps(
+                {
+                    "version": "x",
+                    "rules": [
+                        {
+                            "id": "r",
+                            "agency_kind": "police",
+                            "categories": ["dna"],
+                            "purposes": ["investigation"],
+                            "citation": "-",
+                        }
+                    ],
+                }
+            )
+        )
+        with pytest.raises(ValueError):
+            load_policy(path)

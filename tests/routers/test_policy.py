@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+
+from app.access.policy import DEFAULT_POLICY_PATH
+from tests.conftest import TokenFactory, bearer
+
+
+class TestGetPolicy:
+    async def test_serves_version_hash_rules_purposes_and_categories(
+        self, client: httpx.AsyncClient, token: TokenFactory
+    ) -> None:
+        tok = await token(agency="education", scopes=["children:read"])
+        response = await client.get("/v1/policy", headers=bearer(tok))
+        assert response.status_code == 200
+        body = response.json()
+        assert body["sha256"] == hashlib.sha256(DEFAULT_POLICY_PATH.read_bytes()).hexdigest()
+        assert "police-protection" in {r["id"] for r in body["rules"]}
+        assert "child_protection" in body["purposes"]
+        assert "law_enforcement" in body["categories"]
+        assert body["grounds"] == ["owner", "statute", "consent", "break_glass"]
+
+    async def test_needs_a_token(self, client: httpx.AsyncClient) -> None:
+        assert (await client.get("/v1/policy")).status_code == 401
