@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,6 +11,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import text
 
 router = APIRouter(tags=["operations"])
+
+READY_DEADLINE_SECONDS = 2.0
 
 
 class Health(BaseModel):
@@ -31,9 +34,11 @@ async def healthz() -> Any:
 async def readyz(request: Request) -> Any:
     """Ready to serve: the database answers within two seconds. 503 otherwise."""
     try:
-        async with request.app.state.db.engine.connect() as conn:
-            await conn.execute(text("SET LOCAL statement_timeout = 2000"))
-            await conn.execute(text("SELECT 1"))
+        # The deadline covers connecting too: a database host that accepts the TCP connection
+        # and never answers must not hang the probe (statement_timeout alone starts too late).
+        async with asyncio.timeout(READY_DEADLINE_SECONDS):
+            async with request.app.state.db.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
     except Exception:
         return JSONResponse({"status": "unavailable"}, status_code=503)
     return {"status": "ok"}
