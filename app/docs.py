@@ -28,7 +28,12 @@ def install_docs(app: FastAPI) -> None:
             swagger_favicon_url=f"{STATIC_URL}/favicon.png",
             oauth2_redirect_url="/docs/oauth2-redirect",
             init_oauth={"clientId": "", "scopes": [], "usePkceWithAuthorizationCodeGrant": False},
-            swagger_ui_parameters={"persistAuthorization": True, "displayRequestDuration": True},
+            # validatorUrl: Swagger UI would otherwise send the spec's URL to validator.swagger.io.
+            swagger_ui_parameters={
+                "persistAuthorization": True,
+                "displayRequestDuration": True,
+                "validatorUrl": None,
+            },
         )
 
     @app.get("/docs/oauth2-redirect", include_in_schema=False)

@@ -6,6 +6,7 @@ body carries a stable machine ``code`` and the request id, never a stack trace o
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -188,7 +189,39 @@ def _clean_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]
     return cleaned
 
 
+def _document_validation_problems(app: FastAPI) -> None:
+    """FastAPI documents every request-validation failure as its own ``HTTPValidationError``
+    JSON, but the handler below answers with a problem document: make the spec say so, so that
+    clients generated from it (and schemathesis) expect what is really sent."""
+    default_openapi = app.openapi
+    problem = {
+        "description": "The request is not valid; `errors` lists each failing field.",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}},
+    }
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = default_openapi()
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                response = operation.get("responses", {}).get("422")
+                if response and "HTTPValidationError" in json.dumps(response):
+                    operation["responses"]["422"] = problem
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.setdefault("ProblemDetail", ProblemDetail.model_json_schema())
+        if "HTTPValidationError" not in json.dumps(schema.get("paths", {})):
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    _document_validation_problems(app)
+
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
         return problem_response(
