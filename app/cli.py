@@ -200,6 +200,43 @@ def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _with_asyncpg(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
+    import asyncpg
+
+    from app.db import asyncpg_dsn, resolve_database_url
+
+    async def run() -> T:
+        conn = await asyncpg.connect(asyncpg_dsn(resolve_database_url(settings)))
+        try:
+            return await work(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(run())
+
+
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from app.audit.verify import parse_anchor, verify
+
+    try:
+        anchor = parse_anchor(args.anchor) if args.anchor else None
+    except ValueError as exc:
+        return _fail(str(exc), 2)
+    report = _with_asyncpg(settings, lambda conn: verify(conn, anchor=anchor))
+    if not report.ok:
+        return _fail(report.summary())
+    print(report.summary())
+    return 0
+
+
+def cmd_audit_seal(args: argparse.Namespace, settings: Settings) -> int:
+    from app.audit.sealer import seal_committed
+
+    sealed = _with_asyncpg(settings, lambda conn: seal_committed(conn))
+    print(f"sealed {sealed} access log records")
+    return 0
+
+
 def openapi_document() -> dict[str, Any]:
     from app.main import create_app
 
@@ -263,6 +300,18 @@ def build_parser() -> argparse.ArgumentParser:
     keys.add_parser(
         "rotate", help="add a new signing key; old keys verify until their tokens expire"
     ).set_defaults(func=cmd_keys_rotate)
+
+    audit = sub.add_parser("audit", help="the access log").add_subparsers(dest="action", required=True)
+    audit_verify = audit.add_parser(
+        "verify", help="seal, then prove the access log intact (exit 0) or name the first bad row (exit 1)"
+    )
+    audit_verify.add_argument(
+        "--anchor", metavar="POSITION:HASH", help="a chain head printed by an earlier verify, kept elsewhere"
+    )
+    audit_verify.set_defaults(func=cmd_audit_verify)
+    audit.add_parser("seal", help="append every committed record to the hash chain now").set_defaults(
+        func=cmd_audit_seal
+    )
 
     spec = sub.add_parser("openapi", help="write or check openapi/openapi.json")
     spec.add_argument("--check", action="store_true", help="fail if the committed spec differs from the app")

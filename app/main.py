@@ -13,16 +13,16 @@ from app import __version__
 from app.access.deps import AgencyKinds
 from app.access.door import Door
 from app.access.policy import load_policy
-from app.audit.writer import AuditWriter
+from app.audit import start_audit, stop_audit
 from app.auth.clients import ClientDirectory
 from app.auth.keys import KeyRing
 from app.auth.tokens import TokenVerifier
 from app.config import Settings, get_settings
-from app.db import asyncpg_dsn, create_database, resolve_database_url
+from app.db import create_database, resolve_database_url
 from app.docs import install_docs
 from app.errors import install_database_error_handlers, install_error_handlers
 from app.observability import Metrics, RequestContextMiddleware, configure_logging
-from app.routers import children, guardianship, identity, oauth, ops, policy
+from app.routers import audit, children, guardianship, identity, oauth, ops, policy
 
 DESCRIPTION = """
 ChildLink (儿童关爱保护信息共享平台) lets civil affairs, education, health, police and the
@@ -55,6 +55,7 @@ TAGS = [
     {"name": "guardianship", "description": "Guardianship records and the custody check."},
     {"name": "access policy", "description": "The statutory rules that decide cross-agency reads."},
     {"name": "operations", "description": "Health, readiness and metrics."},
+    {"name": "audit", "description": "The access log of every cross-agency read and denial (`audit:read`)."},
 ]
 
 
@@ -69,13 +70,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.token_verifier = TokenVerifier(keys, settings)
     app.state.client_directory = ClientDirectory(db.engine, settings.client_status_ttl_seconds)
     app.state.agency_kinds = AgencyKinds(db.engine)
-    audit = AuditWriter(asyncpg_dsn(database_url))
-    app.state.audit = audit
-    app.state.door = Door(load_policy(), audit)
+    app.state.door = Door(load_policy(), await start_audit(app, database_url))
     try:
         yield
     finally:
-        await audit.aclose()
+        await stop_audit(app)
         await db.dispose()
 
 
@@ -98,7 +97,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_database_error_handlers(app)
     install_docs(app)
-    for module in (oauth, identity, children, guardianship, policy, ops):
+    for module in (oauth, identity, children, guardianship, policy, audit, ops):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

@@ -106,6 +106,38 @@ async def seal(conn: asyncpg.Connection, *, wait: bool = False, batch_size: int 
             return sealed
 
 
+_LEFT_BEHIND = """
+SELECT EXISTS (
+    SELECT 1 FROM access_log AS a
+    WHERE a.txid >= COALESCE(
+            (SELECT watermark FROM access_log_chain ORDER BY position DESC LIMIT 1), '0'::xid8)
+      AND a.txid < $1::text::xid8
+      AND NOT EXISTS (SELECT 1 FROM access_log_chain AS c WHERE c.row_id = a.id)
+)
+"""
+
+
+async def seal_committed(conn: asyncpg.Connection, *, within: float = 10.0) -> int:
+    """Seal until every row committed before this call is chained; returns how many were sealed.
+
+    One :func:`seal` round may leave recent rows unsealed: any transaction still running (even an
+    unrelated one, such as autovacuum analysing a table) holds the horizon below them. So this
+    retries until the rows of every transaction that had started before the call are chained, or
+    ``within`` seconds pass (a long transaction can hold the horizon back for as long as it runs; those
+    rows then count as not yet sealed, which is not an error).
+    """
+    target = await conn.fetchval("SELECT pg_snapshot_xmax(pg_current_snapshot())::text")
+    deadline = asyncio.get_running_loop().time() + within
+    sealed = 0
+    while True:
+        sealed += await seal(conn, wait=True)
+        if not await conn.fetchval(_LEFT_BEHIND, target):
+            return sealed
+        if asyncio.get_running_loop().time() >= deadline:
+            return sealed
+        await asyncio.sleep(0.05)
+
+
 Connect = Callable[[], Coroutine[Any, Any, asyncpg.Connection]]
 
 

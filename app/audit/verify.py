@@ -1,7 +1,7 @@
 """``childlink audit verify``: prove the access log is as written, or name the first bad row.
 
-Verification first seals (waiting for any running sealer), so every committed row below the
-transaction horizon is covered, then, in one REPEATABLE READ snapshot:
+Verification first seals (:func:`~app.audit.sealer.seal_committed`), so every row committed
+before it started is covered, then, in one REPEATABLE READ snapshot:
 
 1. walks the chain in position order and, for each entry, recomputes the row's hash from its
    stored content and the chain hash from the previous one. It stops at the first of:
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import asyncpg
 
 from app.audit.records import content_from_row, row_hash
-from app.audit.sealer import GENESIS, chain_hash, seal
+from app.audit.sealer import GENESIS, chain_hash, seal_committed
 
 _WALK = """
 SELECT c.position, c.row_id, c.chain_hash, c.watermark::text AS watermark,
@@ -100,11 +100,15 @@ def parse_anchor(value: str) -> tuple[int, str]:
 
 
 async def verify(
-    conn: asyncpg.Connection, *, anchor: tuple[int, str] | None = None, seal_first: bool = True
+    conn: asyncpg.Connection,
+    *,
+    anchor: tuple[int, str] | None = None,
+    seal_first: bool = True,
+    seal_within: float = 10.0,
 ) -> VerifyReport:
     """Check the whole log; see the module docstring for what is detected."""
     if seal_first:
-        await seal(conn, wait=True)
+        await seal_committed(conn, within=seal_within)
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         problem: Problem | None = None
         expected, previous, watermark = 1, GENESIS, 0

@@ -71,6 +71,16 @@ INSERT_SQL = (  # built from the constant column list above, no input
 Connect = Callable[[], Coroutine[Any, Any, asyncpg.Connection]]
 
 
+def encode_row(record: AccessRecord, logged_at: datetime) -> tuple[str, bytes]:
+    """``(row_hash, JSON object)`` of one row for :data:`INSERT_SQL`, whose one parameter is a
+    JSON array of such objects."""
+    content = record.content()
+    digest = row_hash(content, logged_at)
+    content["logged_at"] = format_logged_at(logged_at)
+    content["row_hash"] = digest
+    return digest, orjson.dumps(content)
+
+
 @dataclass(slots=True)
 class _Pending:
     rows: list[tuple[str, bytes]]  # (row_hash, JSON of the row) per record
@@ -130,14 +140,7 @@ class AuditWriter:
             return []
         # logged_at is taken here, in Python, so the row hash can cover it.
         logged_at = datetime.now(UTC)
-        stamp = format_logged_at(logged_at)
-        rows = []
-        for record in records:
-            content = record.content()
-            digest = row_hash(content, logged_at)
-            content["logged_at"] = stamp
-            content["row_hash"] = digest
-            rows.append((digest, orjson.dumps(content)))
+        rows = [encode_row(record, logged_at) for record in records]
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(rows, future))
         if self._flusher is None:

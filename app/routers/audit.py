@@ -1,0 +1,68 @@
+"""Oversight of access: the log of every cross-agency read and denial (``audit:read``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Security
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.audit import Decision
+from app.audit import access_log as access_log_service
+from app.audit.access_log import AccessLogPage
+from app.auth.deps import require
+from app.auth.principal import Principal
+from app.auth.scopes import Scope
+from app.db import get_session
+from app.errors import BadRequest, Forbidden, Unauthorized, Unprocessable, responses
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=responses(Unauthorized))
+
+Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+Auditor = Annotated[Principal, Security(require, scopes=[Scope.audit_read])]
+
+
+@router.get(
+    "/access-log",
+    response_model=AccessLogPage,
+    summary="Search the access log",
+    responses=responses(BadRequest, Forbidden, Unprocessable),
+)
+async def list_access_log(
+    session: Session,
+    _: Auditor,
+    child_id: Annotated[
+        UUID | None, Query(description="Reads of this child, including lists that returned it.")
+    ] = None,
+    agency: Annotated[str | None, Query(max_length=64, description="Reads by this agency.")] = None,
+    client_id: Annotated[str | None, Query(max_length=64, description="Reads by this API client.")] = None,
+    decision: Annotated[Decision | None, Query(description="Only this decision, e.g. `deny`.")] = None,
+    action: Annotated[
+        str | None, Query(max_length=64, description="Only this action, e.g. `custody.read`.")
+    ] = None,
+    since: Annotated[
+        datetime | None, Query(description="Logged at or after this time (ISO 8601; UTC if no offset).")
+    ] = None,
+    until: Annotated[datetime | None, Query(description="Logged before this time.")] = None,
+    after: Annotated[
+        str | None, Query(max_length=64, description="`next_cursor` from the previous page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200, description="Page size.")] = 50,
+) -> Any:
+    """Every cross-agency read and every denial, newest first: who read which child, when, for
+    what purpose, on what legal basis, and what was withheld. Filters combine; follow
+    `next_cursor` for older records. Personal data never appears here, only child ids."""
+    return await access_log_service.list_page(
+        session,
+        child_id=child_id,
+        agency=agency,
+        client_id=client_id,
+        decision=decision,
+        action=action,
+        since=since,
+        until=until,
+        after=after,
+        limit=limit,
+    )
