@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
     token_failures_per_minute: int = Field(default=20, ge=1)
+    break_glass_daily_limit: int = Field(default=5, ge=0, le=1000)
+    """Break-glass reads one client may make in 24 hours before further uses are refused (429)."""
 
     _split = field_validator("trusted_issuers", "cors_origins", mode="before")(_split_csv)
 

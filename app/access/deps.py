@@ -57,6 +57,27 @@ async def get_reader(
             examples=["child_protection"],
         ),
     ] = None,
+    break_glass: Annotated[
+        str | None,
+        Header(
+            alias="X-Break-Glass",
+            max_length=2000,
+            description="Emergency only: `<reason_code>; <justification>` (at least 20 characters; "
+            "percent-encode non-ASCII text). Releases, for this request only, categories no statute or "
+            "consent covers; the read is flagged and queued for review. Needs the `break-glass` scope.",
+            examples=["missing_child; Reported missing at 02:10, guardian unreachable, search under way"],
+        ),
+    ] = None,
+    investigation: Annotated[
+        str | None,
+        Header(
+            alias="X-Investigation-Ref",
+            max_length=64,
+            description="The case reference; required with purpose `investigation`. Reads under an open "
+            "investigation stay out of the guardian's access report until the case is closed.",
+            examples=["WH-2026-0117"],
+        ),
+    ] = None,
 ) -> Reader:
     kinds: AgencyKinds = request.app.state.agency_kinds
     kind = await kinds.kind(principal.agency)
@@ -66,8 +87,9 @@ async def get_reader(
         principal=principal,
         agency_kind=kind,
         purpose_raw=purpose,
-        break_glass_raw=request.headers.get("x-break-glass"),
+        break_glass_raw=break_glass,
         request_id=getattr(request.state, "request_id", None),
+        investigation_raw=investigation,
     )
 
 

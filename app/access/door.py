@@ -1,28 +1,42 @@
 """The one door: every read of child-level data is admitted here, or refused here, and recorded.
 
 Services load the rows they need (scoped to the reader's region) and hand them to :class:`Door`
-before rendering anything. The door decides each read, writes the access-log record durably
-(the group-committed audit writer) and only then returns the decision; if the record cannot be
-written the read fails with 503 and nothing is served.
+before rendering anything. The door decides each read on its three grounds (statute, consent,
+break-glass), writes the access-log record durably (the group-committed audit writer) and only
+then returns the decision; if the record cannot be written the read fails with 503 and nothing
+is served.
 """
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, NoReturn, Protocol
+from urllib.parse import unquote
 
+from sqlalchemy import func, or_, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
-from app.access.decision import BreakGlass, ConsentGrant, Decision, Outcome, decide
+from app.access.decision import BreakGlass, ConsentGrant, Decision, Ground, Outcome, decide
 from app.access.policy import Policy
 from app.audit.records import AccessRecord
 from app.auth.principal import Principal
-from app.errors import BadRequest, Forbidden, NotFound
+from app.auth.scopes import Scope
+from app.errors import BadRequest, Forbidden, NotFound, TooManyRequests
+from app.models.break_glass import BreakGlassReason, BreakGlassReview, Investigation
+from app.models.common import utcnow
+from app.models.consent import Consent
 from app.models.vocabulary import DataCategory, PurposeOfUse
 
 PURPOSE_HEADER = "X-Purpose-Of-Use"
+BREAK_GLASS_HEADER = "X-Break-Glass"
+INVESTIGATION_HEADER = "X-Investigation-Ref"
+_INVESTIGATION_REF = re.compile(r"^[A-Za-z0-9._/-]{1,64}$")
 
 
 class AuditSink(Protocol):
@@ -35,6 +49,22 @@ class PurposeRequired(BadRequest):
 
 class UnknownPurpose(BadRequest):
     code, title = "unknown_purpose", "Unknown purpose of use"
+
+
+class InvalidBreakGlass(BadRequest):
+    code, title = "invalid_break_glass", "Malformed break-glass justification"
+
+
+class InvestigationRefRequired(BadRequest):
+    code, title = "investigation_ref_required", "An investigation reference is required"
+
+
+class BreakGlassNotAllowed(Forbidden):
+    code, title = "break_glass_not_allowed", "This client may not use break-glass"
+
+
+class BreakGlassLimit(TooManyRequests):
+    code, title = "break_glass_limit", "Daily break-glass limit reached"
 
 
 class AccessDenied(Forbidden):
@@ -50,6 +80,7 @@ class Reader:
     purpose_raw: str | None
     break_glass_raw: str | None
     request_id: str | None
+    investigation_raw: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,10 +99,17 @@ def _basis(decision: Decision) -> dict[str, Any]:
     }
 
 
+def _withheld_extra(decision: Decision) -> dict[str, Any]:
+    return {"withheld": [{"category": str(c), "reason": r} for c, r in decision.withheld.items()]}
+
+
 class Door:
-    def __init__(self, policy: Policy, audit: AuditSink) -> None:
+    def __init__(self, policy: Policy, audit: AuditSink, *, break_glass_daily_limit: int = 5) -> None:
         self.policy = policy
         self.audit = audit
+        self.break_glass_daily_limit = break_glass_daily_limit
+
+    # -- the request's statements ----------------------------------------------------------
 
     def _purpose(self, reader: Reader) -> PurposeOfUse | None:
         if reader.purpose_raw is None or not reader.purpose_raw.strip():
@@ -83,6 +121,27 @@ class Door:
                 f"`{PURPOSE_HEADER}` must be one of: " + ", ".join(p.value for p in PurposeOfUse) + "."
             ) from None
 
+    def _parse_break_glass(self, raw: str) -> BreakGlass:
+        """``<reason_code>; <justification>``; the justification may be percent-encoded (UTF-8)
+        so it can be written in Chinese in an HTTP header."""
+        code, sep, text = raw.partition(";")
+        code = code.strip()
+        justification = unquote(text).strip()
+        rules = self.policy.break_glass
+        if not sep or code not in rules.reason_codes:
+            raise InvalidBreakGlass(
+                f"Send `{BREAK_GLASS_HEADER}: <reason_code>; <justification>` with a reason code from: "
+                + ", ".join(sorted(rules.reason_codes))
+                + "."
+            )
+        if len(justification) < rules.min_justification_length:
+            raise InvalidBreakGlass(
+                f"The justification must be at least {rules.min_justification_length} characters."
+            )
+        return BreakGlass(reason_code=BreakGlassReason(code), justification=justification[:1000])
+
+    # -- the access log --------------------------------------------------------------------
+
     async def _log(
         self,
         reader: Reader,
@@ -92,12 +151,12 @@ class Door:
         child_id: uuid.UUID | None = None,
         child_ids: Sequence[uuid.UUID] | None = None,
         query: Mapping[str, Any] | None = None,
-        outcome: str | None = None,
         reason: str | None = None,
         withheld: Sequence[str] = (),
-    ) -> None:
+        investigation_ref: str | None = None,
+    ) -> int:
         principal = reader.principal
-        await self.audit.record(
+        return await self.audit.record(
             AccessRecord(
                 request_id=reader.request_id,
                 client_id=principal.client_id,
@@ -107,17 +166,39 @@ class Door:
                 child_ids=tuple(child_ids) if child_ids is not None else None,
                 query=dict(query) if query is not None else None,
                 purpose=str(decision.purpose) if decision and decision.purpose else reader.purpose_raw,
-                decision=outcome or (str(decision.outcome) if decision else "deny"),
+                decision=str(decision.outcome) if decision else "deny",
                 reason=reason or (decision.reason if decision else None),
                 categories_returned=tuple(str(c) for c in decision.granted) if decision else (),
                 categories_withheld=tuple(str(c) for c in decision.withheld) if decision else tuple(withheld),
                 basis=_basis(decision) if decision else {},
                 break_glass=bool(decision and decision.break_glass_used),
-                investigation_ref=None,
+                investigation_ref=investigation_ref,
             )
         )
 
-    async def _refuse_purpose(
+    async def _refuse(
+        self,
+        reader: Reader,
+        error: Exception,
+        *,
+        action: str,
+        child_id: uuid.UUID | None,
+        categories: Sequence[DataCategory],
+        reason: str,
+        query: Mapping[str, Any] | None = None,
+    ) -> NoReturn:
+        await self._log(
+            reader,
+            action=action,
+            decision=None,
+            child_id=child_id,
+            query=query,
+            reason=reason,
+            withheld=[str(c) for c in categories],
+        )
+        raise error
+
+    async def _stated_purpose(
         self,
         reader: Reader,
         *,
@@ -128,41 +209,169 @@ class Door:
     ) -> PurposeOfUse:
         try:
             purpose = self._purpose(reader)
-        except UnknownPurpose:
-            await self._log(
+        except UnknownPurpose as exc:
+            await self._refuse(
                 reader,
+                exc,
                 action=action,
-                decision=None,
                 child_id=child_id,
-                query=query,
+                categories=categories,
                 reason="unknown_purpose",
-                withheld=[str(c) for c in categories],
-            )
-            raise
-        if purpose is None:
-            await self._log(
-                reader,
-                action=action,
-                decision=None,
-                child_id=child_id,
                 query=query,
-                reason="purpose_required",
-                withheld=[str(c) for c in categories],
             )
-            raise PurposeRequired(f"A cross-agency read must state `{PURPOSE_HEADER}`.")
+        if purpose is None:
+            await self._refuse(
+                reader,
+                PurposeRequired(f"A cross-agency read must state `{PURPOSE_HEADER}`."),
+                action=action,
+                child_id=child_id,
+                categories=categories,
+                reason="purpose_required",
+                query=query,
+            )
         return purpose
+
+    async def _investigation(
+        self,
+        session: AsyncSession,
+        reader: Reader,
+        purpose: PurposeOfUse,
+        *,
+        action: str,
+        child_id: uuid.UUID | None,
+        categories: Sequence[DataCategory],
+    ) -> str | None:
+        """A read for a police investigation names its case; the case stays open (and its reads
+        out of the guardian's report) until the investigating agency closes it."""
+        if purpose not in self.policy.investigation_purposes:
+            return None
+        ref = (reader.investigation_raw or "").strip()
+        if not _INVESTIGATION_REF.match(ref):
+            await self._refuse(
+                reader,
+                InvestigationRefRequired(
+                    f"A read for an investigation must send `{INVESTIGATION_HEADER}` "
+                    "(the case reference: letters, digits, . _ / -)."
+                ),
+                action=action,
+                child_id=child_id,
+                categories=categories,
+                reason="investigation_ref_required",
+            )
+        await session.execute(
+            insert(Investigation)
+            .values(ref=ref, agency=reader.principal.agency, opened_at=utcnow())
+            .on_conflict_do_nothing(index_elements=["ref"])
+        )
+        return ref
+
+    async def _break_glass(
+        self,
+        session: AsyncSession,
+        reader: Reader,
+        *,
+        action: str,
+        child_id: uuid.UUID,
+        categories: Sequence[DataCategory],
+    ) -> BreakGlass | None:
+        raw = reader.break_glass_raw
+        if raw is None:
+            return None
+        principal = reader.principal
+        if (
+            Scope.break_glass not in principal.scopes
+            or reader.agency_kind not in self.policy.break_glass.agency_kinds
+        ):
+            await self._refuse(
+                reader,
+                BreakGlassNotAllowed("Only clients granted `break-glass` by an allowed agency may use it."),
+                action=action,
+                child_id=child_id,
+                categories=categories,
+                reason="break_glass_not_allowed",
+            )
+        try:
+            return self._parse_break_glass(raw)
+        except InvalidBreakGlass as exc:
+            await self._refuse(
+                reader,
+                exc,
+                action=action,
+                child_id=child_id,
+                categories=categories,
+                reason="invalid_break_glass",
+            )
+
+    async def _within_daily_limit(
+        self,
+        session: AsyncSession,
+        reader: Reader,
+        *,
+        action: str,
+        child_id: uuid.UUID,
+        categories: Sequence[DataCategory],
+    ) -> None:
+        since = utcnow() - timedelta(days=1)
+        used = (
+            await session.execute(
+                select(func.count())
+                .select_from(BreakGlassReview)
+                .where(
+                    col(BreakGlassReview.client_id) == reader.principal.client_id,
+                    col(BreakGlassReview.used_at) >= since,
+                )
+            )
+        ).scalar_one()
+        if used >= self.break_glass_daily_limit:
+            await self._refuse(
+                reader,
+                BreakGlassLimit(
+                    f"This client has used break-glass {used} times in 24 hours; the limit is "
+                    f"{self.break_glass_daily_limit}.",
+                    headers={"Retry-After": "3600"},
+                ),
+                action=action,
+                child_id=child_id,
+                categories=categories,
+                reason="break_glass_limit",
+            )
+
+    async def _consents(
+        self, session: AsyncSession, reader: Reader, child_id: uuid.UUID
+    ) -> Sequence[ConsentGrant]:
+        """Active consents for this child that name this reader's agency (or any). Read on every
+        decision that needs them, never cached: a revocation counts from the very next read."""
+        now = utcnow()
+        rows = (
+            await session.execute(
+                select(col(Consent.id), col(Consent.categories), col(Consent.purposes)).where(
+                    col(Consent.child_id) == child_id,
+                    col(Consent.revoked_at).is_(None),
+                    col(Consent.valid_from) <= now,
+                    col(Consent.valid_until) > now,
+                    or_(
+                        col(Consent.receiving_agency).is_(None),
+                        col(Consent.receiving_agency) == reader.principal.agency,
+                    ),
+                )
+            )
+        ).all()
+        return [
+            ConsentGrant(
+                consent_id=str(row.id),
+                categories=frozenset(DataCategory(c) for c in row.categories),
+                purposes=frozenset(PurposeOfUse(p) for p in row.purposes),
+            )
+            for row in rows
+        ]
+
+    # -- the door --------------------------------------------------------------------------
 
     async def refuse_unseen(self, reader: Reader, *, action: str, child_id: uuid.UUID | None) -> NoReturn:
         """A child that does not exist or lies outside the reader's region: 404, the same body
         either way, and the attempt is on record."""
         await self._log(reader, action=action, decision=None, child_id=child_id, reason="not_found")
         raise NotFound("No child with this id.", code="child_not_found")
-
-    def _consents(self, subject: Subject) -> Sequence[ConsentGrant]:
-        return ()
-
-    def _break_glass(self, reader: Reader) -> BreakGlass | None:
-        return None
 
     async def admit(
         self,
@@ -174,34 +383,90 @@ class Door:
         categories: Sequence[DataCategory],
     ) -> Decision:
         """Decide a read of one child and record it. Raises 404 outside the reader's region,
-        400 for a missing or unknown purpose, 403 when no category may be released."""
+        400 for a missing or unknown purpose or a malformed break-glass, 403 when nothing may be
+        released or break-glass is not allowed, 429 past the daily break-glass limit."""
         principal = reader.principal
         if not principal.covers_region(subject.region_code):
             await self.refuse_unseen(reader, action=action, child_id=subject.child_id)
+        owner = principal.agency == subject.owner_agency
         purpose: PurposeOfUse | None = None
-        if principal.agency != subject.owner_agency:
-            purpose = await self._refuse_purpose(
+        glass: BreakGlass | None = None
+        investigation_ref: str | None = None
+        if not owner:
+            purpose = await self._stated_purpose(
                 reader, action=action, child_id=subject.child_id, categories=categories
             )
-        decision = decide(
-            self.policy,
-            reader_agency=principal.agency,
-            reader_kind=reader.agency_kind,
-            owner_agency=subject.owner_agency,
-            categories=categories,
-            purpose=purpose,
-            consents=self._consents(subject),
-            break_glass=self._break_glass(reader),
-        )
+            glass = await self._break_glass(
+                session, reader, action=action, child_id=subject.child_id, categories=categories
+            )
+            investigation_ref = await self._investigation(
+                session, reader, purpose, action=action, child_id=subject.child_id, categories=categories
+            )
+        decision = self._decide(reader, subject, categories, purpose)
+        # Statute alone settles most reads (the custody check among them); consents and
+        # break-glass are consulted only for what it leaves withheld, keeping the hot path short.
+        if decision.withheld and decision.cross_agency and purpose is not None:
+            consents = await self._consents(session, reader, subject.child_id)
+            decision = self._decide(reader, subject, categories, purpose, consents=consents)
+            if decision.withheld and glass is not None:
+                await self._within_daily_limit(
+                    session, reader, action=action, child_id=subject.child_id, categories=categories
+                )
+                decision = self._decide(reader, subject, categories, purpose, consents=consents, glass=glass)
+        log_id: int | None = None
         if decision.cross_agency or decision.outcome is Outcome.deny:
-            await self._log(reader, action=action, decision=decision, child_id=subject.child_id)
+            log_id = await self._log(
+                reader,
+                action=action,
+                decision=decision,
+                child_id=subject.child_id,
+                investigation_ref=investigation_ref,
+            )
+        if decision.break_glass_used and glass is not None:
+            session.add(
+                BreakGlassReview(
+                    access_log_id=log_id,
+                    request_id=reader.request_id,
+                    client_id=principal.client_id,
+                    agency=principal.agency,
+                    child_id=subject.child_id,
+                    action=action,
+                    reason_code=BreakGlassReason(glass.reason_code),
+                    justification=glass.justification,
+                    categories=[
+                        str(c) for c, g in decision.granted.items() if g.ground is Ground.break_glass
+                    ],
+                )
+            )
+            await session.flush()
         if decision.outcome is Outcome.deny:
             raise AccessDenied(
                 "No statute, consent or emergency allows this agency to read any of the requested "
                 "data for this purpose.",
-                extra={"withheld": [{"category": str(c), "reason": r} for c, r in decision.withheld.items()]},
+                extra=_withheld_extra(decision),
             )
         return decision
+
+    def _decide(
+        self,
+        reader: Reader,
+        subject: Subject,
+        categories: Sequence[DataCategory],
+        purpose: PurposeOfUse | None,
+        *,
+        consents: Sequence[ConsentGrant] = (),
+        glass: BreakGlass | None = None,
+    ) -> Decision:
+        return decide(
+            self.policy,
+            reader_agency=reader.principal.agency,
+            reader_kind=reader.agency_kind,
+            owner_agency=subject.owner_agency,
+            categories=categories,
+            purpose=purpose,
+            consents=consents,
+            break_glass=glass,
+        )
 
     async def admit_many(
         self,
@@ -215,59 +480,87 @@ class Door:
         required: DataCategory | None = None,
     ) -> dict[uuid.UUID, Decision]:
         """Decide a list read (the subjects are already confined to the reader's region). One
-        access-log record names the query and every cross-agency child returned.
+        access-log record names the query and every cross-agency child returned, with the
+        categories released for any of them.
 
+        Lists are decided on statute and consent only: break-glass is for one child at a time.
         ``required`` is a category the query itself reveals (filtering by a registry category
-        discloses it): a reader who may not see it is refused, on record.
+        discloses it): a reader who may not see it by statute is refused, on record.
         """
         principal = reader.principal
         foreign = [s for s in subjects if s.owner_agency != principal.agency]
         purpose: PurposeOfUse | None = None
         if foreign or (not subjects and reader.purpose_raw is not None):
-            purpose = await self._refuse_purpose(
+            purpose = await self._stated_purpose(
                 reader, action=action, child_id=None, categories=categories, query=query
+            )
+        investigation_ref = None
+        if foreign and purpose is not None:
+            investigation_ref = await self._investigation(
+                session, reader, purpose, action=action, child_id=None, categories=categories
             )
         decisions: dict[uuid.UUID, Decision] = {}
         for subject in subjects:
-            decisions[subject.child_id] = decide(
-                self.policy,
-                reader_agency=principal.agency,
-                reader_kind=reader.agency_kind,
-                owner_agency=subject.owner_agency,
-                categories=categories,
-                purpose=purpose,
-                consents=self._consents(subject),
-                break_glass=None,
-            )
-        if foreign:
-            sample = decisions[foreign[0].child_id]
-            if required is not None and not sample.allows(required):
-                await self._log(
+            decision = self._decide(reader, subject, categories, purpose)
+            if decision.withheld and decision.cross_agency and purpose is not None:
+                decision = self._decide(
                     reader,
-                    action=action,
-                    decision=None,
-                    query=query,
-                    reason="filter_not_allowed",
-                    withheld=[str(required)],
+                    subject,
+                    categories,
+                    purpose,
+                    consents=await self._consents(session, reader, subject.child_id),
                 )
-                raise AccessDenied(
+            decisions[subject.child_id] = decision
+        if not foreign:
+            return decisions
+        statute = self._decide(reader, foreign[0], categories, purpose)
+        if required is not None and not statute.allows(required):
+            await self._refuse(
+                reader,
+                AccessDenied(
                     f"The filter reveals {required} data, which this reader may not see for this purpose.",
                     code="filter_not_allowed",
-                )
-            denied = sample.outcome is Outcome.deny
+                ),
+                action=action,
+                child_id=None,
+                categories=[required],
+                reason="filter_not_allowed",
+                query=query,
+            )
+        released = [s for s in foreign if decisions[s.child_id].outcome is not Outcome.deny]
+        if not released:
             await self._log(
                 reader,
                 action=action,
-                decision=sample,
-                child_ids=[] if denied else [s.child_id for s in foreign],
+                decision=statute,
+                child_ids=[],
                 query=query,
+                investigation_ref=investigation_ref,
             )
-            if denied:
-                raise AccessDenied(
-                    "No statute, consent or emergency allows this agency to read children's data "
-                    "for this purpose.",
-                    extra={
-                        "withheld": [{"category": str(c), "reason": r} for c, r in sample.withheld.items()]
-                    },
-                )
-        return decisions
+            raise AccessDenied(
+                "No statute, consent or emergency allows this agency to read children's data "
+                "for this purpose.",
+                extra=_withheld_extra(statute),
+            )
+        # One record for the page: the union of what was released, the basis per category.
+        union: dict[DataCategory, Any] = {}
+        for s in released:
+            for category, grant in decisions[s.child_id].granted.items():
+                union.setdefault(category, grant)
+        withheld = {c: r for c, r in statute.withheld.items() if c not in union}
+        summary = Decision(
+            Outcome.allow_redacted if withheld else Outcome.allow,
+            purpose,
+            union,
+            withheld,
+            cross_agency=True,
+        )
+        await self._log(
+            reader,
+            action=action,
+            decision=summary,
+            child_ids=[s.child_id for s in released],
+            query=query,
+            investigation_ref=investigation_ref,
+        )
+        return {cid: d for cid, d in decisions.items() if d.outcome is not Outcome.deny}

@@ -26,6 +26,14 @@ class Rule:
     citation: str
 
 
+@dataclass(frozen=True, slots=True)
+class BreakGlassPolicy:
+    agency_kinds: frozenset[str]
+    reason_codes: frozenset[str]
+    min_justification_length: int
+    note: str
+
+
 @dataclass(frozen=True)
 class Policy:
     version: str
@@ -33,6 +41,7 @@ class Policy:
     description: str
     rules: tuple[Rule, ...]
     investigation_purposes: frozenset[PurposeOfUse]
+    break_glass: BreakGlassPolicy
     document: dict[str, Any]
     _index: dict[tuple[str, DataCategory, PurposeOfUse], Rule]
 
@@ -69,12 +78,22 @@ def load_policy(path: Path = DEFAULT_POLICY_PATH) -> Policy:
         for category in rule.categories:
             for purpose in rule.purposes:
                 index.setdefault((rule.agency_kind, category, purpose), rule)
+    glass = document.get("break_glass", {})
+    glass_kinds = frozenset(glass.get("agency_kinds", []))
+    if not glass_kinds <= kinds:
+        raise ValueError("policy break_glass: unknown agency kind")
     return Policy(
         version=str(document["version"]),
         sha256=hashlib.sha256(raw).hexdigest(),
         description=str(document.get("description", "")),
         rules=tuple(rules),
         investigation_purposes=frozenset(PurposeOfUse(p) for p in document.get("investigation_purposes", [])),
+        break_glass=BreakGlassPolicy(
+            agency_kinds=glass_kinds,
+            reason_codes=frozenset(glass.get("reason_codes", [])),
+            min_justification_length=int(glass.get("min_justification_length", 20)),
+            note=str(glass.get("note", "")),
+        ),
         document=document,
         _index=index,
     )

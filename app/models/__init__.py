@@ -4,9 +4,22 @@ Importing this package registers every table on ``SQLModel.metadata`` (used by A
 """
 
 from app.models.agency import Agency, AgencyKind
+from app.models.break_glass import BreakGlassReview, Investigation
 from app.models.child import Child
 from app.models.client import ApiClient, ClientStatus
+from app.models.consent import Consent
 from app.models.guardianship import Guardianship
 from app.models.outbox import OutboxEvent
 
-__all__ = ["Agency", "AgencyKind", "ApiClient", "Child", "ClientStatus", "Guardianship", "OutboxEvent"]
+__all__ = [
+    "Agency",
+    "AgencyKind",
+    "ApiClient",
+    "BreakGlassReview",
+    "Child",
+    "ClientStatus",
+    "Consent",
+    "Guardianship",
+    "Investigation",
+    "OutboxEvent",
+]

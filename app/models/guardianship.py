@@ -168,7 +168,7 @@ class Assessment(SQLModel):
 class GuardianshipPublic(SQLModel):
     id: uuid.UUID
     child_id: uuid.UUID
-    custody_status: CustodyStatus
+    custody_status: CustodyStatus = Field(schema_extra={"examples": ["kinship_care"]})
     guardian: GuardianContact | None = None
     responsible_organisation: ResponsibleOrganisation | None = None
     effective_from: date

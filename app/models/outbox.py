@@ -1,5 +1,10 @@
 """The transactional outbox: events written in the same transaction as the change they report,
-for the event exchange to deliver."""
+for the event exchange to deliver.
+
+``seq`` is NULL while the writing transaction runs; a deferred trigger numbers the row at commit
+from a single counter (migration 0005), so sequence numbers become visible in order and without
+holes: a feed reader at ``after=N`` never misses a late-committing N-1.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Identity, String
+from sqlalchemy import BigInteger, Column, String
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
@@ -18,10 +23,8 @@ class OutboxEvent(SQLModel, table=True):
     __tablename__ = "outbox_event"
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
-    seq: int | None = Field(
-        default=None, sa_column=Column(BigInteger, Identity(always=True), unique=True, nullable=False)
-    )
-    type: str = Field(max_length=120, index=True)
+    seq: int | None = Field(default=None, sa_column=Column(BigInteger, unique=True, nullable=True))
+    type: str = Field(max_length=120)
     source: str = Field(max_length=200)
     subject: uuid.UUID | None = Field(default=None, index=True)
     time: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
@@ -30,4 +33,6 @@ class OutboxEvent(SQLModel, table=True):
     region_code: str | None = Field(default=None, max_length=12)
     publisher_agency: str = Field(max_length=64)
     publisher_client: str = Field(max_length=64)
+    publisher_event_id: str | None = Field(default=None, max_length=128)
+    """The CloudEvents ``id`` the publisher gave (``POST /v1/events``); NULL for registry events."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

@@ -23,6 +23,16 @@ class PolicyRule(BaseModel):
     citation: str = Field(examples=["《中华人民共和国未成年人保护法》第十一条"])
 
 
+class BreakGlassPublic(BaseModel):
+    agency_kinds: list[str] = Field(
+        description="Agency kinds whose clients may use break-glass (with the scope)."
+    )
+    reason_codes: list[str]
+    min_justification_length: int
+    daily_limit_per_client: int
+    note: str
+
+
 class PolicyPublic(BaseModel):
     version: str = Field(examples=["2026-11-28.1"])
     sha256: str = Field(description="Hash of the policy file in force.")
@@ -33,13 +43,24 @@ class PolicyPublic(BaseModel):
     purposes: dict[str, str] = Field(description="The purposes of use (`X-Purpose-Of-Use`).")
     categories: dict[str, str] = Field(description="The data categories a response may carry.")
     rules: list[PolicyRule]
+    break_glass: BreakGlassPublic
 
 
 @router.get("/policy", response_model=PolicyPublic, summary="The access policy in force")
 async def get_policy(request: Request, _: Annotated[Principal, Security(require)]) -> Any:
-    """Which agency may read which data category for which purpose by statute, with the legal
-    citation; its version and hash identify the file that decides every read. Reads the policy
-    does not cover need a guardian consent or an emergency break-glass."""
+    """The rules that decide every cross-agency read, with their version and hash.
+
+    A read is decided per data category, on three grounds tried in order:
+    1. **statute**: a rule here lets the reader's kind of agency read the category for the stated
+       purpose (e.g. police read `custody` and `contact` for `child_protection`, citing the Minors
+       Protection Law art. 11 and PIPL arts. 13(3), 34);
+    2. **consent**: an active guardian consent names the reader's agency (or any), the category and
+       the purpose (e.g. the guardian lets the women's federation see `health` for
+       `child_protection`);
+    3. **break-glass**: an allowed client sends `X-Break-Glass: <reason_code>; <justification>` in an
+       emergency (e.g. `missing_child; …`); the read is flagged and reviewed by another agency.
+    A category no ground covers is withheld and the response says so; the agency that keeps a
+    record reads it in full."""
     policy = request.app.state.door.policy
     return PolicyPublic(
         version=policy.version,
@@ -58,4 +79,11 @@ async def get_policy(request: Request, _: Annotated[Principal, Security(require)
             )
             for r in policy.rules
         ],
+        break_glass=BreakGlassPublic(
+            agency_kinds=sorted(policy.break_glass.agency_kinds),
+            reason_codes=sorted(policy.break_glass.reason_codes),
+            min_justification_length=policy.break_glass.min_justification_length,
+            daily_limit_per_client=request.app.state.door.break_glass_daily_limit,
+            note=policy.break_glass.note,
+        ),
     )

@@ -427,7 +427,7 @@ async def list_children(
         query=filters,
         required=CATEGORY_DATA[category] if category is not None else None,
     )
-    items = [render(c, decisions[c.id]) for c in page]
+    items = [render(c, decisions[c.id]) for c in page if c.id in decisions]
     next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
     return items, next_cursor
 

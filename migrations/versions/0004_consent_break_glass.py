@@ -68,6 +68,9 @@ def upgrade() -> None:
     op.create_index("ix_break_glass_client_day", "break_glass_review", ["client_id", "used_at"])
     op.create_index("ix_break_glass_status", "break_glass_review", ["status", "used_at"])
 
+    # The guardian's access report hides reads of open investigations.
+    op.create_index("ix_access_log_investigation", "access_log", ["investigation_ref"])
+
     op.create_table(
         "investigation",
         sa.Column("ref", sa.String(64), primary_key=True),
@@ -79,5 +82,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("investigation")
+    op.drop_index("ix_access_log_investigation", "access_log")
     op.drop_table("break_glass_review")
     op.drop_table("consent")
