@@ -22,7 +22,18 @@ from app.db import create_database, resolve_database_url
 from app.docs import install_docs
 from app.errors import install_database_error_handlers, install_error_handlers
 from app.observability import Metrics, RequestContextMiddleware, configure_logging
-from app.routers import audit, children, guardianship, identity, oauth, ops, policy
+from app.routers import (
+    access_report,
+    audit,
+    break_glass,
+    children,
+    consents,
+    guardianship,
+    identity,
+    oauth,
+    ops,
+    policy,
+)
 
 DESCRIPTION = """
 ChildLink (儿童关爱保护信息共享平台) lets civil affairs, education, health, police and the
@@ -42,6 +53,16 @@ curl -s -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials \\
 **Errors** are RFC 9457 `application/problem+json` with a stable `code` and the `request_id`
 that is also in the `X-Request-ID` header; quote it when reporting a problem.
 
+**Every read of child data is decided and logged.** Send `X-Purpose-Of-Use` (e.g.
+`child_protection`) on every read of another agency's record. Each data category is released on
+one of three grounds, in order: a **statute** in the access policy (`GET /v1/policy`; e.g. police
+read custody for child protection), an active **guardian consent** (e.g. the guardian lets the
+women's federation see health data), or an emergency **break-glass** (`X-Break-Glass:
+missing_child; <justification>`, flagged and reviewed). What no ground covers is withheld and
+listed under `access.withheld`. Every cross-agency read and every refusal is written to a
+tamper-evident access log before the answer leaves; a guardian can ask for the child's access
+report.
+
 **Privacy.** Personal data never travels in URLs: children are looked up by ID number with POST.
 """
 
@@ -53,6 +74,7 @@ TAGS = [
         "description": "The child registry (civil affairs writes; others read through the access layer).",
     },
     {"name": "guardianship", "description": "Guardianship records and the custody check."},
+    {"name": "consents", "description": "Guardian consents and the guardian's access report."},
     {"name": "access policy", "description": "The statutory rules that decide cross-agency reads."},
     {"name": "operations", "description": "Health, readiness and metrics."},
     {"name": "audit", "description": "The access log of every cross-agency read and denial (`audit:read`)."},
@@ -70,7 +92,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.token_verifier = TokenVerifier(keys, settings)
     app.state.client_directory = ClientDirectory(db.engine, settings.client_status_ttl_seconds)
     app.state.agency_kinds = AgencyKinds(db.engine)
-    app.state.door = Door(load_policy(), await start_audit(app, database_url))
+    app.state.door = Door(
+        load_policy(),
+        await start_audit(app, database_url),
+        break_glass_daily_limit=settings.break_glass_daily_limit,
+    )
     try:
         yield
     finally:
@@ -97,7 +123,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_database_error_handlers(app)
     install_docs(app)
-    for module in (oauth, identity, children, guardianship, policy, audit, ops):
+    for module in (
+        oauth,
+        identity,
+        children,
+        guardianship,
+        consents,
+        access_report,
+        policy,
+        audit,
+        break_glass,
+        ops,
+    ):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(
