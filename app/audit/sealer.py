@@ -42,6 +42,9 @@ DEFAULT_BATCH = 10_000
 # legitimate row below W is unsealed, ever. Scanning only [W, horizon) keeps each pass an index
 # range scan on txid, and leaves any row slipped in below W unsealed for `audit verify` to report
 # instead of quietly chaining it.
+#
+# The horizon is cluster-wide: a long transaction anywhere on the server (even in another database)
+# delays sealing while it runs. It never delays writing, and rows are sealed as soon as it ends.
 _CANDIDATES = """
 SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon, a.id, a.row_hash
 FROM access_log AS a
