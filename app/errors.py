@@ -189,14 +189,26 @@ def _clean_validation_errors(exc: RequestValidationError) -> list[dict[str, Any]
     return cleaned
 
 
-def _document_validation_problems(app: FastAPI) -> None:
-    """FastAPI documents every request-validation failure as its own ``HTTPValidationError``
-    JSON, but the handler below answers with a problem document: make the spec say so, so that
-    clients generated from it (and schemathesis) expect what is really sent."""
-    default_openapi = app.openapi
-    problem = {
-        "description": "The request is not valid; `errors` lists each failing field.",
+def _problem_response_doc(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
         "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}},
+    }
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Make the spec list the problems every route can answer with, in the shape really sent.
+
+    FastAPI documents request-validation failures as its own ``HTTPValidationError`` JSON, but
+    the handler below answers with a problem document. And any operation taking a JSON body can
+    meet a malformed body (400), an oversize one (413) or another media type (415), which the
+    routes do not declare one by one.
+    """
+    default_openapi = app.openapi
+    body_problems = {
+        "400": _problem_response_doc("Malformed JSON body."),
+        "413": _problem_response_doc(PayloadTooLarge.title + " (the limit is 1 MiB)."),
+        "415": _problem_response_doc("The body is not `application/json`."),
     }
 
     def openapi() -> dict[str, Any]:
@@ -205,9 +217,14 @@ def _document_validation_problems(app: FastAPI) -> None:
         schema = default_openapi()
         for path_item in schema.get("paths", {}).values():
             for operation in path_item.values():
-                response = operation.get("responses", {}).get("422")
-                if response and "HTTPValidationError" in json.dumps(response):
-                    operation["responses"]["422"] = problem
+                responses = operation.get("responses", {})
+                if "HTTPValidationError" in json.dumps(responses.get("422", {})):
+                    responses["422"] = _problem_response_doc(
+                        "The request is not valid; `errors` lists each failing field."
+                    )
+                if "application/json" in operation.get("requestBody", {}).get("content", {}):
+                    for status, doc in body_problems.items():
+                        responses.setdefault(status, doc)
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         components.setdefault("ProblemDetail", ProblemDetail.model_json_schema())
         if "HTTPValidationError" not in json.dumps(schema.get("paths", {})):
@@ -219,8 +236,23 @@ def _document_validation_problems(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
+_METHODS = {"get", "head", "post", "put", "patch", "delete", "options"}
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Starlette's 405 names only the methods of the first route that matched the path; a path
+    served by several routes (GET and POST as separate functions) allows all of theirs. The
+    spec lists them per path template, so answer from it."""
+    template = getattr(request.scope.get("route"), "path", None)
+    if not isinstance(template, str):
+        return None
+    path_item = request.app.openapi().get("paths", {}).get(template) or {}
+    methods = sorted(method.upper() for method in path_item if method in _METHODS)
+    return ", ".join(methods) or None
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    _document_validation_problems(app)
+    _document_problems(app)
 
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> JSONResponse:
@@ -256,13 +288,18 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else None
         if exc.status_code == 404:
             detail = "No such resource."
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            allowed = _allowed_methods(request)
+            if allowed:
+                headers["Allow"] = allowed
         return problem_response(
             request,
             status=exc.status_code,
             code=code,
             title=title,
             detail=detail,
-            headers=getattr(exc, "headers", None),
+            headers=headers or None,
         )
 
     @app.exception_handler(Exception)
@@ -275,6 +312,10 @@ def install_error_handlers(app: FastAPI) -> None:
             title="Internal server error",
             detail="The error has been logged; quote the request id when reporting it.",
         )
+
+
+_UNSTORABLE_TEXT = {"22021", "22P05"}
+"""SQLSTATEs character_not_in_repertoire and untranslatable_character."""
 
 
 def install_database_error_handlers(app: FastAPI) -> None:
@@ -305,6 +346,17 @@ def install_database_error_handlers(app: FastAPI) -> None:
         orig = getattr(exc.orig, "__cause__", None) or exc.orig
         if exc.connection_invalidated or isinstance(orig, unavailable) or isinstance(exc.orig, unavailable):
             return await _unavailable(request)
+        if getattr(orig, "sqlstate", None) in _UNSTORABLE_TEXT:
+            # PostgreSQL text cannot hold U+0000, which JSON, query strings and paths can carry:
+            # the caller's input, not a fault of ours. Nothing was written (the transaction rolls
+            # back). Checked here once rather than in every model with a text field.
+            return problem_response(
+                request,
+                status=422,
+                code="unstorable_text",
+                title="The request cannot be processed",
+                detail="Text may not contain NUL (U+0000) characters.",
+            )
         logger.error("database error", extra={"error_type": type(orig).__name__})
         return problem_response(
             request,

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from app.config import Settings
 from app.main import create_app
@@ -40,6 +41,41 @@ class TestUnknownRoutesAndMethods:
         response = await client.get("/oauth/token")
         assert_problem(response, 405, "method_not_allowed")
         assert response.headers["allow"] == "POST"
+
+    async def test_405_on_a_path_served_by_two_routes_names_all_its_methods(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        response = await client.delete("/v1/agencies")
+        assert_problem(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == "GET, POST"
+
+
+class TestUnstorableText:
+    """PostgreSQL text cannot hold U+0000; a request carrying it is refused, not a 500."""
+
+    @pytest.mark.parametrize(
+        ("method", "path", "request_kwargs"),
+        [
+            ("POST", "/v1/agencies", {"json": {"code": "nul-agency", "name": "a\u0000b", "kind": "police"}}),
+            ("GET", "/v1/clients", {"params": {"agency": "police\u0000"}}),
+            ("GET", "/v1/clients/cl_%00", {}),
+        ],
+        ids=["json_body", "query", "path"],
+    )
+    async def test_nul_character_is_a_422_and_writes_nothing(
+        self,
+        client: httpx.AsyncClient,
+        admin_token: str,
+        db: Any,
+        method: str,
+        path: str,
+        request_kwargs: dict[str, Any],
+    ) -> None:
+        response = await client.request(method, path, headers=bearer(admin_token), **request_kwargs)
+        assert_problem(response, 422, "unstorable_text")
+        async with db.engine.connect() as conn:
+            found = await conn.execute(text("SELECT count(*) FROM agency WHERE code = 'nul-agency'"))
+            assert found.scalar_one() == 0
 
 
 class TestRequestId:
