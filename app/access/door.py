@@ -121,6 +121,11 @@ class Door:
                 f"`{PURPOSE_HEADER}` must be one of: " + ", ".join(p.value for p in PurposeOfUse) + "."
             ) from None
 
+    def _known_purpose(self, reader: Reader) -> str | None:
+        """The stated purpose if it is one of ours; free text from a header is never logged."""
+        raw = (reader.purpose_raw or "").strip()
+        return raw if raw in PurposeOfUse.__members__ else None
+
     def _parse_break_glass(self, raw: str) -> BreakGlass:
         """``<reason_code>; <justification>``; the justification may be percent-encoded (UTF-8)
         so it can be written in Chinese in an HTTP header."""
@@ -165,7 +170,7 @@ class Door:
                 child_id=child_id,
                 child_ids=tuple(child_ids) if child_ids is not None else None,
                 query=dict(query) if query is not None else None,
-                purpose=str(decision.purpose) if decision and decision.purpose else reader.purpose_raw,
+                purpose=str(decision.purpose) if decision and decision.purpose else self._known_purpose(reader),
                 decision=str(decision.outcome) if decision else "deny",
                 reason=reason or (decision.reason if decision else None),
                 categories_returned=tuple(str(c) for c in decision.granted) if decision else (),
