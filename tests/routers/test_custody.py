@@ -172,3 +172,30 @@ class TestGuardianshipHistory:
         )
         assert intervention.status_code == 201, intervention.text
         assert intervention.json()["emergency_intervention"] is True
+
+
+class TestAuditIsAPrecondition:
+    async def test_read_whose_record_cannot_be_written_is_not_served(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str, app: object
+    ) -> None:
+        from app.audit.writer import AuditWriter
+
+        child = await make_child(client, civil)
+        await client.post(
+            f"/v1/children/{child['id']}/guardianship", json=guardianship_body(), headers=bearer(civil)
+        )
+        police = await token(agency="police", scopes=["custody:read"], region="51")
+        door = app.state.door  # type: ignore[attr-defined]
+        working = door.audit
+        # A real writer whose database cannot be reached: the record cannot be made durable.
+        door.audit = AuditWriter("postgresql://postgres@127.0.0.1:1/none", timeout=1.0)
+        try:
+            response = await client.get(
+                f"/v1/children/{child['id']}/custody", headers={**bearer(police), **purpose()}
+            )
+        finally:
+            await door.audit.aclose()
+            door.audit = working
+        assert response.status_code == 503
+        assert response.json()["code"] == "audit_unavailable"
+        assert "卓玛" not in response.text and "13800138000" not in response.text
