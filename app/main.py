@@ -21,6 +21,7 @@ from app.config import Settings, get_settings
 from app.db import create_database, resolve_database_url
 from app.docs import install_docs
 from app.errors import install_database_error_handlers, install_error_handlers
+from app.events.openapi import install_webhooks
 from app.observability import Metrics, RequestContextMiddleware, configure_logging
 from app.routers import (
     access_report,
@@ -34,6 +35,7 @@ from app.routers import (
     ops,
     policy,
 )
+from app.routers import events as events_router
 
 DESCRIPTION = """
 ChildLink (儿童关爱保护信息共享平台) lets civil affairs, education, health, police and the
@@ -78,6 +80,10 @@ TAGS = [
     {"name": "access policy", "description": "The statutory rules that decide cross-agency reads."},
     {"name": "operations", "description": "Health, readiness and metrics."},
     {"name": "audit", "description": "The access log of every cross-agency read and denial (`audit:read`)."},
+    {
+        "name": "events",
+        "description": "The event exchange: the catalog of event types, publishing, and the pull feed.",
+    },
 ]
 
 
@@ -136,6 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ops,
     ):
         app.include_router(module.router)
+    app.include_router(events_router.router)
+    install_webhooks(app)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -5,9 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
+from app.events import catalog
 from app.models.outbox import OutboxEvent
 from app.models.vocabulary import DataCategory
 
@@ -24,13 +26,28 @@ async def emit(
     data: dict[str, Any],
     categories: list[DataCategory],
 ) -> OutboxEvent:
-    """Add an event; the caller's transaction commits it together with the change it reports."""
+    """Add an event; the caller's transaction commits it together with the change it reports.
+
+    A type in the catalog must match its schema (a mismatch is a bug in the emitter, raised
+    here rather than delivered), and its data categories are those its fields carry, so the
+    delivery path withholds exactly what a receiver may not see. ``categories`` is the
+    emitter's own claim, used only for types outside the catalog.
+    """
+    event_type = catalog.get(type)
+    carried = [str(c) for c in categories]
+    if event_type is not None:
+        errors = event_type.validate(data)
+        if errors:
+            raise ValueError(
+                f"{type} does not match its schema at {'.'.join(errors[0].loc)}: {errors[0].msg}"
+            )
+        carried = [str(c) for c in event_type.classify(data)] or carried
     event = OutboxEvent(
         type=type,
         source=f"{SOURCE}/{principal.agency}",
         subject=subject,
         data=data,
-        data_categories=sorted(str(c) for c in categories),
+        data_categories=sorted(carried),
         region_code=region_code,
         publisher_agency=principal.agency,
         publisher_client=principal.client_id,
@@ -38,3 +55,16 @@ async def emit(
     session.add(event)
     await session.flush()
     return event
+
+
+async def assign_sequence(session: AsyncSession, event_id: uuid.UUID) -> int:
+    """Number the transaction's events now instead of at commit, and return this event's number.
+
+    Fires the deferred sequencing trigger early (SET CONSTRAINTS ... IMMEDIATE), so the counter's
+    row lock is held from here to the commit: call it as the transaction's last step.
+    """
+    await session.execute(text("SET CONSTRAINTS outbox_event_sequence IMMEDIATE"))
+    seq = (
+        await session.execute(text("SELECT seq FROM outbox_event WHERE id = :id"), {"id": event_id})
+    ).scalar_one()
+    return int(seq)

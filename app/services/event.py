@@ -1,0 +1,196 @@
+"""Publishing events and reading them one at a time: the catalog, ``POST /v1/events``,
+``GET /v1/events/{id}``. The pull feed lives in :mod:`app.services.event_feed`."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.access.door import Door, Reader
+from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.events import catalog
+from app.events.envelope import EVENT_COLUMNS, StoredEvent, envelope
+from app.models.common import utcnow
+from app.models.event import CloudEventIn, CloudEventOut, EventAccepted, EventIdempotency, EventTypePublic
+from app.models.outbox import OutboxEvent
+from app.services import outbox
+
+
+class IdempotencyKeyReused(Unprocessable):
+    code, title = "idempotency_key_reused", "The Idempotency-Key was used with another request"
+
+
+class EventTypeNotAllowed(Forbidden):
+    code, title = "event_type_not_allowed", "Your agency may not publish this event type"
+
+
+def event_types() -> list[EventTypePublic]:
+    return [
+        EventTypePublic(
+            type=t.type,
+            version=t.spec.version,
+            title=t.spec.title,
+            description=t.spec.description,
+            publishers=[str(p) for p in t.spec.publishers],
+            published_by_registry=t.spec.registry_only,
+            categories=sorted(t.categories),
+            data_schema=t.schema,
+        )
+        for t in catalog.catalog().values()
+    ]
+
+
+def event_type(type_name: str) -> EventTypePublic:
+    for item in event_types():
+        if item.type == type_name:
+            return item
+    raise NotFound("No such event type.", code="event_type_not_found")
+
+
+def request_hash(event: CloudEventIn) -> str:
+    """Of the parsed body, so key order and whitespace do not make a replay "another body"."""
+    canonical = orjson.dumps(event.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+async def _replay(session: AsyncSession, reader: Reader, key: str, digest: str) -> EventAccepted | None:
+    row = (
+        await session.execute(
+            text(
+                "SELECT i.request_hash, e.id, e.seq, e.type, e.subject, e.time FROM event_idempotency i "
+                "JOIN outbox_event e ON e.id = i.event_id WHERE i.client_id = :client AND i.key = :key"
+            ),
+            {"client": reader.principal.client_id, "key": key},
+        )
+    ).first()
+    if row is None:
+        return None
+    if row.request_hash != digest:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was already used with a different body; use a new key for a new event."
+        )
+    return EventAccepted(id=row.id, sequence=row.seq, type=row.type, subject=row.subject, time=row.time)
+
+
+async def publish(
+    session: AsyncSession, reader: Reader, *, event: CloudEventIn, idempotency_key: str
+) -> tuple[EventAccepted, bool]:
+    """Validate and store one event in the outbox; returns the receipt and whether it is a replay.
+
+    Refuses (and stores nothing): an unknown type (422), a type the agency may not publish (403),
+    data that does not match the type's schema (422), a child absent or outside the caller's
+    region (404, the same either way), a reused key with another body (422), a reused
+    (`source`, `id`) under a new key (409). The event gets its sequence number as the
+    transaction's last step and commits with the key.
+    """
+    principal = reader.principal
+    digest = request_hash(event)
+    replayed = await _replay(session, reader, idempotency_key, digest)
+    if replayed is not None:
+        return replayed, True
+
+    event_type = catalog.get(event.type)
+    if event_type is None:
+        raise Unprocessable("Unknown event type; see `GET /v1/event-types`.", code="unknown_event_type")
+    if not event_type.may_publish(reader.agency_kind):
+        detail = (
+            "This type is emitted by the registry itself when a record changes."
+            if event_type.spec.registry_only
+            else "Only " + ", ".join(str(p) for p in event_type.spec.publishers) + " may publish this type."
+        )
+        raise EventTypeNotAllowed(detail)
+    errors = event_type.validate(event.data)
+    if errors:
+        raise Unprocessable(
+            "`data` does not match the type's schema; see `errors`.",
+            code="invalid_event_data",
+            extra={"errors": [{"loc": e.loc, "msg": e.msg, "type": e.rule} for e in errors]},
+        )
+    child = (
+        await session.execute(text("SELECT region_code FROM child WHERE id = :id"), {"id": event.subject})
+    ).first()
+    if child is None or not principal.covers_region(child.region_code):
+        raise NotFound("No child with this id.", code="child_not_found")
+
+    event_id = uuid.uuid4()
+    # The key first: a concurrent request with the same key waits here for this one to commit,
+    # then sees it as a replay, instead of publishing the event twice.
+    claimed = (
+        await session.execute(
+            insert(EventIdempotency)
+            .values(
+                client_id=principal.client_id, key=idempotency_key, request_hash=digest, event_id=event_id
+            )
+            .on_conflict_do_nothing()
+            .returning(col(EventIdempotency.key))
+        )
+    ).first()
+    if claimed is None:
+        replayed = await _replay(session, reader, idempotency_key, digest)
+        assert replayed is not None
+        return replayed, True
+
+    when = event.time or utcnow()
+    session.add(
+        OutboxEvent(
+            id=event_id,
+            type=event.type,
+            source=event.source,
+            subject=event.subject,
+            time=when,
+            data=event.data,
+            data_categories=[str(c) for c in event_type.classify(event.data)],
+            region_code=child.region_code,
+            publisher_agency=principal.agency,
+            publisher_client=principal.client_id,
+            publisher_event_id=event.id,
+        )
+    )
+    try:
+        await session.flush()
+    except IntegrityError as exc:  # the transaction is spoilt; the session dependency rolls it back
+        raise Conflict(
+            "You already published an event with this `source` and `id`.", code="duplicate_event"
+        ) from exc
+    sequence = await outbox.assign_sequence(session, event_id)
+    return EventAccepted(
+        id=event_id, sequence=sequence, type=event.type, subject=event.subject, time=when
+    ), False
+
+
+async def load(session: AsyncSession, event_id: uuid.UUID) -> StoredEvent | None:
+    row = (
+        (
+            await session.execute(
+                text(f"SELECT {EVENT_COLUMNS} FROM outbox_event WHERE id = :id AND seq IS NOT NULL"),  # noqa: S608
+                {"id": event_id},
+            )
+        )
+        .mappings()
+        .first()
+    )
+    return StoredEvent.from_row(row) if row is not None else None
+
+
+async def read(session: AsyncSession, door: Door, reader: Reader, event_id: uuid.UUID) -> dict[str, Any]:
+    """One event as this reader may see it, decided and recorded by the door like any read."""
+    event = await load(session, event_id)
+    if event is None or event.subject is None or not reader.principal.covers_region(event.region_code):
+        await door.refuse_unseen(reader, action="event.read", child_id=event.subject if event else None)
+    assert event is not None
+    decision = await door.admit(
+        session,
+        reader,
+        action="event.read",
+        subject=event.subject_for_door(),
+        categories=event.data_categories,
+    )
+    return CloudEventOut.model_validate(envelope(event, decision.granted)).model_dump(mode="json")

@@ -1,0 +1,90 @@
+"""Shared helpers for the event-exchange tests: sample payloads per type, publishing, raw SQL."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+
+from app.db import asyncpg_dsn
+from tests.conftest import bearer
+
+PREFIX = "cn.gov.childlink."
+DROPOUT = PREFIX + "education.dropout-risk.flagged.v1"
+INCIDENT = PREFIX + "police.incident.reported.v1"
+HOME_VISIT = PREFIX + "civil-affairs.home-visit.recorded.v1"
+
+CIVIL_SCOPES = ["children:read", "children:write", "custody:read", "custody:write", "events:read"]
+PUBLISH_SCOPES = ["events:publish", "events:read"]
+SUBSCRIBER_SCOPES = ["subscriptions:manage", "events:read"]
+
+SAMPLES: dict[str, dict[str, Any]] = {
+    DROPOUT: {
+        "school": "簇桥小学",
+        "risk_level": "high",
+        "indicators": ["chronic_absence", "guardian_absent"],
+        "flagged_on": "2026-11-27",
+        "home_visit_requested": True,
+    },
+    INCIDENT: {
+        "occurred_on": "2026-11-20",
+        "incident_type": "neglect",
+        "child_role": "victim",
+        "case_ref": "WH-2026-0042",
+        "child_safe_now": True,
+        "handling_unit": {"name": "簇桥派出所", "duty_phone": "028-85001110"},
+    },
+    HOME_VISIT: {"visited_on": "2026-11-25", "visitor_role": "child_director", "child_seen": True},
+}
+
+
+def cloud_event(
+    type_name: str, subject: str, data: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": extra.pop("id", f"test-{secrets.token_hex(6)}"),
+        "source": extra.pop("source", "/tests/sis"),
+        "type": type_name,
+        "subject": subject,
+        "data": data if data is not None else dict(SAMPLES[type_name]),
+    }
+    body.update(extra)
+    return body
+
+
+async def publish(
+    client: httpx.AsyncClient,
+    token: str,
+    type_name: str,
+    subject: str,
+    data: dict[str, Any] | None = None,
+    *,
+    key: str | None = None,
+    expect: int | None = 202,
+    **extra: Any,
+) -> httpx.Response:
+    response = await client.post(
+        "/v1/events",
+        json=cloud_event(type_name, subject, data, **extra),
+        headers={**bearer(token), "Idempotency-Key": key or str(uuid.uuid4())},
+    )
+    if expect is not None:
+        assert response.status_code == expect, response.text
+    return response
+
+
+async def fetch(database_url: str, query: str, *args: Any) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(asyncpg_dsn(database_url))
+    try:
+        return list(await conn.fetch(query, *args))
+    finally:
+        await conn.close()
+
+
+async def scalar(database_url: str, query: str, *args: Any) -> Any:
+    rows = await fetch(database_url, query, *args)
+    return rows[0][0] if rows else None
