@@ -31,8 +31,13 @@ class TokenRequest(BaseModel):
     # are None, but a form has no null, so the schema does not offer one.
     model_config = ConfigDict(extra="ignore")
 
+    # Any string parses, so that another grant answers `unsupported_grant_type`, not
+    # `invalid_request`; the spec names the one grant there is.
     grant_type: str = Field(
-        max_length=64, description="Must be `client_credentials`.", examples=["client_credentials"]
+        max_length=64,
+        description="Must be `client_credentials`.",
+        examples=["client_credentials"],
+        json_schema_extra={"enum": ["client_credentials"]},
     )
     client_id: str | SkipJsonSchema[None] = Field(
         default=None, max_length=64, description="Or use HTTP Basic.", examples=["demo-police"]
