@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -114,6 +115,11 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     seeded = _with_session(settings, seed)
     if seeded:
         print(_demo_banner(seeded[0], args.host, args.port, seeded[1]), flush=True)
+    # uvicorn shuts down gracefully on SIGTERM and then re-raises it; under the default handler
+    # that kills the process before atexit runs, so the embedded PostgreSQL kept running and its
+    # handle list kept naming the dead process, which stopped every later run from stopping it.
+    # Exiting normally lets the embedded server's atexit hook stop it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     uvicorn.run(
         "app.main:create_app",
         factory=True,

@@ -6,9 +6,13 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
+import signal
+import socket
 import stat
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -217,3 +221,64 @@ class TestOpenapi:
 
         await run_async(childlink, "openapi", "--output", str(stale))
         assert stale.read_text(encoding="utf-8") == render_openapi()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class TestServe:
+    async def test_demo_on_embedded_postgres_serves_a_token_for_me_and_stops_its_database_on_sigterm(
+        self, tmp_path: Path
+    ) -> None:
+        """README command 1, minus the install: a fresh data folder, `serve --demo`, the printed
+        credentials get a token over HTTP, and a SIGTERM (what `docker stop` and systemd send)
+        leaves no PostgreSQL running."""
+        port = _free_port()
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "CHILDLINK_KEY_DIR")}
+        env.update({"CHILDLINK_DATA_DIR": str(tmp_path / "data"), "CHILDLINK_LOG_LEVEL": "WARNING"})
+        banner = tmp_path / "stdout.txt"
+        with banner.open("w") as out:
+            serve = await asyncio.create_subprocess_exec(
+                CHILDLINK,
+                "serve",
+                "--demo",
+                "--port",
+                str(port),
+                env=env,
+                stdout=out,
+                stderr=subprocess.DEVNULL,
+            )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            async with httpx.AsyncClient(base_url=base, timeout=5) as http:
+                deadline = time.monotonic() + 60
+                while True:
+                    assert serve.returncode is None, "serve exited"
+                    assert time.monotonic() < deadline, "not serving within a minute"
+                    try:
+                        if (await http.get("/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.2)
+
+                found = re.search(r"client_id=(demo-police)\s+client_secret=(\S+)", banner.read_text())
+                assert found, banner.read_text()
+                issued = await http.post(
+                    "/oauth/token", data={"grant_type": "client_credentials"}, auth=found.groups()
+                )
+                assert issued.status_code == 200, issued.text
+                me = await http.get("/v1/me", headers=bearer(issued.json()["access_token"]))
+                assert me.json()["agency"] == "police"
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            returncode = await asyncio.wait_for(serve.wait(), 30)
+        postmaster = tmp_path / "data" / "pgdata" / "postmaster.pid"
+        left_running = postmaster.exists()
+        if left_running:  # do not leak the server into the rest of the run
+            os.kill(int(postmaster.read_text().split()[0]), signal.SIGTERM)
+        assert returncode == 0
+        # PostgreSQL removes postmaster.pid when it has shut down.
+        assert not left_running, "the embedded PostgreSQL outlived `childlink serve`"
