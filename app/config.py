@@ -54,7 +54,45 @@ class Settings(BaseSettings):
     break_glass_daily_limit: int = Field(default=5, ge=0, le=1000)
     """Break-glass reads one client may make in 24 hours before further uses are refused (429)."""
 
+    run_worker: bool | None = None
+    """Run the webhook delivery worker inside each app process. Unset: only on the embedded
+    database (``serve`` with no ``DATABASE_URL``); production runs ``childlink worker`` instead."""
+    webhook_allowed_hosts: Annotated[list[str], NoDecode] = []
+    """Hosts and CIDRs a webhook may reach although they are not global addresses (loopback, a
+    private network), comma-separated. Empty by default: webhooks go to public addresses only."""
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    """A receiver must answer within this long, connection included."""
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = [5, 300, 1800, 7200, 18000, 36000, 36000]
+    """Seconds to wait before each retry, comma-separated; after the last, a delivery is dead-lettered."""
+    webhook_retry_jitter: float = Field(default=0.2, ge=0, le=1)
+    """Each wait is spread by up to this fraction either way, so failed receivers are not hit in step."""
+    webhook_lease_seconds: float = Field(default=60.0, gt=0, le=3600)
+    """How long a worker owns a claimed delivery; a worker that dies mid-delivery is replaced after it."""
+    webhook_secret_overlap_seconds: int = Field(default=86400, ge=0, le=30 * 86400)
+    """After a secret rotation, deliveries carry the old secret's signature too for this long."""
+    worker_concurrency: int = Field(default=16, ge=1, le=256)
+    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    feed_max_wait_seconds: int = Field(default=30, ge=0, le=60)
+
     _split = field_validator("trusted_issuers", "cors_origins", mode="before")(_split_csv)
+    _split_events = field_validator("webhook_allowed_hosts", "webhook_retry_schedule", mode="before")(
+        _split_csv
+    )
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _schedule(cls, value: list[float]) -> list[float]:
+        if not value or any(delay < 0 for delay in value):
+            raise ValueError("the retry schedule is a non-empty list of non-negative seconds")
+        return value
+
+    @model_validator(mode="after")
+    def _lease_outlasts_timeout(self) -> Settings:
+        # A lease shorter than a delivery would let a second worker re-send while the first is
+        # still waiting for the receiver's answer.
+        if self.webhook_lease_seconds < self.webhook_timeout_seconds + 1:
+            raise ValueError("CHILDLINK_WEBHOOK_LEASE_SECONDS must exceed the webhook timeout by a second")
+        return self
 
     @field_validator("trusted_issuers")
     @classmethod

@@ -21,6 +21,7 @@ from app.config import Settings, get_settings
 from app.db import create_database, resolve_database_url
 from app.docs import install_docs
 from app.errors import install_database_error_handlers, install_error_handlers
+from app.events.lifecycle import start_events, stop_events
 from app.events.openapi import install_webhooks
 from app.observability import Metrics, RequestContextMiddleware, configure_logging
 from app.routers import (
@@ -36,6 +37,7 @@ from app.routers import (
     policy,
 )
 from app.routers import events as events_router
+from app.routers import subscriptions as subscriptions_router
 
 DESCRIPTION = """
 ChildLink (儿童关爱保护信息共享平台) lets civil affairs, education, health, police and the
@@ -84,6 +86,10 @@ TAGS = [
         "name": "events",
         "description": "The event exchange: the catalog of event types, publishing, and the pull feed.",
     },
+    {
+        "name": "subscriptions",
+        "description": "Your agency's event subscriptions: webhooks and pull, deliveries, replay, test ping.",
+    },
 ]
 
 
@@ -103,9 +109,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await start_audit(app, database_url),
         break_glass_daily_limit=settings.break_glass_daily_limit,
     )
+    await start_events(app, settings)
     try:
         yield
     finally:
+        await stop_events(app)
         await stop_audit(app)
         await db.dispose()
 
@@ -143,6 +151,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ):
         app.include_router(module.router)
     app.include_router(events_router.router)
+    app.include_router(subscriptions_router.router)
     install_webhooks(app)
     if settings.cors_origins:
         app.add_middleware(

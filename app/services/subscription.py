@@ -1,0 +1,408 @@
+"""Subscriptions: owned by the subscribing agency (another agency's is a 404), filtered by type,
+region and data category, delivered by webhook or read from the pull feed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.auth.principal import Principal
+from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.events import catalog, signing
+from app.events.openapi import PING_TYPE
+from app.events.sender import Outcome, WebhookSender
+from app.models.common import utcnow
+from app.models.subscription import (
+    AttemptPublic,
+    DeliveryAttempt,
+    DeliveryPage,
+    DeliveryPublic,
+    DeliveryStatus,
+    EventDelivery,
+    PingResult,
+    ReplayAccepted,
+    ReplayRequest,
+    SecretRotated,
+    Subscription,
+    SubscriptionCreate,
+    SubscriptionCreated,
+    SubscriptionMode,
+    SubscriptionPublic,
+    SubscriptionStatus,
+    SubscriptionUpdate,
+)
+from app.models.vocabulary import DataCategory, PurposeOfUse
+
+MAX_REPLAY = 10_000
+NOTIFY_SQL = "SELECT pg_notify('childlink_events', '')"
+
+
+def new_webhook_id() -> str:
+    return "msg_" + uuid.uuid4().hex
+
+
+def to_public(sub: Subscription) -> SubscriptionPublic:
+    rotation = sub.previous_secret_expires_at
+    return SubscriptionPublic(
+        id=sub.id,
+        agency=sub.agency,
+        description=sub.description,
+        mode=SubscriptionMode(sub.mode),
+        url=sub.url,
+        types=list(sub.type_patterns),
+        region_prefix=sub.region_prefix,
+        categories=[DataCategory(c) for c in sub.categories],
+        purpose_of_use=PurposeOfUse(sub.purpose_of_use),
+        status=SubscriptionStatus(sub.status),
+        disabled_reason=sub.disabled_reason,
+        position=sub.dispatched_seq,
+        secret_rotation_ends_at=rotation if rotation and rotation > utcnow() else None,
+        created_at=sub.created_at,
+        updated_at=sub.updated_at,
+    )
+
+
+def signing_secrets(sub: Subscription | Any, now: datetime | None = None) -> list[str]:
+    """The current secret, and the previous one while its rotation overlap lasts."""
+    out: list[str] = [str(sub.secret)]
+    expires = sub.previous_secret_expires_at
+    if sub.previous_secret and expires is not None and expires > (now or utcnow()):
+        out.append(sub.previous_secret)
+    return out
+
+
+async def head_sequence(session: AsyncSession) -> int:
+    value = (
+        await session.execute(text("SELECT COALESCE((SELECT last_seq FROM event_sequence WHERE id = 1), 0)"))
+    ).scalar_one()
+    return int(value)
+
+
+def _check_types(patterns: list[str]) -> None:
+    for pattern in patterns:
+        if not catalog.matching([pattern]):
+            raise Unprocessable(
+                "A type filter matches no event type in the catalog; see `GET /v1/event-types`.",
+                code="unknown_event_type",
+                extra={"errors": [{"loc": ["body", "types"], "msg": "matches no type", "type": "catalog"}]},
+            )
+
+
+def _region(principal: Principal, prefix: str | None) -> str:
+    if prefix is None:
+        return principal.region
+    if not prefix.startswith(principal.region):
+        raise Forbidden("The region prefix lies outside your own region.", code="outside_region")
+    return prefix
+
+
+async def create(
+    session: AsyncSession, principal: Principal, sender: WebhookSender, *, data: SubscriptionCreate
+) -> SubscriptionCreated:
+    """Add a subscription for the caller's agency. A webhook's URL is checked against SSRF rules
+    (422, nothing stored) and its signing secret is returned once."""
+    _check_types(data.types)
+    region = _region(principal, data.region_prefix)
+    secret = None
+    if data.mode is SubscriptionMode.webhook:
+        assert data.url is not None
+        await sender.check(data.url)
+        secret = signing.new_secret()
+    head = await head_sequence(session)
+    start = head if data.from_sequence is None else min(data.from_sequence, head)
+    sub = Subscription(
+        agency=principal.agency,
+        created_by_client=principal.client_id,
+        reader_region=principal.region,
+        description=data.description,
+        mode=str(data.mode),
+        url=data.url,
+        secret=secret,
+        type_patterns=data.types,
+        region_prefix=region,
+        categories=[str(c) for c in data.categories],
+        purpose_of_use=str(data.purpose_of_use),
+        dispatched_seq=start,
+    )
+    session.add(sub)
+    await session.flush()
+    return SubscriptionCreated(**to_public(sub).model_dump(), secret=secret)
+
+
+async def list_for(session: AsyncSession, principal: Principal) -> list[SubscriptionPublic]:
+    rows = (
+        await session.execute(
+            select(Subscription)
+            .where(col(Subscription.agency) == principal.agency)
+            .order_by(col(Subscription.created_at), col(Subscription.id))
+        )
+    ).scalars()
+    return [to_public(sub) for sub in rows]
+
+
+async def load(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID, *, for_update: bool = False
+) -> Subscription:
+    """The agency's own subscription; any other is a 404, the same as a missing one."""
+    query = select(Subscription).where(
+        col(Subscription.id) == subscription_id, col(Subscription.agency) == principal.agency
+    )
+    if for_update:
+        query = query.with_for_update()
+    sub = (await session.execute(query)).scalar_one_or_none()
+    if sub is None:
+        raise NotFound("No subscription with this id.", code="subscription_not_found")
+    return sub
+
+
+async def update(
+    session: AsyncSession,
+    principal: Principal,
+    sender: WebhookSender,
+    subscription_id: uuid.UUID,
+    *,
+    data: SubscriptionUpdate,
+) -> SubscriptionPublic:
+    sub = await load(session, principal, subscription_id, for_update=True)
+    changes = data.model_dump(exclude_unset=True)
+    if "url" in changes:
+        if sub.mode != SubscriptionMode.webhook or not changes["url"]:
+            raise Unprocessable(
+                "Only a webhook subscription has a url, and it cannot be removed.", code="url_invalid"
+            )
+        await sender.check(changes["url"])
+        sub.url = changes["url"]
+    if changes.get("types") is not None:
+        _check_types(changes["types"])
+        sub.type_patterns = changes["types"]
+    if "region_prefix" in changes:
+        sub.region_prefix = _region(principal, changes["region_prefix"])
+    if changes.get("categories") is not None:
+        sub.categories = [str(c) for c in changes["categories"]]
+    if changes.get("purpose_of_use") is not None:
+        sub.purpose_of_use = str(changes["purpose_of_use"])
+    if changes.get("description") is not None:
+        sub.description = changes["description"]
+    if changes.get("status") is not None:
+        if changes["status"] == SubscriptionStatus.disabled:
+            raise Unprocessable(
+                "Set `active` or `paused`; only the platform disables.", code="status_invalid"
+            )
+        sub.status = str(changes["status"])
+        sub.disabled_reason = None
+    sub.version += 1
+    sub.updated_at = utcnow()
+    session.add(sub)
+    await session.flush()
+    return to_public(sub)
+
+
+async def remove(session: AsyncSession, principal: Principal, subscription_id: uuid.UUID) -> None:
+    """Delete the subscription and its delivery history (the access log keeps every disclosure)."""
+    sub = await load(session, principal, subscription_id, for_update=True)
+    await session.execute(delete(Subscription).where(col(Subscription.id) == sub.id))
+
+
+async def rotate_secret(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID, *, overlap_seconds: int
+) -> SecretRotated:
+    sub = await load(session, principal, subscription_id, for_update=True)
+    if sub.mode != SubscriptionMode.webhook:
+        raise Conflict("A pull subscription has no signing secret.", code="not_a_webhook")
+    now = utcnow()
+    sub.previous_secret, sub.secret = sub.secret, signing.new_secret()
+    sub.previous_secret_expires_at = now + timedelta(seconds=overlap_seconds)
+    sub.updated_at = now
+    session.add(sub)
+    await session.flush()
+    assert sub.secret is not None
+    return SecretRotated(secret=sub.secret, previous_secret_valid_until=sub.previous_secret_expires_at)
+
+
+async def deliveries(
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: uuid.UUID,
+    *,
+    status: DeliveryStatus | None,
+    before: int | None,
+    limit: int,
+) -> DeliveryPage:
+    """Deliveries newest first, each with its attempts."""
+    await load(session, principal, subscription_id)
+    query = select(EventDelivery).where(col(EventDelivery.subscription_id) == subscription_id)
+    if status is not None:
+        query = query.where(col(EventDelivery.status) == str(status))
+    if before is not None:
+        query = query.where(col(EventDelivery.id) < before)
+    rows = list(
+        (await session.execute(query.order_by(col(EventDelivery.id).desc()).limit(limit + 1))).scalars()
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    attempts: dict[int, list[AttemptPublic]] = {}
+    if rows:
+        found = await session.execute(
+            select(DeliveryAttempt)
+            .where(col(DeliveryAttempt.delivery_id).in_([r.id for r in rows]))
+            .order_by(col(DeliveryAttempt.id))
+        )
+        for attempt in found.scalars():
+            attempts.setdefault(attempt.delivery_id, []).append(
+                AttemptPublic(
+                    attempt=attempt.attempt,
+                    outcome=attempt.outcome,
+                    status_code=attempt.status_code,
+                    error=attempt.error,
+                    duration_ms=attempt.duration_ms,
+                    categories_withheld=[DataCategory(c) for c in attempt.categories_withheld],
+                    at=attempt.at,
+                )
+            )
+    items = [
+        DeliveryPublic(
+            id=row.id or 0,
+            kind=row.kind,
+            webhook_id=row.webhook_id,
+            event_id=row.event_id,
+            sequence=row.event_seq,
+            child_id=row.child_id,
+            status=DeliveryStatus(row.status),
+            attempts=row.attempts,
+            next_attempt_at=row.next_attempt_at if row.status == DeliveryStatus.pending else None,
+            last_status_code=row.last_status_code,
+            last_error=row.last_error,
+            created_at=row.created_at,
+            finished_at=row.finished_at,
+            attempt_log=attempts.get(row.id or 0, []),
+        )
+        for row in rows
+    ]
+    return DeliveryPage(items=items, next_cursor=str(rows[-1].id) if more and rows else None)
+
+
+_REPLAY_SQL = """
+INSERT INTO event_delivery (subscription_id, kind, event_id, event_seq, child_id, webhook_id)
+SELECT :sub, 'replay', e.id, e.seq, e.subject, 'msg_' || replace(gen_random_uuid()::text, '-', '')
+FROM outbox_event AS e
+WHERE e.seq BETWEEN :from_seq AND :to_seq
+  AND EXISTS (SELECT 1 FROM unnest(CAST(:types AS text[])) AS p WHERE e.type LIKE replace(p, '*', '%'))
+  AND e.region_code LIKE :region || '%'
+  AND (cardinality(CAST(:categories AS text[])) = 0 OR e.data_categories && CAST(:categories AS text[]))
+ORDER BY e.seq
+LIMIT :limit
+"""
+
+
+async def replay(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID, *, data: ReplayRequest
+) -> ReplayAccepted:
+    """Queue the subscription's events again from a sequence number or a time, each as a new
+    delivery (new ``webhook-id``, same event ``id``), decided by the access layer when sent."""
+    sub = await load(session, principal, subscription_id)
+    if sub.mode != SubscriptionMode.webhook:
+        raise Conflict(
+            "A pull subscription replays by reading the feed from an earlier `after`.", code="not_a_webhook"
+        )
+    head = await head_sequence(session)
+    to_seq = min(data.to_sequence or head, head)
+    if data.from_sequence is not None:
+        from_seq = data.from_sequence
+    else:
+        found = (
+            await session.execute(
+                text("SELECT min(seq) FROM outbox_event WHERE created_at >= :t AND seq IS NOT NULL"),
+                {"t": data.from_time},
+            )
+        ).scalar_one()
+        from_seq = int(found) if found is not None else head + 1
+    queued = 0
+    if from_seq <= to_seq:
+        result = await session.execute(
+            text(_REPLAY_SQL),
+            {
+                "sub": sub.id,
+                "from_seq": from_seq,
+                "to_seq": to_seq,
+                "types": list(sub.type_patterns),
+                "region": sub.region_prefix,
+                "categories": list(sub.categories),
+                "limit": MAX_REPLAY + 1,
+            },
+        )
+        queued = int(getattr(result, "rowcount", 0) or 0)
+    if queued > MAX_REPLAY:
+        raise Unprocessable(
+            f"More than {MAX_REPLAY} events match; replay a smaller range (set to_sequence).",
+            code="replay_too_large",
+        )
+    await session.execute(text(NOTIFY_SQL))
+    return ReplayAccepted(queued=queued, from_sequence=from_seq, to_sequence=to_seq)
+
+
+async def ping(
+    session: AsyncSession, principal: Principal, sender: WebhookSender, subscription_id: uuid.UUID
+) -> PingResult:
+    """Send a signed test event now and report how the endpoint answered; recorded as a delivery."""
+    sub = await load(session, principal, subscription_id, for_update=True)
+    if sub.mode != SubscriptionMode.webhook or sub.url is None:
+        raise Conflict("A pull subscription has no endpoint to ping.", code="not_a_webhook")
+    webhook_id = new_webhook_id()
+    now = datetime.now(UTC)
+    body = orjson.dumps(
+        {
+            "specversion": "1.0",
+            "id": str(uuid.uuid4()),
+            "source": "/childlink/platform",
+            "type": PING_TYPE,
+            "subject": None,
+            "time": now.isoformat(),
+            "datacontenttype": "application/json",
+            "data": {"subscription_id": str(sub.id)},
+            "childlinkseq": 0,
+            "childlinkagency": "platform",
+        }
+    )
+    result = await sender.send(sub.url, webhook_id=webhook_id, body=body, secrets=signing_secrets(sub))
+    delivered = result.outcome is Outcome.delivered
+    delivery = EventDelivery(
+        subscription_id=sub.id,
+        kind="ping",
+        webhook_id=webhook_id,
+        status=str(DeliveryStatus.delivered if delivered else DeliveryStatus.dead),
+        attempts=1,
+        last_status_code=result.status_code,
+        last_error=result.error,
+        finished_at=utcnow(),
+    )
+    session.add(delivery)
+    await session.flush()
+    assert delivery.id is not None
+    session.add(
+        DeliveryAttempt(
+            delivery_id=delivery.id,
+            attempt=1,
+            outcome=str(result.outcome),
+            status_code=result.status_code,
+            error=result.error,
+            duration_ms=result.duration_ms,
+            worker="api",
+        )
+    )
+    if result.outcome is Outcome.gone:
+        sub.status, sub.disabled_reason = str(SubscriptionStatus.disabled), "gone"
+        session.add(sub)
+    await session.flush()
+    return PingResult(
+        delivered=delivered,
+        webhook_id=webhook_id,
+        status_code=result.status_code,
+        error=result.error,
+        duration_ms=result.duration_ms,
+    )
