@@ -3,17 +3,14 @@ marks it justified or not."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
-from datetime import datetime
 
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.auth.principal import Principal
-from app.errors import BadRequest, Conflict, Forbidden, NotFound
+from app.errors import Conflict, Forbidden, NotFound
 from app.models.break_glass import (
     BreakGlassReason,
     BreakGlassReview,
@@ -22,6 +19,7 @@ from app.models.break_glass import (
     ReviewStatus,
 )
 from app.models.common import utcnow
+from app.services import cursor as cursor_codec
 
 
 def to_public(item: BreakGlassReview) -> BreakGlassReviewPublic:
@@ -44,19 +42,6 @@ def to_public(item: BreakGlassReview) -> BreakGlassReviewPublic:
     )
 
 
-def _cursor(item: BreakGlassReview) -> str:
-    return base64.urlsafe_b64encode(f"{item.used_at.isoformat()}|{item.id}".encode()).decode().rstrip("=")
-
-
-def _parse_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, _, ident = raw.partition("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(ident)
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise BadRequest("The cursor is not one this API issued.", code="invalid_cursor") from exc
-
-
 async def list_page(
     session: AsyncSession, *, status: ReviewStatus | None, agency: str | None, cursor: str | None, limit: int
 ) -> tuple[list[BreakGlassReviewPublic], str | None]:
@@ -67,7 +52,7 @@ async def list_page(
     if agency is not None:
         query = query.where(col(BreakGlassReview.agency) == agency)
     if cursor:
-        stamp, ident = _parse_cursor(cursor)
+        stamp, ident = cursor_codec.decode(cursor)
         query = query.where(
             or_(
                 col(BreakGlassReview.used_at) < stamp,
@@ -79,7 +64,8 @@ async def list_page(
     )
     rows = (await session.execute(query)).scalars().all()
     page = list(rows[:limit])
-    return [to_public(r) for r in page], _cursor(page[-1]) if len(rows) > limit else None
+    next_cursor = cursor_codec.encode(page[-1].used_at, page[-1].id) if len(rows) > limit else None
+    return [to_public(r) for r in page], next_cursor
 
 
 async def review(

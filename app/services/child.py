@@ -6,8 +6,6 @@ which decides it and records it before anything is rendered.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -41,6 +39,7 @@ from app.models.child import (
 )
 from app.models.common import utcnow
 from app.models.vocabulary import DataCategory
+from app.services import cursor as cursor_codec
 from app.services import outbox
 
 MAX_PAGE = 200
@@ -76,6 +75,27 @@ def render(child: Child, decision: Decision) -> ChildPublic:
 
 def subject(child: Child) -> Subject:
     return Subject(child_id=child.id, owner_agency=child.owner_agency, region_code=child.region_code)
+
+
+async def _released(
+    session: AsyncSession, door: Door, reader: Reader, child: Child
+) -> tuple[Child, ChildPublic]:
+    """The record as this reader may see it, decided (and, across agencies, logged) by the door."""
+    decision = await door.admit(
+        session, reader, action="child.read", subject=subject(child), categories=CHILD_CATEGORIES
+    )
+    return child, render(child, decision)
+
+
+async def _load_owned(
+    session: AsyncSession, door: Door, reader: Reader, child_id: uuid.UUID, action: str
+) -> Child:
+    """The child, locked for change, if the reader's agency keeps its record."""
+    _require_registrar(reader)
+    child = await _load_visible(session, door, reader, child_id, action, for_update=True)
+    if child.owner_agency != reader.principal.agency:
+        raise Forbidden("Only the agency that keeps this record may change it.", code="not_record_owner")
+    return child
 
 
 def _require_registrar(reader: Reader) -> None:
@@ -142,10 +162,7 @@ async def register(
         data={"child_id": str(child.id), "region_code": child.region_code, "categories": child.categories},
         categories=[DataCategory.welfare],
     )
-    decision = await door.admit(
-        session, reader, action="child.read", subject=subject(child), categories=CHILD_CATEGORIES
-    )
-    return child, render(child, decision)
+    return await _released(session, door, reader, child)
 
 
 async def _load_visible(
@@ -172,10 +189,7 @@ async def get(
 ) -> tuple[Child, ChildPublic]:
     """One child, as this reader may see it; the read is decided and recorded by the door."""
     child = await _load_visible(session, door, reader, child_id, "child.read")
-    decision = await door.admit(
-        session, reader, action="child.read", subject=subject(child), categories=CHILD_CATEGORIES
-    )
-    return child, render(child, decision)
+    return await _released(session, door, reader, child)
 
 
 async def lookup(session: AsyncSession, door: Door, reader: Reader, *, number: str) -> ChildPublic:
@@ -215,10 +229,7 @@ async def update_child(
 ) -> tuple[Child, ChildPublic]:
     """Apply a partial update guarded by ``If-Match``; emits ``child.updated`` naming the changed
     fields (not their values)."""
-    _require_registrar(reader)
-    child = await _load_visible(session, door, reader, child_id, "child.update", for_update=True)
-    if child.owner_agency != reader.principal.agency:
-        raise Forbidden("Only the agency that keeps this record may change it.", code="not_record_owner")
+    child = await _load_owned(session, door, reader, child_id, "child.update")
     _check_if_match(child, if_match)
     if child.status == ChildStatus.exited:
         raise Conflict("An exited record is read-only.", code="child_exited")
@@ -282,10 +293,7 @@ async def update_child(
         data={"child_id": str(child.id), "changed": sorted(changes), "version": child.version},
         categories=[DataCategory.welfare],
     )
-    decision = await door.admit(
-        session, reader, action="child.read", subject=subject(child), categories=CHILD_CATEGORIES
-    )
-    return child, render(child, decision)
+    return await _released(session, door, reader, child)
 
 
 async def exit_registry(
@@ -299,10 +307,7 @@ async def exit_registry(
 ) -> tuple[Child, ChildPublic]:
     """Move a child out of the registry (退出). The record is kept, read-only; emits
     ``child.exited``."""
-    _require_registrar(reader)
-    child = await _load_visible(session, door, reader, child_id, "child.exit", for_update=True)
-    if child.owner_agency != reader.principal.agency:
-        raise Forbidden("Only the agency that keeps this record may change it.", code="not_record_owner")
+    child = await _load_owned(session, door, reader, child_id, "child.exit")
     if if_match is not None:
         _check_if_match(child, if_match)
     if child.status == ChildStatus.exited:
@@ -328,24 +333,7 @@ async def exit_registry(
         data={"child_id": str(child.id), "reason": str(data.reason), "exit_date": data.exit_date.isoformat()},
         categories=[DataCategory.welfare],
     )
-    decision = await door.admit(
-        session, reader, action="child.read", subject=subject(child), categories=CHILD_CATEGORIES
-    )
-    return child, render(child, decision)
-
-
-def encode_cursor(child: Child) -> str:
-    raw = f"{child.updated_at.isoformat()}|{child.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, _, ident = raw.partition("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(ident)
-    except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
-        raise BadRequest("The cursor is not one this API issued.", code="invalid_cursor") from exc
+    return await _released(session, door, reader, child)
 
 
 def _years_ago(years: int, today: date) -> date:
@@ -397,7 +385,7 @@ async def list_children(
             updated_since = updated_since.replace(tzinfo=UTC)
         query = query.where(col(Child.updated_at) >= updated_since)
     if cursor:
-        stamp, ident = decode_cursor(cursor)
+        stamp, ident = cursor_codec.decode(cursor)
         query = query.where(
             or_(col(Child.updated_at) > stamp, and_(col(Child.updated_at) == stamp, col(Child.id) > ident))
         )
@@ -428,7 +416,7 @@ async def list_children(
         required=CATEGORY_DATA[category] if category is not None else None,
     )
     items = [render(c, decisions[c.id]) for c in page if c.id in decisions]
-    next_cursor = encode_cursor(page[-1]) if len(rows) > limit else None
+    next_cursor = cursor_codec.encode(page[-1].updated_at, page[-1].id) if len(rows) > limit else None
     return items, next_cursor
 
 
