@@ -6,10 +6,12 @@ Nothing here connects at import time: the app factory's lifespan (or the CLI) ca
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -39,6 +41,7 @@ def start_embedded_postgres(settings: Settings) -> str:
 
     pgdata = settings.resolved_pgdata
     pgdata.parent.mkdir(parents=True, exist_ok=True)
+    _forget_dead_handles(pgdata)
     key = str(pgdata)
     if key not in _embedded_servers:
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
@@ -47,6 +50,32 @@ def start_embedded_postgres(settings: Settings) -> str:
             _embedded_servers[key] = get_server(pgdata, cleanup_mode="stop")
     server = _embedded_servers[key]
     return str(server.get_uri("postgres"))
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """The embedded server stops when its last attached process exits; a process killed without
+    running its exit hooks stays in the list for ever and the server would never stop. Drop the
+    ids of processes that no longer exist before attaching."""
+    handles = pgdata / ".handle_pids.json"
+    try:
+        pids = json.loads(handles.read_text())
+    except (OSError, ValueError):
+        return
+    if not isinstance(pids, list):
+        return
+    alive = [pid for pid in pids if isinstance(pid, int) and _process_exists(pid)]
+    if alive != pids:
+        handles.write_text(json.dumps(alive))
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def resolve_database_url(settings: Settings) -> str:

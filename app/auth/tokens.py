@@ -238,7 +238,8 @@ class TokenVerifier:
         if exp - iat > MAX_TOKEN_LIFETIME_SECONDS:
             raise InvalidToken("token lifetime exceeds the limit")
 
-        subject, agency, region = claims.get("sub"), claims.get("agency"), claims.get("region", "")
+        # `region` must be present: an issuer that forgets it must not grant the whole country.
+        subject, agency, region = claims.get("sub"), claims.get("agency"), claims.get("region")
         scope_text, jti = claims.get("scope", ""), claims.get("jti")
         if not isinstance(subject, str) or not subject:
             raise InvalidToken("token has no subject")

@@ -491,3 +491,16 @@ class TestExternalIssuer:
             )
         response = await http.get("/v1/me", headers=bearer(token))
         assert response.status_code == 401, response.text
+
+    async def test_external_token_without_a_region_claim_is_refused_not_nationwide(
+        self, external: tuple[httpx.AsyncClient, ExternalIdp]
+    ) -> None:
+        http, idp = external
+        claims = jwt.get_unverified_claims(idp.token())
+        claims.pop("region")
+        token = str(
+            jwt.encode(claims, idp.private_pem, algorithm="RS256", headers={"kid": idp.kid, "typ": "at+jwt"})
+        )
+        response = await http.get("/v1/me", headers=bearer(token))
+        assert response.status_code == 401
+        assert "region" in response.json()["detail"]
