@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -102,6 +103,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from app.services import demo
 
     resolve_database_url(settings)  # starts the embedded server once, for every worker
+    if settings.database_url is None and settings.run_worker is None:
+        # The embedded default is the whole installation: deliver webhooks in-process. Set here
+        # for uvicorn's worker processes, which read settings afresh from the environment.
+        os.environ["CHILDLINK_RUN_WORKER"] = "true"
     migrate(settings)
     # Create the first key before workers start, so they never race to make one each.
     KeyRing(settings.resolved_key_dir, create_if_empty=settings.is_development)
@@ -131,6 +136,13 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         proxy_headers=False,
     )
     return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from app.events import runner
+
+    migrate(settings)
+    return runner.run(settings, once=args.once)
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
@@ -280,6 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=cmd_serve)
 
     sub.add_parser("migrate", help="upgrade the schema to the newest revision").set_defaults(func=cmd_migrate)
+    worker = sub.add_parser("worker", help="deliver webhooks until SIGTERM (run as many as you like)")
+    worker.add_argument("--once", action="store_true", help="one round of deliveries, then exit")
+    worker.set_defaults(func=cmd_worker)
     sub.add_parser("demo", help="load the demo data and print client secrets").set_defaults(func=cmd_demo)
 
     agency = sub.add_parser("agency", help="manage agencies").add_subparsers(dest="action", required=True)

@@ -2,18 +2,64 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 from fastapi import FastAPI, Request
 
 from app.config import Settings
+from app.db import asyncpg_dsn
+from app.events.notify import Notifier
 from app.events.sender import WebhookSender
+from app.events.worker import DeliveryWorker
+
+
+def runs_worker(settings: Settings) -> bool:
+    """``CHILDLINK_RUN_WORKER`` when set; otherwise only on the embedded database, where
+    ``serve`` is the whole installation and nobody would think to start ``childlink worker``."""
+    return settings.run_worker if settings.run_worker is not None else settings.database_url is None
 
 
 async def start_events(app: FastAPI, settings: Settings) -> None:
-    """The webhook sender (``app.state.webhook_sender``, for subscription pings)."""
+    """The webhook sender (for pings), the commit notifier (for the feed's long poll) and, when
+    configured, an in-process delivery worker (``app.state.delivery_worker``).
+
+    Connects to nothing before the first use, so a database that is still starting does not
+    stop the app from starting."""
     app.state.webhook_sender = WebhookSender(settings, max_connections=10)
+    url = app.state.db.engine.url.render_as_string(hide_password=False)
+    notifier = Notifier(asyncpg_dsn(url))
+    notifier.start()
+    app.state.event_notifier = notifier
+    app.state.delivery_worker = None
+    app.state.delivery_worker_task = None
+    if runs_worker(settings):
+        worker = DeliveryWorker(
+            db=app.state.db,
+            door=app.state.door,
+            kinds=app.state.agency_kinds,
+            settings=settings,
+            notifier=notifier,
+        )
+        app.state.delivery_worker = worker
+        app.state.delivery_worker_task = asyncio.create_task(worker.run(), name="delivery-worker")
 
 
 async def stop_events(app: FastAPI) -> None:
+    """Let in-flight deliveries finish, then close everything. Idempotent."""
+    worker: DeliveryWorker | None = getattr(app.state, "delivery_worker", None)
+    task: asyncio.Task[None] | None = getattr(app.state, "delivery_worker_task", None)
+    if worker is not None:
+        worker.stop()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await worker.aclose()
+        app.state.delivery_worker = app.state.delivery_worker_task = None
+    notifier: Notifier | None = getattr(app.state, "event_notifier", None)
+    if notifier is not None:
+        await notifier.aclose()
+        app.state.event_notifier = None
     sender: WebhookSender | None = getattr(app.state, "webhook_sender", None)
     if sender is not None:
         await sender.aclose()
@@ -23,3 +69,8 @@ async def stop_events(app: FastAPI) -> None:
 def get_sender(request: Request) -> WebhookSender:
     sender: WebhookSender = request.app.state.webhook_sender
     return sender
+
+
+def get_notifier(request: Request) -> Notifier:
+    notifier: Notifier = request.app.state.event_notifier
+    return notifier

@@ -289,12 +289,12 @@ async def deliveries(
 
 _REPLAY_SQL = """
 INSERT INTO event_delivery (subscription_id, kind, event_id, event_seq, child_id, webhook_id)
-SELECT :sub, 'replay', e.id, e.seq, e.subject, 'msg_' || replace(gen_random_uuid()::text, '-', '')
+SELECT CAST(:sub AS uuid), 'replay', e.id, e.seq, e.subject, 'msg_' || replace(gen_random_uuid()::text, '-', '')
 FROM outbox_event AS e
-WHERE e.seq BETWEEN :from_seq AND :to_seq
+WHERE e.seq BETWEEN CAST(:from_seq AS bigint) AND CAST(:to_seq AS bigint)
   AND EXISTS (SELECT 1 FROM unnest(CAST(:types AS text[])) AS p WHERE e.type LIKE replace(p, '*', '%'))
-  AND e.region_code LIKE :region || '%'
-  AND (cardinality(CAST(:categories AS text[])) = 0 OR e.data_categories && CAST(:categories AS text[]))
+  AND e.region_code LIKE CAST(:region AS text) || '%'
+  AND (cardinality(CAST(:categories AS varchar[])) = 0 OR e.data_categories && CAST(:categories AS varchar[]))
 ORDER BY e.seq
 LIMIT :limit
 """

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from app.config import Settings
 from app.events.sender import WebhookSender
+from app.events.worker import DeliveryWorker
 from tests.conftest import TokenFactory
 from tests.events.helpers import CIVIL_SCOPES, PUBLISH_SCOPES, SUBSCRIBER_SCOPES
 from tests.events.receiver import Receiver
@@ -78,3 +80,32 @@ async def receiver() -> AsyncIterator[Receiver]:
 async def subscriber(token: TokenFactory) -> str:
     """Civil affairs' case system, managing subscriptions."""
     return await token(agency="civil-affairs", scopes=SUBSCRIBER_SCOPES, region=REGION)
+
+
+WorkerFactory = Callable[..., Awaitable[DeliveryWorker]]
+
+
+@pytest.fixture
+async def start_worker(app: Any, loopback_settings: Settings) -> AsyncIterator[WorkerFactory]:
+    """``await start_worker()``: a delivery worker running in the background on the test app's
+    database and door, with loopback allowed and the compressed retry schedule."""
+    running: list[tuple[DeliveryWorker, asyncio.Task[None]]] = []
+
+    async def start(settings: Settings | None = None, *, name: str | None = None) -> DeliveryWorker:
+        worker = DeliveryWorker(
+            db=app.state.db,
+            door=app.state.door,
+            kinds=app.state.agency_kinds,
+            settings=settings or loopback_settings,
+            notifier=app.state.event_notifier,
+            name=name or f"test-worker-{len(running)}",
+        )
+        running.append((worker, asyncio.create_task(worker.run())))
+        return worker
+
+    yield start
+    for worker, _task in running:
+        worker.stop()
+    for worker, task in running:
+        await asyncio.wait_for(task, 15)
+        await worker.aclose()

@@ -88,3 +88,33 @@ async def fetch(database_url: str, query: str, *args: Any) -> list[asyncpg.Recor
 async def scalar(database_url: str, query: str, *args: Any) -> Any:
     rows = await fetch(database_url, query, *args)
     return rows[0][0] if rows else None
+
+
+async def eventually(check: Any, within: float = 10.0, every: float = 0.05) -> Any:
+    """Poll an async ``check`` until it returns something truthy; fail after ``within`` seconds."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + within
+    while True:
+        result = await check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {within}s: last result {result!r}")
+        await asyncio.sleep(every)
+
+
+async def subscribe(
+    client: httpx.AsyncClient,
+    token: str,
+    url: str,
+    types: list[str],
+    purpose: str = "child_protection",
+    **extra: Any,
+) -> dict[str, Any]:
+    body = {"mode": "webhook", "url": url, "types": types, "purpose_of_use": purpose, **extra}
+    response = await client.post("/v1/subscriptions", json=body, headers=bearer(token))
+    assert response.status_code == 201, response.text
+    result: dict[str, Any] = response.json()
+    return result

@@ -1,0 +1,57 @@
+"""``childlink worker``: the delivery worker as a process of its own (run as many as you like).
+
+It builds what the app's lifespan builds for the door (database, access policy, audit writer,
+agency kinds) and runs :class:`DeliveryWorker` until SIGTERM or SIGINT, after which in-flight
+deliveries finish and their results are recorded before it exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from app.access.deps import AgencyKinds
+from app.access.door import Door
+from app.access.policy import load_policy
+from app.audit.writer import AuditWriter
+from app.config import Settings
+from app.db import asyncpg_dsn, create_database, resolve_database_url
+from app.events.notify import Notifier
+from app.events.worker import DeliveryWorker
+
+logger = logging.getLogger(__name__)
+
+
+async def serve_worker(settings: Settings, *, once: bool = False) -> int:
+    database_url = resolve_database_url(settings)
+    dsn = asyncpg_dsn(database_url)
+    db = create_database(database_url, pool_size=max(4, settings.worker_concurrency // 2))
+    audit = AuditWriter(dsn)
+    door = Door(load_policy(), audit, break_glass_daily_limit=settings.break_glass_daily_limit)
+    notifier = Notifier(dsn)
+    worker = DeliveryWorker(
+        db=db, door=door, kinds=AgencyKinds(db.engine), settings=settings, notifier=notifier
+    )
+    try:
+        if once:
+            sent = await worker.run_once()
+            print(f"delivered {worker.delivered} of {sent} claimed deliveries", flush=True)
+            return 0
+        notifier.start()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        logger.info("delivery worker %s started", worker.name)
+        print(f"childlink worker {worker.name} running; SIGTERM to stop", flush=True)
+        await worker.run()
+        return 0
+    finally:
+        await worker.aclose()
+        await notifier.aclose()
+        await audit.aclose()
+        await db.dispose()
+
+
+def run(settings: Settings, *, once: bool = False) -> int:
+    return asyncio.run(serve_worker(settings, once=once))

@@ -1,0 +1,454 @@
+"""The delivery worker: fan events out to webhook subscriptions, claim due deliveries, pass each
+through the access layer, send it signed, record the attempt. Any number may run at once.
+
+**Fan-out.** Each webhook subscription keeps a cursor (``dispatched_seq``). A round locks the
+active subscriptions behind the head (``FOR UPDATE SKIP LOCKED``: two workers never fan out the
+same subscription), inserts one delivery per matching event up to the committed head, and
+advances the cursors, all in one transaction. Sequence numbers become visible in order without
+holes (migration 0005), so a cursor never steps over an event that commits later.
+
+**Claims are leases.** A worker claims due deliveries with ``FOR UPDATE SKIP LOCKED``, counts
+the attempt and moves ``next_attempt_at`` a lease into the future, then commits: no transaction
+stays open while a receiver thinks. A worker that dies (SIGKILL, power loss) between sending and
+recording leaves the lease to run out, and whoever claims next sends the same ``webhook-id``
+again: at-least-once. Two workers never hold the same lease: the lease outlasts the worker's
+hard deadline for the whole delivery, and a result is recorded only under the lease it was
+claimed with.
+
+**Order.** A delivery is claimable only when no earlier one (by event sequence) for the same
+subscription and child is still pending, so per subscription and child, events arrive in
+sequence order, across retries and across workers.
+
+**Every delivery is a read.** Before each attempt the door decides the subscriber's read of the
+event (its agency, the creating client's region, the subscription's purpose of use) and writes
+the access-log record; categories without a legal basis are cut from the payload, and a delivery
+with nothing left to release is recorded as ``denied`` and never sent.
+
+Hot path: Core SQL on the engine (no ORM unit of work), one statement per claim batch and one
+transaction per recorded attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets as secrets_module
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from app.access.deps import AgencyKinds
+from app.access.door import Door, Reader
+from app.auth.principal import Principal
+from app.auth.scopes import Scope
+from app.config import Settings
+from app.db import Database
+from app.errors import AppError, Forbidden, NotFound
+from app.events.envelope import StoredEvent, envelope
+from app.events.notify import Notifier
+from app.events.sender import Outcome, SendResult, WebhookSender
+from app.models.vocabulary import DataCategory
+
+logger = logging.getLogger(__name__)
+
+DISPATCH_BATCH = 1000
+"""Events fanned out per subscription per round: keeps each transaction short during catch-up."""
+
+_DISABLE_REVOKED = """
+UPDATE subscription AS s SET status = 'disabled', disabled_reason = 'client_revoked', updated_at = now()
+FROM api_client AS c
+WHERE c.id = s.created_by_client AND c.status <> 'active' AND s.status = 'active'
+"""
+
+_DISPATCH = """
+WITH head AS (SELECT COALESCE((SELECT last_seq FROM event_sequence WHERE id = 1), 0) AS seq),
+subs AS (
+    SELECT s.id, s.dispatched_seq, LEAST((SELECT seq FROM head), s.dispatched_seq + :batch) AS upto,
+           s.type_patterns, s.region_prefix, s.categories
+    FROM subscription AS s
+    WHERE s.mode = 'webhook' AND s.status = 'active' AND s.dispatched_seq < (SELECT seq FROM head)
+    FOR UPDATE SKIP LOCKED
+),
+queued AS (
+    INSERT INTO event_delivery (subscription_id, kind, event_id, event_seq, child_id, webhook_id)
+    SELECT subs.id, 'event', e.id, e.seq, e.subject, 'msg_' || replace(gen_random_uuid()::text, '-', '')
+    FROM subs
+    JOIN outbox_event AS e ON e.seq > subs.dispatched_seq AND e.seq <= subs.upto
+    WHERE EXISTS (SELECT 1 FROM unnest(subs.type_patterns) AS p WHERE e.type LIKE replace(p, '*', '%'))
+      AND e.region_code LIKE subs.region_prefix || '%'
+      AND (cardinality(subs.categories) = 0 OR e.data_categories && subs.categories)
+    ORDER BY subs.id, e.seq
+    RETURNING 1
+),
+advanced AS (
+    UPDATE subscription AS s SET dispatched_seq = subs.upto FROM subs WHERE s.id = subs.id RETURNING 1
+)
+SELECT (SELECT count(*) FROM queued) AS queued, (SELECT count(*) FROM advanced) AS subscriptions
+"""
+
+_CLAIM = """
+WITH due AS (
+    SELECT d.id, d.lease_token AS previous_lease
+    FROM event_delivery AS d
+    JOIN subscription AS s ON s.id = d.subscription_id
+    WHERE d.status = 'pending' AND d.kind <> 'ping' AND d.next_attempt_at <= now() AND s.status = 'active'
+      AND NOT EXISTS (
+          SELECT 1 FROM event_delivery AS p
+          WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
+            AND p.status = 'pending' AND (p.event_seq, p.id) < (d.event_seq, d.id)
+      )
+    ORDER BY d.next_attempt_at, d.id
+    LIMIT :limit
+    FOR UPDATE OF d SKIP LOCKED
+)
+UPDATE event_delivery AS d
+SET attempts = d.attempts + 1, lease_token = :lease,
+    next_attempt_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
+FROM due, subscription AS s, outbox_event AS e
+WHERE d.id = due.id AND s.id = d.subscription_id AND e.id = d.event_id
+RETURNING d.id AS delivery_id, d.attempts, d.webhook_id, due.previous_lease,
+    s.id AS subscription_id, s.agency, s.created_by_client, s.reader_region, s.url, s.secret,
+    s.previous_secret, s.previous_secret_expires_at, s.purpose_of_use, now() AS claimed_at,
+    e.id, e.seq, e.type, e.source, e.subject, e.time, e.data, e.data_categories, e.region_code,
+    e.publisher_agency, e.publisher_event_id
+"""
+
+_RECORD = """
+UPDATE event_delivery
+SET status = CAST(:status AS text), lease_token = NULL, last_status_code = :status_code,
+    last_error = CAST(:error AS text),
+    next_attempt_at = CASE WHEN CAST(:status AS text) = 'pending'
+                           THEN now() + make_interval(secs => CAST(:delay AS double precision))
+                           ELSE next_attempt_at END,
+    finished_at = CASE WHEN CAST(:status AS text) = 'pending' THEN NULL ELSE now() END,
+    updated_at = now()
+WHERE id = :delivery_id AND lease_token = :lease
+"""
+
+_ATTEMPT = """
+INSERT INTO delivery_attempt
+    (delivery_id, attempt, outcome, status_code, error, duration_ms, categories_withheld, worker)
+VALUES (:delivery_id, :attempt, CAST(:outcome AS text), :status_code, CAST(:error AS text), :duration_ms,
+        CAST(:withheld AS text[]), CAST(:worker AS text))
+"""
+
+_DISABLE_GONE = """
+UPDATE subscription SET status = 'disabled', disabled_reason = 'gone', updated_at = now()
+WHERE id = :subscription_id AND status = 'active'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One claimed delivery, with everything needed to send it."""
+
+    delivery_id: int
+    attempt: int
+    webhook_id: str
+    lease: uuid.UUID
+    previous_lease: uuid.UUID | None
+    subscription_id: uuid.UUID
+    agency: str
+    client_id: str
+    reader_region: str
+    url: str
+    signing_secrets: list[str]
+    purpose: str
+    event: StoredEvent
+
+    @classmethod
+    def from_row(cls, row: Mapping[Any, Any], lease: uuid.UUID) -> Job:
+        keys = [row["secret"]]
+        expires: datetime | None = row["previous_secret_expires_at"]
+        if row["previous_secret"] and expires is not None and expires > row["claimed_at"]:
+            keys.append(row["previous_secret"])
+        return cls(
+            delivery_id=row["delivery_id"],
+            attempt=row["attempts"],
+            webhook_id=row["webhook_id"],
+            lease=lease,
+            previous_lease=row["previous_lease"],
+            subscription_id=row["subscription_id"],
+            agency=row["agency"],
+            client_id=row["created_by_client"],
+            reader_region=row["reader_region"],
+            url=row["url"],
+            signing_secrets=keys,
+            purpose=row["purpose_of_use"],
+            event=StoredEvent.from_row(row),
+        )
+
+
+def retry_delay(
+    attempts: int, schedule: list[float], jitter: float, retry_after: float | None = None
+) -> float | None:
+    """Seconds until the next try after ``attempts`` failed ones, or None when the schedule is
+    spent (dead letter). Each wait is spread by +/- ``jitter`` so receivers that failed together
+    are not retried in lock-step; a receiver's ``Retry-After`` is a floor, never shortened."""
+    if attempts > len(schedule):
+        return None
+    delay = schedule[attempts - 1] * random.uniform(1 - jitter, 1 + jitter)  # noqa: S311 (not crypto)
+    if retry_after is not None:
+        delay = max(delay, retry_after)
+    return delay
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    status: str
+    outcome: str
+    send: SendResult
+    withheld: tuple[DataCategory, ...] = ()
+    delay: float = 0.0
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        door: Door,
+        kinds: AgencyKinds,
+        settings: Settings,
+        sender: WebhookSender | None = None,
+        notifier: Notifier | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.db = db
+        self.door = door
+        self.kinds = kinds
+        self.settings = settings
+        self.sender = sender or WebhookSender(settings, max_connections=settings.worker_concurrency * 2)
+        self._own_sender = sender is None
+        self.notifier = notifier
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets_module.token_hex(2)}"
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self.delivered = 0
+
+    # -- the rounds ------------------------------------------------------------------------
+
+    async def dispatch(self) -> int:
+        """Fan new events out to webhook subscriptions; returns how many deliveries were queued."""
+        async with self.db.engine.begin() as conn:
+            await conn.execute(text(_DISABLE_REVOKED))
+            row = (await conn.execute(text(_DISPATCH), {"batch": DISPATCH_BATCH})).one()
+        return int(row.queued)
+
+    async def claim(self, limit: int) -> list[Job]:
+        lease = uuid.uuid4()
+        async with self.db.engine.begin() as conn:
+            rows = (
+                await conn.execute(
+                    text(_CLAIM),
+                    {"limit": limit, "lease": lease, "lease_seconds": self.settings.webhook_lease_seconds},
+                )
+            ).mappings()
+            return [Job.from_row(row, lease) for row in rows]
+
+    async def run_once(self) -> int:
+        """One dispatch, one claim, every claimed delivery sent and recorded; returns the number
+        sent. For tests and ``childlink worker --once``."""
+        await self.dispatch()
+        jobs = await self.claim(self.settings.worker_concurrency)
+        await asyncio.gather(*(self.deliver(job) for job in jobs))
+        return len(jobs)
+
+    async def run(self) -> None:
+        """Until :meth:`stop`: dispatch, claim what there is room for, and wait for a commit
+        notification, a finished delivery or the poll interval, whichever comes first."""
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                await self.dispatch()
+                room = self.settings.worker_concurrency - len(self._in_flight)
+                if room > 0:
+                    for job in await self.claim(room):
+                        task = asyncio.create_task(self.deliver(job), name=f"deliver-{job.delivery_id}")
+                        self._in_flight.add(task)
+                        task.add_done_callback(self._in_flight.discard)
+                backoff = 0.5
+            except (DBAPIError, OSError, TimeoutError) as exc:
+                # The database is away (a restart, a failover): nothing is lost, the outbox and
+                # the leases wait for us. Try again with a growing pause.
+                logger.warning("delivery worker round failed: %s", type(exc).__name__)
+                await self._pause(backoff)
+                backoff = min(backoff * 2, 10.0)
+                continue
+            await self._pause(self.settings.worker_poll_seconds)
+        await self._drain()
+
+    async def _pause(self, seconds: float) -> None:
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._stopping.wait())}
+        if self.notifier is not None:
+            waiters.add(asyncio.ensure_future(self.notifier.wait(seconds)))
+        if self._in_flight and len(self._in_flight) >= self.settings.worker_concurrency:
+            waiters.add(asyncio.ensure_future(asyncio.wait(set(self._in_flight))))
+        try:
+            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _drain(self, grace: float = 10.0) -> None:
+        """Let in-flight deliveries finish (their leases would otherwise be re-sent later)."""
+        if self._in_flight:
+            _, pending = await asyncio.wait(set(self._in_flight), timeout=grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    async def aclose(self) -> None:
+        self.stop()
+        await self._drain()
+        if self._own_sender:
+            await self.sender.aclose()
+
+    # -- one delivery ----------------------------------------------------------------------
+
+    def _reader(self, job: Job, kind: str) -> Reader:
+        principal = Principal(
+            client_id=job.client_id,
+            agency=job.agency,
+            scopes=frozenset({Scope.events_read}),
+            region=job.reader_region,
+            token_id=f"subscription:{job.subscription_id}",
+            issuer="childlink",
+        )
+        return Reader(
+            principal=principal,
+            agency_kind=kind,
+            purpose_raw=job.purpose,
+            break_glass_raw=None,
+            request_id=job.webhook_id,
+        )
+
+    async def _attempt(self, job: Job) -> Result:
+        kind = await self.kinds.kind(job.agency)
+        if kind is None:
+            return Result("denied", "denied", SendResult(Outcome.failed, error="subscriber agency unknown"))
+        try:
+            async with self.db.sessionmaker() as session:
+                decision = await self.door.admit(
+                    session,
+                    self._reader(job, kind),
+                    action="event.deliver",
+                    subject=job.event.subject_for_door(),
+                    categories=job.event.data_categories,
+                )
+                await session.commit()
+        except (Forbidden, NotFound) as exc:
+            # Decided and on record by the door: this subscriber may see none of it. Final.
+            return Result("denied", "denied", SendResult(Outcome.failed, error=exc.code))
+        except AppError as exc:
+            return self._failed(job, SendResult(Outcome.failed, error=f"access layer: {exc.code}"))
+        body = envelope(job.event, decision.granted)
+        withheld = tuple(DataCategory(c) for c in decision.withheld)
+        sent = await self.sender.send(
+            job.url, webhook_id=job.webhook_id, body=orjson.dumps(body), secrets=job.signing_secrets
+        )
+        if sent.outcome is Outcome.delivered:
+            return Result("delivered", "delivered", sent, withheld)
+        if sent.outcome is Outcome.gone:
+            return Result("gone", "gone", sent, withheld)
+        result = self._failed(job, sent)
+        return Result(result.status, result.outcome, sent, withheld, result.delay)
+
+    def _failed(self, job: Job, sent: SendResult) -> Result:
+        settings = self.settings
+        delay = retry_delay(
+            job.attempt, settings.webhook_retry_schedule, settings.webhook_retry_jitter, sent.retry_after
+        )
+        status = "dead" if delay is None else "pending"
+        return Result(status, str(sent.outcome), sent, delay=delay or 0.0)
+
+    async def deliver(self, job: Job) -> None:
+        """Decide, send and record one claimed delivery; never raises (a failure to record is
+        logged, and the lease running out brings the delivery back)."""
+        try:
+            async with asyncio.timeout(self.settings.webhook_lease_seconds - 0.5):
+                result = await self._attempt(job)
+        except TimeoutError:
+            result = self._failed(job, SendResult(Outcome.failed, error="worker deadline"))
+        except Exception:  # a bug must not take the worker down; the lease brings it back
+            logger.exception("delivery %s failed unexpectedly", job.delivery_id)
+            return
+        try:
+            async with self.db.engine.begin() as conn:
+                await self._record(conn, job, result)
+        except (DBAPIError, OSError, TimeoutError) as exc:
+            logger.warning(
+                "could not record delivery %s: %s %s",
+                job.delivery_id,
+                type(exc).__name__,
+                getattr(getattr(exc, "orig", None), "sqlstate", "") or "",
+            )
+            return
+        if result.status == "delivered":
+            self.delivered += 1
+
+    async def _record(self, conn: AsyncConnection, job: Job, result: Result) -> None:
+        if job.previous_lease is not None:
+            await conn.execute(
+                text(_ATTEMPT),
+                {
+                    "delivery_id": job.delivery_id,
+                    "attempt": job.attempt - 1,
+                    "outcome": "abandoned",
+                    "status_code": None,
+                    "error": "the worker stopped before recording the result",
+                    "duration_ms": None,
+                    "withheld": [],
+                    "worker": None,
+                },
+            )
+        sent = result.send
+        updated = await conn.execute(
+            text(_RECORD),
+            {
+                "status": result.status,
+                "status_code": sent.status_code,
+                "error": sent.error,
+                "delay": result.delay,
+                "delivery_id": job.delivery_id,
+                "lease": job.lease,
+            },
+        )
+        if getattr(updated, "rowcount", 1) == 0:
+            # Our lease ran out and another worker owns the delivery now; it will record its
+            # own attempt. Ours is still history.
+            logger.warning("delivery %s: lease lost before recording", job.delivery_id)
+        await conn.execute(
+            text(_ATTEMPT),
+            {
+                "delivery_id": job.delivery_id,
+                "attempt": job.attempt,
+                "outcome": result.outcome,
+                "status_code": sent.status_code,
+                "error": sent.error,
+                "duration_ms": sent.duration_ms,
+                "withheld": [str(c) for c in result.withheld],
+                "worker": self.name[:64],
+            },
+        )
+        if result.status == "gone":
+            await conn.execute(text(_DISABLE_GONE), {"subscription_id": job.subscription_id})
+
+
+async def run_until_stopped(worker: DeliveryWorker) -> None:
+    with contextlib.suppress(asyncio.CancelledError):
+        await worker.run()

@@ -1,0 +1,145 @@
+"""The worker as the operator runs it: ``childlink worker`` processes, killed and restarted, and the
+worker the app's lifespan runs in-process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+from standardwebhooks import Webhook
+
+from app.config import Settings
+from app.events.sender import WebhookSender
+from app.main import create_app
+from tests.conftest import TokenFactory, bearer
+from tests.events.conftest import REGION
+from tests.events.helpers import DROPOUT, PREFIX, SUBSCRIBER_SCOPES, eventually, fetch, publish, subscribe
+from tests.events.receiver import Receiver
+from tests.factories import make_child
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def worker_process(database_url: str) -> subprocess.Popen[bytes]:
+    """``childlink worker`` from this checkout, with loopback allowed and a two-second lease."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "CHILDLINK_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "CHILDLINK_WEBHOOK_TIMEOUT_SECONDS": "1",
+        "CHILDLINK_WEBHOOK_LEASE_SECONDS": "2",
+        "CHILDLINK_WEBHOOK_RETRY_SCHEDULE": "0.05,0.1",
+        "CHILDLINK_WORKER_POLL_SECONDS": "0.1",
+        "CHILDLINK_LOG_LEVEL": "WARNING",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+async def exited(process: subprocess.Popen[bytes], within: float = 20) -> int:
+    async def done() -> bool:
+        return process.poll() is not None
+
+    await eventually(done, within=within)
+    assert process.returncode is not None
+    return process.returncode
+
+
+class TestKilledWorker:
+    async def test_a_worker_killed_between_sending_and_recording_is_redelivered_with_the_same_id(
+        self,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        education: str,
+        child: dict[str, Any],
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+        database_url: str,
+    ) -> None:
+        sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
+        accepted = (await publish(client, education, DROPOUT, child["id"])).json()
+        first = worker_process(database_url)
+        try:
+
+            def kill_before_answering(request: Any) -> tuple[int, dict[str, str]]:
+                # The request has arrived: the worker has sent it and is waiting to record the
+                # answer. Kill it now, so the answer never reaches the database.
+                if len(receiver.requests) == 0:
+                    os.kill(first.pid, signal.SIGKILL)
+                return 200, {}
+
+            receiver.responder = kill_before_answering
+            await receiver.wait_for(lambda r: len(r.requests) == 1, within=30)
+            assert await exited(first) == -signal.SIGKILL
+        finally:
+            if first.poll() is None:
+                first.kill()
+        (row,) = await fetch(
+            database_url,
+            "SELECT status, attempts, lease_token FROM event_delivery WHERE event_id = $1",
+            uuid.UUID(accepted["id"]),
+        )
+        assert (row["status"], row["attempts"]) == ("pending", 1)
+        assert row["lease_token"] is not None  # claimed, sent, never recorded
+
+        receiver.responder = None
+        second = worker_process(database_url)
+        try:
+            await receiver.wait_for(lambda r: len(r.requests) == 2, within=30)
+            second.send_signal(signal.SIGTERM)
+            assert await exited(second) == 0, second.stderr.read() if second.stderr else ""
+        finally:
+            if second.poll() is None:
+                second.kill()
+        before, after = receiver.requests
+        assert after.headers["webhook-id"] == before.headers["webhook-id"]
+        assert Webhook(sub["secret"]).verify(after.body, after.headers)["id"] == accepted["id"]
+        history = (
+            await client.get(f"/v1/subscriptions/{sub['id']}/deliveries", headers=bearer(subscriber))
+        ).json()["items"][0]
+        assert history["status"] == "delivered"
+        assert [(a["attempt"], a["outcome"]) for a in history["attempt_log"]] == [
+            (1, "abandoned"),
+            (2, "delivered"),
+        ]
+
+
+class TestInProcessWorker:
+    async def test_the_app_runs_a_worker_when_configured(
+        self,
+        loopback_settings: Settings,
+        token: TokenFactory,
+        client: httpx.AsyncClient,
+        civil: str,
+        education: str,
+        receiver: Receiver,
+    ) -> None:
+        child = await make_child(client, civil, region=REGION + "005003")
+        settings = loopback_settings.model_copy(update={"run_worker": True})
+        application = create_app(settings)
+        async with application.router.lifespan_context(application):
+            assert application.state.delivery_worker is not None
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as own:
+                civil_sub = await token(agency="civil-affairs", scopes=SUBSCRIBER_SCOPES, region=REGION)
+                sub = await subscribe(own, civil_sub, receiver.url, [PREFIX + "education.*"])
+                await publish(own, education, DROPOUT, child["id"])
+                await receiver.wait_for(lambda r: len(r.delivered()) == 1)
+        assert Webhook(sub["secret"]).verify(receiver.requests[0].body, receiver.requests[0].headers)
+        assert application.state.delivery_worker is None  # stopped with the app
+
+    async def test_by_default_an_app_on_an_external_database_runs_none(self, app: Any) -> None:
+        assert app.state.delivery_worker is None
+        await asyncio.sleep(0)
