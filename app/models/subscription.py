@@ -123,8 +123,20 @@ _TYPES_DESCRIPTION = (
 )
 
 
+NOT_STANDING_PURPOSES = (PurposeOfUse.investigation, PurposeOfUse.emergency)
+"""Purposes that justify one read, not a standing stream: an investigation names its case and
+an emergency is reviewed case by case, so neither can be declared once for every future event."""
+
+
 class _SubscriptionFields(SQLModel):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
+
+    @field_validator("purpose_of_use", check_fields=False)
+    @classmethod
+    def _standing_purpose(cls, value: PurposeOfUse | None) -> PurposeOfUse | None:
+        if value in NOT_STANDING_PURPOSES:
+            raise ValueError("investigation and emergency reads are made one at a time, not subscribed to")
+        return value
 
     @field_validator("types", "categories", check_fields=False)
     @classmethod

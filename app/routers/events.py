@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Response, Security, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, Security, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.deps import DoorDep, get_reader
@@ -23,6 +23,8 @@ from app.errors import (
     Unprocessable,
     responses,
 )
+from app.events.lifecycle import get_notifier
+from app.events.notify import Notifier
 from app.models.event import (
     IDEMPOTENCY_KEY_PATTERN,
     CloudEventIn,
@@ -30,8 +32,10 @@ from app.models.event import (
     EventAccepted,
     EventTypeList,
     EventTypePublic,
+    FeedPage,
 )
 from app.services import event as event_service
+from app.services import event_feed
 
 router = APIRouter(prefix="/v1", tags=["events"])
 
@@ -105,6 +109,47 @@ async def publish_event(
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return accepted
+
+
+@router.get(
+    "/events/feed",
+    response_model=FeedPage,
+    summary="Read the event feed (pull)",
+    responses=responses(Unauthorized, Forbidden, BadRequest, NotFound, Conflict, Unprocessable),
+)
+async def read_feed(
+    request: Request,
+    session: Session,
+    door: DoorDep,
+    reader: Annotated[Reader, Security(get_reader, scopes=[Scope.events_read])],
+    notifier: Annotated[Notifier, Depends(get_notifier)],
+    after: Annotated[int, Query(ge=0, description="The `next_after` of your previous page; 0 to start.")] = 0,
+    limit: Annotated[int, Query(ge=1, le=500, description="At most this many events.")] = 100,
+    wait: Annotated[
+        float,
+        Query(ge=0, le=60, description="Seconds to wait for an event when there is none yet (long poll)."),
+    ] = 0,
+    subscription: Annotated[
+        uuid.UUID | None,
+        Query(description="Your pull subscription; may be left out when your agency has exactly one."),
+    ] = None,
+) -> Any:
+    """The events your pull subscription admits after sequence `after`, oldest first, each
+    released as the access layer allows for the subscription's purpose of use and recorded in the
+    access log; events you may see nothing of are left out. Continue with `after=next_after`:
+    nothing can appear later below it. With `wait`, the call returns as soon as an event commits
+    (at most `wait` seconds, capped by the server)."""
+    cap = request.app.state.settings.feed_max_wait_seconds
+    return await event_feed.read(
+        session,
+        door,
+        reader,
+        notifier,
+        subscription_id=subscription,
+        after=after,
+        limit=limit,
+        wait=min(wait, cap),
+    )
 
 
 @router.get(

@@ -289,7 +289,8 @@ async def deliveries(
 
 _REPLAY_SQL = """
 INSERT INTO event_delivery (subscription_id, kind, event_id, event_seq, child_id, webhook_id)
-SELECT CAST(:sub AS uuid), 'replay', e.id, e.seq, e.subject, 'msg_' || replace(gen_random_uuid()::text, '-', '')
+SELECT CAST(:sub AS uuid), 'replay', e.id, e.seq, e.subject,
+       'msg_' || replace(gen_random_uuid()::text, '-', '')
 FROM outbox_event AS e
 WHERE e.seq BETWEEN CAST(:from_seq AS bigint) AND CAST(:to_seq AS bigint)
   AND EXISTS (SELECT 1 FROM unnest(CAST(:types AS text[])) AS p WHERE e.type LIKE replace(p, '*', '%'))

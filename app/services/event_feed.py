@@ -1,0 +1,163 @@
+"""The pull feed: ``GET /v1/events/feed?after=SEQ&limit=N&wait=S``.
+
+A subscriber in ``pull`` mode reads the events its subscription admits after a sequence number
+and continues from the cursor it gets back. Every event on a page is decided by the door for the
+subscription's purpose of use and recorded like any other read; an event the reader may see
+nothing of is left off the page (its denial is on record) and the cursor moves past it.
+
+Because sequence numbers become visible in order and without holes (migration 0005), "everything
+up to ``head`` has been read" is true when a page says so: nothing can commit later below it.
+The long poll waits on the commit notifier with no database connection held, then reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlmodel import col
+
+from app.access.door import AccessDenied, Door, Reader
+from app.errors import BadRequest, Conflict, NotFound
+from app.events.envelope import EVENT_COLUMNS, StoredEvent, envelope
+from app.events.notify import Notifier
+from app.models.event import CloudEventOut, FeedPage
+from app.models.subscription import Subscription, SubscriptionMode
+
+_HEAD = "SELECT COALESCE((SELECT last_seq FROM event_sequence WHERE id = 1), 0)"
+
+_PAGE = f"""
+SELECT {EVENT_COLUMNS} FROM outbox_event AS e
+WHERE e.seq > :after AND e.seq <= :head
+  AND EXISTS (SELECT 1 FROM unnest(CAST(:types AS text[])) AS p WHERE e.type LIKE replace(p, '*', '%'))
+  AND e.region_code LIKE CAST(:region AS text) || '%'
+  AND e.region_code LIKE CAST(:reader_region AS text) || '%'
+  AND (cardinality(CAST(:categories AS varchar[])) = 0 OR e.data_categories && CAST(:categories AS varchar[]))
+ORDER BY e.seq
+LIMIT :limit
+"""  # noqa: S608  (EVENT_COLUMNS is a constant)
+
+
+async def pull_subscription(
+    session: AsyncSession, reader: Reader, subscription_id: uuid.UUID | None
+) -> Subscription:
+    """The named pull subscription of the reader's agency, or its only one."""
+    agency = reader.principal.agency
+    if subscription_id is not None:
+        sub = (
+            await session.execute(
+                select(Subscription).where(
+                    col(Subscription.id) == subscription_id, col(Subscription.agency) == agency
+                )
+            )
+        ).scalar_one_or_none()
+        if sub is None:
+            raise NotFound("No subscription with this id.", code="subscription_not_found")
+        if sub.mode != SubscriptionMode.pull:
+            raise Conflict(
+                "This subscription delivers by webhook; the feed is for pull subscriptions.",
+                code="not_a_pull_subscription",
+            )
+        return sub
+    subs = list(
+        (
+            await session.execute(
+                select(Subscription).where(
+                    col(Subscription.agency) == agency, col(Subscription.mode) == str(SubscriptionMode.pull)
+                )
+            )
+        ).scalars()
+    )
+    if not subs:
+        raise NotFound(
+            "Your agency has no pull subscription; create one at `POST /v1/subscriptions` with `mode: pull`.",
+            code="no_pull_subscription",
+        )
+    if len(subs) > 1:
+        raise BadRequest(
+            "Your agency has several pull subscriptions; name one with `subscription`.",
+            code="subscription_required",
+        )
+    return subs[0]
+
+
+async def _read_page(
+    engine: AsyncEngine, sub: Subscription, reader: Reader, *, after: int, limit: int
+) -> tuple[int, list[StoredEvent]]:
+    # Head first, then the events up to it: a publish commits its events and the counter
+    # together, so every event at or below a head read earlier is visible to a later statement.
+    async with engine.connect() as conn:
+        head = int((await conn.execute(text(_HEAD))).scalar_one())
+        if head <= after:
+            return head, []
+        rows = (
+            await conn.execute(
+                text(_PAGE),
+                {
+                    "after": after,
+                    "head": head,
+                    "types": list(sub.type_patterns),
+                    "region": sub.region_prefix,
+                    "reader_region": reader.principal.region,
+                    "categories": list(sub.categories),
+                    "limit": limit,
+                },
+            )
+        ).mappings()
+        return head, [StoredEvent.from_row(row) for row in rows]
+
+
+async def read(
+    session: AsyncSession,
+    door: Door,
+    reader: Reader,
+    notifier: Notifier | None,
+    *,
+    subscription_id: uuid.UUID | None,
+    after: int,
+    limit: int,
+    wait: float,
+) -> FeedPage:
+    """A page of the feed, waiting up to ``wait`` seconds for the first matching event."""
+    engine = session.bind
+    assert isinstance(engine, AsyncEngine)
+    # Everything before the door runs on short connections of its own, so that no connection
+    # (and no open transaction) is held while the long poll waits.
+    async with AsyncSession(engine, expire_on_commit=False) as lookup:
+        sub = await pull_subscription(lookup, reader, subscription_id)
+    # The subscription states why its agency reads; every event is decided for that purpose.
+    reader = dataclasses.replace(reader, purpose_raw=sub.purpose_of_use)
+    deadline = time.monotonic() + wait
+    while True:
+        head, events = await _read_page(engine, sub, reader, after=after, limit=limit)
+        remaining = deadline - time.monotonic()
+        if events or remaining <= 0:
+            break
+        if notifier is not None:
+            await notifier.wait(min(remaining, 5.0))
+        else:
+            await asyncio.sleep(min(remaining, 0.5))
+    released: list[dict[str, Any]] = []
+    for event in events:
+        try:
+            decision = await door.admit(
+                session,
+                reader,
+                action="event.feed",
+                subject=event.subject_for_door(),
+                categories=event.data_categories,
+            )
+        except (AccessDenied, NotFound):
+            continue  # decided, and on record: nothing of it for this reader
+        released.append(
+            CloudEventOut.model_validate(envelope(event, decision.granted)).model_dump(mode="json")
+        )
+    next_after = events[-1].seq if len(events) == limit else max(head, after)
+    return FeedPage.model_validate(
+        {"subscription_id": sub.id, "events": released, "next_after": next_after, "head": head}
+    )
