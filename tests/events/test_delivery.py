@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from standardwebhooks import Webhook
 
+from app.config import Settings
 from app.events.sender import WebhookSender
 from tests.conftest import TokenFactory, bearer
 from tests.events.conftest import REGION, WorkerFactory
@@ -317,6 +318,7 @@ class TestNothingLost:
 
     async def test_two_workers_never_deliver_the_same_attempt_at_once(
         self,
+        loopback_settings: Settings,
         client: httpx.AsyncClient,
         subscriber: str,
         civil: str,
@@ -342,8 +344,10 @@ class TestNothingLost:
         receiver.responder = slow
         sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
         await asyncio.gather(*(publish(client, education, DROPOUT, c["id"]) for c in children * 5))
-        await start_worker(name="worker-a")
-        await start_worker(name="worker-b")
+        # Two slots each, six children claimable at a time: neither worker can take it all alone.
+        narrow = loopback_settings.model_copy(update={"worker_concurrency": 2})
+        await start_worker(narrow, name="worker-a")
+        await start_worker(narrow, name="worker-b")
         await receiver.wait_for(lambda r: len(r.delivered()) == 30, within=15)
         await asyncio.sleep(0.2)
         assert overlaps == []
