@@ -40,7 +40,7 @@ class AgencyKinds:
         return self._kinds.get(code)
 
 
-def get_door(request: Request) -> Door:
+async def get_door(request: Request) -> Door:
     door: Door = request.app.state.door
     return door
 

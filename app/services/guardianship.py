@@ -6,14 +6,14 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import col
 
 from app.access.decision import Decision
 from app.access.door import Door, Reader, Subject
 from app.errors import Conflict, Forbidden
 from app.models.agency import AgencyKind
-from app.models.child import Child, ChildStatus
+from app.models.child import ChildStatus
 from app.models.common import utcnow
 from app.models.guardianship import (
     Assessment,
@@ -172,61 +172,73 @@ async def history(
     )
 
 
+# The custody check's one query, run on the asyncpg connection underneath SQLAlchemy's pool
+# (DESIGN §3: a hot path may use asyncpg directly). Through the session the same SELECT cost about
+# five times the CPU of the driver call (ORM row processing, result-metadata adaptation for a
+# statement built per request, greenlet hops, and BEGIN/COMMIT round trips around a single
+# statement) and was the largest cost of the custody check (bench/README.md). A single statement
+# needs no transaction, and the connection is back in the pool before the access-log write is
+# awaited.
+CUSTODY_SQL = """
+SELECT c.owner_agency, c.region_code, c.status,
+       g.id, g.custody_status, g.effective_from, g.guardian_name, g.guardian_relationship,
+       g.guardian_phone, g.responsible_org, g.responsible_org_duty_phone, g.last_assessment_date,
+       g.last_assessment_result, g.risk_flags
+FROM child AS c
+LEFT JOIN guardianship AS g ON g.child_id = c.id AND g.superseded_at IS NULL
+WHERE c.id = $1
+"""
+
+
 async def custody(session: AsyncSession, door: Door, reader: Reader, child_id: uuid.UUID) -> CustodyPublic:
     """The custody check. One query (child joined with its current guardianship), an in-memory
-    decision, one group-committed access-log record: the hot path of the service."""
-    row = (
-        await session.execute(
-            select(
-                col(Child.id),
-                col(Child.owner_agency),
-                col(Child.region_code),
-                col(Child.status),
-                Guardianship,
-            )
-            .select_from(Child)
-            .outerjoin(
-                Guardianship,
-                (col(Guardianship.child_id) == col(Child.id)) & col(Guardianship.superseded_at).is_(None),
-            )
-            .where(col(Child.id) == child_id)
-        )
-    ).first()
-    if row is None or not reader.principal.covers_region(row.region_code):
+    decision, one group-committed access-log record: the hot path of the service. The session is
+    used only if the door writes (an investigation or a break-glass review), which then commits
+    with the request."""
+    engine = session.bind
+    assert isinstance(engine, AsyncEngine)  # app.db's sessionmaker binds sessions to the engine
+    async with engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        row = await driver.fetchrow(CUSTODY_SQL, child_id)
+    if row is None or not reader.principal.covers_region(row["region_code"]):
         await door.refuse_unseen(reader, action="custody.read", child_id=child_id)
     assert row is not None
     decision = await door.admit(
         session,
         reader,
         action="custody.read",
-        subject=Subject(row.id, row.owner_agency, row.region_code),
+        subject=Subject(child_id, row["owner_agency"], row["region_code"]),
         categories=CUSTODY_CATEGORIES,
     )
-    g: Guardianship | None = row.Guardianship
-    contact = decision.allows(DataCategory.contact)
-    custody_ok = decision.allows(DataCategory.custody)
+    current = row["id"] is not None  # a child may have no guardianship on record yet
+    contact = current and decision.allows(DataCategory.contact)
+    custody_ok = current and decision.allows(DataCategory.custody)
+    assessed = row["last_assessment_date"] is not None and row["last_assessment_result"] is not None
     return CustodyPublic(
-        child_id=row.id,
-        child_status=ChildStatus(row.status),
-        custody_status=CustodyStatus(g.custody_status) if g and custody_ok else None,
-        since=g.effective_from if g and custody_ok else None,
+        child_id=child_id,
+        child_status=ChildStatus(row["status"]),
+        custody_status=CustodyStatus(row["custody_status"]) if custody_ok else None,
+        since=row["effective_from"] if custody_ok else None,
         guardian=GuardianContact(
-            name=g.guardian_name, relationship=g.guardian_relationship, phone=g.guardian_phone
+            name=row["guardian_name"],
+            relationship=row["guardian_relationship"],
+            phone=row["guardian_phone"],
         )
-        if g and contact
+        if contact
         else None,
         responsible_organisation=ResponsibleOrganisation(
-            name=g.responsible_org if custody_ok else None,
-            duty_phone=g.responsible_org_duty_phone if contact else None,
+            name=row["responsible_org"] if custody_ok else None,
+            duty_phone=row["responsible_org_duty_phone"] if contact else None,
         )
-        if g
+        if current
         else None,
         last_assessment=Assessment(
-            date=g.last_assessment_date, result=AssessmentResult(g.last_assessment_result)
+            date=row["last_assessment_date"], result=AssessmentResult(row["last_assessment_result"])
         )
-        if g and custody_ok and g.last_assessment_date and g.last_assessment_result
+        if custody_ok and assessed
         else None,
-        risk_flags=[RiskFlag(f) for f in g.risk_flags] if g and custody_ok else [],
-        guardianship_id=g.id if g else None,
+        risk_flags=[RiskFlag(f) for f in row["risk_flags"]] if custody_ok else [],
+        guardianship_id=row["id"],
         access=child_service.access_summary(decision),
     )
