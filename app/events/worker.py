@@ -37,16 +37,13 @@ import os
 import random
 import secrets as secrets_module
 import socket
+import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.access.deps import AgencyKinds
 from app.access.door import Door, Reader
@@ -55,12 +52,18 @@ from app.auth.scopes import Scope
 from app.config import Settings
 from app.db import Database
 from app.errors import AppError, Forbidden, NotFound
-from app.events.envelope import StoredEvent, envelope
+from app.events.envelope import envelope
 from app.events.notify import Notifier
+from app.events.recorder import Job, Recorder, Result
 from app.events.sender import Outcome, SendResult, WebhookSender
 from app.models.vocabulary import DataCategory
 
 logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_RETENTION_DAYS = 7
+"""How long a publisher's Idempotency-Key is remembered; a retry comes within minutes, not weeks."""
+
+_PRUNE = "DELETE FROM event_idempotency WHERE created_at < now() - make_interval(days => :days)"
 
 DISPATCH_BATCH = 1000
 """Events fanned out per subscription per round: keeps each transaction short during catch-up."""
@@ -124,71 +127,6 @@ RETURNING d.id AS delivery_id, d.attempts, d.webhook_id, due.previous_lease,
     e.publisher_agency, e.publisher_event_id
 """
 
-_RECORD = """
-UPDATE event_delivery
-SET status = CAST(:status AS text), lease_token = NULL, last_status_code = :status_code,
-    last_error = CAST(:error AS text),
-    next_attempt_at = CASE WHEN CAST(:status AS text) = 'pending'
-                           THEN now() + make_interval(secs => CAST(:delay AS double precision))
-                           ELSE next_attempt_at END,
-    finished_at = CASE WHEN CAST(:status AS text) = 'pending' THEN NULL ELSE now() END,
-    updated_at = now()
-WHERE id = :delivery_id AND lease_token = :lease
-"""
-
-_ATTEMPT = """
-INSERT INTO delivery_attempt
-    (delivery_id, attempt, outcome, status_code, error, duration_ms, categories_withheld, worker)
-VALUES (:delivery_id, :attempt, CAST(:outcome AS text), :status_code, CAST(:error AS text), :duration_ms,
-        CAST(:withheld AS text[]), CAST(:worker AS text))
-"""
-
-_DISABLE_GONE = """
-UPDATE subscription SET status = 'disabled', disabled_reason = 'gone', updated_at = now()
-WHERE id = :subscription_id AND status = 'active'
-"""
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    """One claimed delivery, with everything needed to send it."""
-
-    delivery_id: int
-    attempt: int
-    webhook_id: str
-    lease: uuid.UUID
-    previous_lease: uuid.UUID | None
-    subscription_id: uuid.UUID
-    agency: str
-    client_id: str
-    reader_region: str
-    url: str
-    signing_secrets: list[str]
-    purpose: str
-    event: StoredEvent
-
-    @classmethod
-    def from_row(cls, row: Mapping[Any, Any], lease: uuid.UUID) -> Job:
-        keys = [row["secret"]]
-        expires: datetime | None = row["previous_secret_expires_at"]
-        if row["previous_secret"] and expires is not None and expires > row["claimed_at"]:
-            keys.append(row["previous_secret"])
-        return cls(
-            delivery_id=row["delivery_id"],
-            attempt=row["attempts"],
-            webhook_id=row["webhook_id"],
-            lease=lease,
-            previous_lease=row["previous_lease"],
-            subscription_id=row["subscription_id"],
-            agency=row["agency"],
-            client_id=row["created_by_client"],
-            reader_region=row["reader_region"],
-            url=row["url"],
-            signing_secrets=keys,
-            purpose=row["purpose_of_use"],
-            event=StoredEvent.from_row(row),
-        )
-
 
 def retry_delay(
     attempts: int, schedule: list[float], jitter: float, retry_after: float | None = None
@@ -202,15 +140,6 @@ def retry_delay(
     if retry_after is not None:
         delay = max(delay, retry_after)
     return delay
-
-
-@dataclass(frozen=True, slots=True)
-class Result:
-    status: str
-    outcome: str
-    send: SendResult
-    withheld: tuple[DataCategory, ...] = ()
-    delay: float = 0.0
 
 
 class DeliveryWorker:
@@ -235,6 +164,8 @@ class DeliveryWorker:
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets_module.token_hex(2)}"
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
+        self._progress = asyncio.Event()
+        self.recorder = Recorder(db.engine, self.name)
         self.delivered = 0
 
     # -- the rounds ------------------------------------------------------------------------
@@ -245,6 +176,12 @@ class DeliveryWorker:
             await conn.execute(text(_DISABLE_REVOKED))
             row = (await conn.execute(text(_DISPATCH), {"batch": DISPATCH_BATCH})).one()
         return int(row.queued)
+
+    async def prune(self) -> int:
+        """Forget idempotency keys past their retention; returns how many."""
+        async with self.db.engine.begin() as conn:
+            result = await conn.execute(text(_PRUNE), {"days": IDEMPOTENCY_RETENTION_DAYS})
+        return int(getattr(result, "rowcount", 0) or 0)
 
     async def claim(self, limit: int) -> list[Job]:
         lease = uuid.uuid4()
@@ -266,18 +203,26 @@ class DeliveryWorker:
         return len(jobs)
 
     async def run(self) -> None:
-        """Until :meth:`stop`: dispatch, claim what there is room for, and wait for a commit
-        notification, a finished delivery or the poll interval, whichever comes first."""
+        """Until :meth:`stop`: fan out (when a commit was notified, or every poll interval),
+        claim what there is room for, then wait for a notification, a finished delivery (which
+        may unblock the next event for its child) or the poll interval."""
         backoff = 0.5
+        fan_out_due, last_fan_out, last_prune = True, 0.0, 0.0
+        poll = self.settings.worker_poll_seconds
         while not self._stopping.is_set():
             try:
-                await self.dispatch()
+                if fan_out_due or time.monotonic() - last_fan_out >= poll:
+                    last_fan_out, fan_out_due = time.monotonic(), False
+                    await self.dispatch()
+                if time.monotonic() - last_prune >= 3600:
+                    last_prune = time.monotonic()
+                    await self.prune()
                 room = self.settings.worker_concurrency - len(self._in_flight)
                 if room > 0:
                     for job in await self.claim(room):
                         task = asyncio.create_task(self.deliver(job), name=f"deliver-{job.delivery_id}")
                         self._in_flight.add(task)
-                        task.add_done_callback(self._in_flight.discard)
+                        task.add_done_callback(self._finished)
                 backoff = 0.5
             except (DBAPIError, OSError, TimeoutError) as exc:
                 # The database is away (a restart, a failover): nothing is lost, the outbox and
@@ -285,21 +230,37 @@ class DeliveryWorker:
                 logger.warning("delivery worker round failed: %s", type(exc).__name__)
                 await self._pause(backoff)
                 backoff = min(backoff * 2, 10.0)
+                fan_out_due = True
                 continue
-            await self._pause(self.settings.worker_poll_seconds)
+            if await self._pause(poll) != "finished":
+                fan_out_due = True
+            else:
+                # Let a few more deliveries finish, so one claim query serves several slots.
+                await asyncio.sleep(0.002)
         await self._drain()
 
-    async def _pause(self, seconds: float) -> None:
-        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._stopping.wait())}
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        self._progress.set()
+
+    async def _pause(self, seconds: float) -> str:
+        """Wait; returns why we woke: ``stop``, ``notified``, ``finished`` or ``timeout``."""
+        self._progress.clear()
+        waiters: dict[asyncio.Future[Any], str] = {
+            asyncio.ensure_future(self._stopping.wait()): "stop",
+            asyncio.ensure_future(self._progress.wait()): "finished",
+        }
         if self.notifier is not None:
-            waiters.add(asyncio.ensure_future(self.notifier.wait(seconds)))
-        if self._in_flight and len(self._in_flight) >= self.settings.worker_concurrency:
-            waiters.add(asyncio.ensure_future(asyncio.wait(set(self._in_flight))))
+            waiters[asyncio.ensure_future(self.notifier.wait(seconds))] = "notified"
         try:
-            await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
         finally:
             for waiter in waiters:
                 waiter.cancel()
+        for waiter in done:
+            if waiter.result() is not False:  # the notifier answers False on its own timeout
+                return waiters[waiter]
+        return "timeout"
 
     def stop(self) -> None:
         self._stopping.set()
@@ -388,9 +349,9 @@ class DeliveryWorker:
             logger.exception("delivery %s failed unexpectedly", job.delivery_id)
             return
         try:
-            async with self.db.engine.begin() as conn:
-                await self._record(conn, job, result)
+            await self.recorder.record(job, result)
         except (DBAPIError, OSError, TimeoutError) as exc:
+            # The lease running out brings the delivery back: sent again, same webhook-id.
             logger.warning(
                 "could not record delivery %s: %s %s",
                 job.delivery_id,
@@ -400,53 +361,6 @@ class DeliveryWorker:
             return
         if result.status == "delivered":
             self.delivered += 1
-
-    async def _record(self, conn: AsyncConnection, job: Job, result: Result) -> None:
-        if job.previous_lease is not None:
-            await conn.execute(
-                text(_ATTEMPT),
-                {
-                    "delivery_id": job.delivery_id,
-                    "attempt": job.attempt - 1,
-                    "outcome": "abandoned",
-                    "status_code": None,
-                    "error": "the worker stopped before recording the result",
-                    "duration_ms": None,
-                    "withheld": [],
-                    "worker": None,
-                },
-            )
-        sent = result.send
-        updated = await conn.execute(
-            text(_RECORD),
-            {
-                "status": result.status,
-                "status_code": sent.status_code,
-                "error": sent.error,
-                "delay": result.delay,
-                "delivery_id": job.delivery_id,
-                "lease": job.lease,
-            },
-        )
-        if getattr(updated, "rowcount", 1) == 0:
-            # Our lease ran out and another worker owns the delivery now; it will record its
-            # own attempt. Ours is still history.
-            logger.warning("delivery %s: lease lost before recording", job.delivery_id)
-        await conn.execute(
-            text(_ATTEMPT),
-            {
-                "delivery_id": job.delivery_id,
-                "attempt": job.attempt,
-                "outcome": result.outcome,
-                "status_code": sent.status_code,
-                "error": sent.error,
-                "duration_ms": sent.duration_ms,
-                "withheld": [str(c) for c in result.withheld],
-                "worker": self.name[:64],
-            },
-        )
-        if result.status == "gone":
-            await conn.execute(text(_DISABLE_GONE), {"subscription_id": job.subscription_id})
 
 
 async def run_until_stopped(worker: DeliveryWorker) -> None:

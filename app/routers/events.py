@@ -93,7 +93,8 @@ async def publish_event(
             alias="Idempotency-Key",
             pattern=IDEMPOTENCY_KEY_PATTERN,
             description="Your unique key for this event (e.g. a UUID). Retrying with the same key "
-            "and body returns the first answer; the same key with another body is a 422.",
+            "and body returns the first answer; the same key with another body is a 422. Keys are "
+            "remembered for 7 days.",
         ),
     ],
 ) -> Any:

@@ -8,11 +8,14 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+import asyncpg
 import httpx
 from standardwebhooks import Webhook
 
 from app.config import Settings
+from app.db import asyncpg_dsn
 from app.events.sender import WebhookSender
+from app.events.worker import DeliveryWorker
 from tests.conftest import TokenFactory, bearer
 from tests.events.conftest import REGION, WorkerFactory
 from tests.events.helpers import (
@@ -393,3 +396,33 @@ class TestFilters:
         await asyncio.sleep(0.3)
         assert [r.json["id"] for r in receiver.requests] == [wanted["id"]]
         assert uuid.UUID(receiver.requests[0].json["subject"]) == uuid.UUID(here["id"])
+
+
+class TestHousekeeping:
+    async def test_idempotency_keys_are_forgotten_after_a_week(
+        self,
+        client: httpx.AsyncClient,
+        education: str,
+        child: dict[str, Any],
+        database_url: str,
+        app: Any,
+        loopback_settings: Settings,
+    ) -> None:
+        await publish(client, education, DROPOUT, child["id"], key="old-key")
+        await publish(client, education, DROPOUT, child["id"], key="new-key")
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            await conn.execute(
+                "UPDATE event_idempotency SET created_at = now() - interval '8 days' WHERE key = 'old-key'"
+            )
+        finally:
+            await conn.close()
+        worker = DeliveryWorker(
+            db=app.state.db, door=app.state.door, kinds=app.state.agency_kinds, settings=loopback_settings
+        )
+        try:
+            assert await worker.prune() == 1
+        finally:
+            await worker.aclose()
+        keys = [r["key"] for r in await fetch(database_url, "SELECT key FROM event_idempotency")]
+        assert keys == ["new-key"]

@@ -1,0 +1,364 @@
+"""The event exchange under sustained publishing: the API and the delivery worker as real
+processes, five webhook subscribers as real HTTP servers on loopback. Run by hand:
+
+    .venv/bin/python bench/bench_events.py --seconds 20 --rate 100
+
+Uses ``BENCH_DATABASE_URL`` as is, or the database ``childlink_bench_events`` on the server named by
+``DATABASE_URL`` (default: the local PostgreSQL on 127.0.0.1:5432), migrated to head and emptied
+of events, subscriptions and access-log rows first (it is the bench's own database).
+
+The API (uvicorn, one process) and ``childlink worker`` run as subprocesses; this process
+publishes ``police.missing-child.reported`` events about 50 children with a few concurrent
+publishers at ``--rate`` events/s (0: as fast as the API takes them), and runs the five receivers.
+Every delivery passes the access layer (each of the five agencies gets a redacted payload and an
+access-log record). Prints publishes/s, deliveries/s over the run, and publish-to-delivery
+latency p50/p99/max (from sending the publish request to the receiver having the signed
+webhook), and checks that every subscriber got every event exactly once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import orjson
+
+from app.cli import migrate
+from app.config import Settings
+from app.db import asyncpg_dsn, create_database
+from app.models.agency import Agency, AgencyKind
+from app.models.client import ClientCreate
+from app.services import client as client_service
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+BENCH_DB = "childlink_bench_events"
+TYPE = "cn.gov.childlink.police.missing-child.reported.v1"
+SUBSCRIBERS = ("civil-affairs", "education", "health", "womens-federation", "civil-affairs")
+REGION = "510107"
+
+
+def bench_url() -> str:
+    explicit = os.environ.get("BENCH_DATABASE_URL")
+    if explicit:
+        return explicit
+    parts = urlsplit(os.environ.get("DATABASE_URL") or DEFAULT_SERVER_URL)
+    return urlunsplit((parts.scheme, parts.netloc, "/" + BENCH_DB, parts.query, parts.fragment))
+
+
+async def prepare(url: str) -> None:
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    maintenance = asyncpg_dsn(urlunsplit((parts.scheme, parts.netloc, "/postgres", parts.query, "")))
+    conn = await asyncpg.connect(maintenance)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    await asyncio.to_thread(migrate, Settings(), url)
+    conn = await asyncpg.connect(asyncpg_dsn(url))
+    try:
+        # The bench's own database: empty it as a superuser would (append-only triggers off).
+        await conn.execute("SET session_replication_role = replica")
+        await conn.execute(
+            "TRUNCATE delivery_attempt, event_delivery, subscription, event_idempotency, outbox_event, "
+            "event_sequence, access_log_chain, access_log, guardianship, consent, child, api_client, agency "
+            "RESTART IDENTITY CASCADE"
+        )
+    finally:
+        await conn.close()
+
+
+async def make_clients(url: str) -> dict[str, tuple[str, str]]:
+    """One client per role: the publisher, the registrar and the five subscribers."""
+    db = create_database(url, pool_size=2)
+    out: dict[str, tuple[str, str]] = {}
+    roles = [
+        ("publisher", "police", ["events:publish"]),
+        ("registrar", "civil-affairs", ["children:write", "children:read"]),
+    ] + [(f"sub{i}", agency, ["subscriptions:manage", "events:read"]) for i, agency in enumerate(SUBSCRIBERS)]
+    try:
+        async with db.sessionmaker() as session:
+            for kind in {agency for _, agency, _ in roles}:
+                session.add(Agency(code=kind, name=f"bench {kind}", kind=AgencyKind(kind)))
+            await session.flush()
+            for role, agency, scopes in roles:
+                created = await client_service.create(
+                    session,
+                    data=ClientCreate(agency=agency, name=f"bench {role}", scopes=scopes, region=REGION),
+                )
+                out[role] = (created.client_id, created.client_secret)
+            await session.commit()
+    finally:
+        await db.dispose()
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    # Its own session, so stop() can end it and anything it started by its process-group id.
+    return subprocess.Popen(args, cwd=ROOT, env=env, start_new_session=True)
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+class Receivers:
+    """Five loopback HTTP servers answering 204 at once, noting when each event arrived."""
+
+    def __init__(self) -> None:
+        self.arrivals: dict[int, dict[str, float]] = defaultdict(dict)
+        self.duplicates = 0
+        self.servers: list[asyncio.Server] = []
+
+    async def start(self, count: int) -> list[str]:
+        urls = []
+        for index in range(count):
+            server = await asyncio.start_server(lambda r, w, i=index: self._serve(i, r, w), "127.0.0.1", 0)
+            self.servers.append(server)
+            urls.append(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook")
+        return urls
+
+    async def _serve(self, index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                length = 0
+                while (header := await reader.readline()) not in (b"\r\n", b""):
+                    name, _, value = header.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                body = await reader.readexactly(length)
+                now = time.monotonic()
+                event_id = orjson.loads(body)["id"]
+                if event_id in self.arrivals[index]:
+                    self.duplicates += 1
+                else:
+                    self.arrivals[index][event_id] = now
+                writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                await writer.drain()
+                del line
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.close()
+
+
+async def token(http: httpx.AsyncClient, credentials: tuple[str, str]) -> str:
+    response = await http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=credentials)
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+async def run(args: argparse.Namespace) -> int:
+    url = bench_url()
+    print(f"database: {urlsplit(url).path.lstrip('/')}; preparing", flush=True)
+    await prepare(url)
+    clients = await make_clients(url)
+    receivers = Receivers()
+    hook_urls = await receivers.start(len(SUBSCRIBERS))
+    key_dir = tempfile.mkdtemp(prefix="childlink-bench-keys-")
+    port = free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "CHILDLINK_KEY_DIR": key_dir,
+        "CHILDLINK_LOG_LEVEL": "WARNING",
+        "CHILDLINK_RUN_WORKER": "false",
+        "CHILDLINK_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
+        "CHILDLINK_WORKER_CONCURRENCY": str(args.worker_concurrency),
+        "CHILDLINK_WORKER_POLL_SECONDS": "0.5",
+    }
+    api = start(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:create_app",
+            "--factory",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        env,
+    )
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+            for _ in range(100):
+                try:
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+            registrar = await token(http, clients["registrar"])
+            children = []
+            for index in range(50):
+                body = {
+                    "name": "扎西·多吉",
+                    "sex": "female",
+                    "birth_date": "2016-05-12",
+                    "region_code": f"{REGION}005{index % 9 + 1:03d}",
+                    "categories": ["left_behind"],
+                }
+                created = await http.post(
+                    "/v1/children", json=body, headers={"Authorization": f"Bearer {registrar}"}
+                )
+                created.raise_for_status()
+                children.append(created.json()["id"])
+            for index in range(len(SUBSCRIBERS)):
+                subscriber = await token(http, clients[f"sub{index}"])
+                created = await http.post(
+                    "/v1/subscriptions",
+                    json={
+                        "mode": "webhook",
+                        "url": hook_urls[index],
+                        "types": ["cn.gov.childlink.police.*"],
+                        "purpose_of_use": "child_protection",
+                    },
+                    headers={"Authorization": f"Bearer {subscriber}"},
+                )
+                created.raise_for_status()
+            for _ in range(args.workers):
+                workers.append(start([sys.executable, "-m", "app.cli", "worker"], env))
+            await asyncio.sleep(3)  # let the workers start (imports, migration check)
+
+            publisher = await token(http, clients["publisher"])
+            sent_at: dict[str, float] = {}
+            failures = 0
+            stop_at = time.monotonic() + args.seconds
+            interval = args.publishers / args.rate if args.rate else 0.0
+
+            async def publish_loop(worker_index: int) -> None:
+                nonlocal failures
+                next_at = time.monotonic()
+                sequence = 0
+                while time.monotonic() < stop_at:
+                    sequence += 1
+                    body = {
+                        "specversion": "1.0",
+                        "id": f"bench-{worker_index}-{sequence}",
+                        "source": "/bench/police",
+                        "type": TYPE,
+                        "subject": children[(worker_index * 7 + sequence) % len(children)],
+                        "data": {
+                            "reported_at": "2026-11-28T08:00:00+08:00",
+                            "last_seen_at": "2026-11-28T06:30:00+08:00",
+                            "case_ref": f"B-{worker_index}-{sequence}",
+                            "description": "red jacket, about 1.3 m",
+                            "handling_unit": {"name": "簇桥派出所", "duty_phone": "028-85001110"},
+                        },
+                    }
+                    started = time.monotonic()
+                    response = await http.post(
+                        "/v1/events",
+                        content=orjson.dumps(body),
+                        headers={
+                            "Authorization": f"Bearer {publisher}",
+                            "Idempotency-Key": secrets.token_hex(12),
+                            "Content-Type": "application/cloudevents+json",
+                        },
+                    )
+                    if response.status_code == 202:
+                        sent_at[response.json()["id"]] = started
+                    else:
+                        failures += 1
+                    if interval:
+                        next_at += interval
+                        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+
+            began = time.monotonic()
+            await asyncio.gather(*(publish_loop(i) for i in range(args.publishers)))
+            published_for = time.monotonic() - began
+            expected = len(sent_at) * len(SUBSCRIBERS)
+            deadline = time.monotonic() + args.drain
+            while time.monotonic() < deadline:
+                if sum(len(a) for a in receivers.arrivals.values()) >= expected:
+                    break
+                await asyncio.sleep(0.1)
+            latencies = [
+                (arrived - sent_at[event_id]) * 1000
+                for arrivals in receivers.arrivals.values()
+                for event_id, arrived in arrivals.items()
+                if event_id in sent_at
+            ]
+            received = len(latencies)
+            last = max((t for a in receivers.arrivals.values() for t in a.values()), default=began)
+            window = max(last - began, 1e-9)
+            cuts = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [0.0] * 99
+            print(
+                f"published {len(sent_at)} events in {published_for:.1f} s "
+                f"({len(sent_at) / published_for:.0f}/s, {args.publishers} publishers, "
+                f"rate {'max' if not args.rate else args.rate}/s), {failures} refused",
+                flush=True,
+            )
+            print(
+                f"delivered {received} of {expected} webhooks to {len(SUBSCRIBERS)} subscribers "
+                f"in {window:.1f} s: "
+                f"{received / window:.0f} deliveries/s; {receivers.duplicates} duplicates",
+                flush=True,
+            )
+            if latencies:
+                print(
+                    f"publish-to-delivery latency: p50 {cuts[49]:.0f} ms, p99 {cuts[98]:.0f} ms, "
+                    f"max {max(latencies):.0f} ms",
+                    flush=True,
+                )
+            return 0 if received == expected else 1
+    finally:
+        for worker in workers:
+            stop(worker)
+        stop(api)
+        receivers.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument(
+        "--rate", type=float, default=100, help="events/s to publish; 0 for as fast as possible"
+    )
+    parser.add_argument("--publishers", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1, help="childlink worker processes")
+    parser.add_argument("--worker-concurrency", type=int, default=32)
+    parser.add_argument(
+        "--drain", type=float, default=60, help="seconds to wait for the backlog after publishing"
+    )
+    return asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
