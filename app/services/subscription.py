@@ -143,7 +143,7 @@ async def list_for(session: AsyncSession, principal: Principal) -> list[Subscrip
             .order_by(col(Subscription.created_at), col(Subscription.id))
         )
     ).scalars()
-    return [to_public(sub) for sub in rows]
+    return [to_public(sub) for sub in rows if sub.region_prefix.startswith(principal.region)]
 
 
 async def load(
@@ -156,7 +156,9 @@ async def load(
     if for_update:
         query = query.with_for_update()
     sub = (await session.execute(query)).scalar_one_or_none()
-    if sub is None:
+    # A client manages its agency's subscriptions inside its own region only, like everything
+    # else it sees; one reaching beyond it is as absent as another agency's.
+    if sub is None or not sub.region_prefix.startswith(principal.region):
         raise NotFound("No subscription with this id.", code="subscription_not_found")
     return sub
 
@@ -182,7 +184,13 @@ async def update(
         _check_types(changes["types"])
         sub.type_patterns = changes["types"]
     if "region_prefix" in changes:
-        sub.region_prefix = _region(principal, changes["region_prefix"])
+        region = _region(principal, changes["region_prefix"])
+        if not region.startswith(sub.reader_region):
+            # Deliveries are read as the creating client would read them, inside its region.
+            raise Forbidden(
+                "The region prefix lies outside the subscription's region.", code="outside_region"
+            )
+        sub.region_prefix = region
     if changes.get("categories") is not None:
         sub.categories = [str(c) for c in changes["categories"]]
     if changes.get("purpose_of_use") is not None:

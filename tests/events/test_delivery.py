@@ -426,3 +426,34 @@ class TestHousekeeping:
             await worker.aclose()
         keys = [r["key"] for r in await fetch(database_url, "SELECT key FROM event_idempotency")]
         assert keys == ["new-key"]
+
+
+class TestReplayByTime:
+    async def test_replay_from_a_time_resends_what_was_published_since(
+        self,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        education: str,
+        child: dict[str, Any],
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+        start_worker: WorkerFactory,
+        database_url: str,
+    ) -> None:
+        sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
+        await start_worker()
+        old = (await publish(client, education, DROPOUT, child["id"])).json()
+        await receiver.wait_for(lambda r: len(r.delivered()) == 1)
+        (cut,) = await fetch(database_url, "SELECT now() AS t")
+        new = (await publish(client, education, DROPOUT, child["id"])).json()
+        await receiver.wait_for(lambda r: len(r.delivered()) == 2)
+        replay = await client.post(
+            f"/v1/subscriptions/{sub['id']}/replay",
+            json={"from_time": cut["t"].isoformat()},
+            headers=bearer(subscriber),
+        )
+        assert replay.json()["queued"] == 1
+        await receiver.wait_for(lambda r: len(r.delivered()) == 3)
+        assert [r.json["id"] for r in receiver.delivered()] == [old["id"], new["id"], new["id"]]
+        kinds = [d["kind"] for d in await deliveries(client, subscriber, sub["id"])]
+        assert kinds == ["replay", "event", "event"]

@@ -214,3 +214,56 @@ class TestUrlRules:
             await ssrf.check("http://10.2.0.1/x", allow, allow_http=True)
         with pytest.raises(ssrf.WebhookUrlRefused):
             await ssrf.check("http://169.254.169.254/", allow, allow_http=True)
+
+
+class TestRegionsAndUpdates:
+    async def test_a_client_manages_only_subscriptions_inside_its_region(
+        self, client: httpx.AsyncClient, token: TokenFactory
+    ) -> None:
+        county = await token(agency="civil-affairs", scopes=SUBSCRIBER_SCOPES, region="510107")
+        township = await token(agency="civil-affairs", scopes=SUBSCRIBER_SCOPES, region="510107005")
+        wide = await create(client, county, {"mode": "pull", "types": ["*"], "purpose_of_use": "statistics"})
+        narrow = await create(
+            client,
+            county,
+            {"mode": "pull", "types": ["*"], "purpose_of_use": "statistics", "region_prefix": "510107005"},
+        )
+        assert (
+            await client.get(f"/v1/subscriptions/{wide['id']}", headers=bearer(township))
+        ).status_code == 404
+        assert (
+            await client.get(f"/v1/subscriptions/{narrow['id']}", headers=bearer(township))
+        ).status_code == 200
+        listed = (await client.get("/v1/subscriptions", headers=bearer(township))).json()["items"]
+        assert [s["id"] for s in listed] == [narrow["id"]]
+        moved = await client.patch(
+            f"/v1/subscriptions/{narrow['id']}", json={"region_prefix": "510108"}, headers=bearer(county)
+        )
+        assert moved.status_code == 403
+
+    async def test_a_new_url_is_checked_again_and_a_refused_one_changes_nothing(
+        self, client: httpx.AsyncClient, subscriber: str, loopback_sender: WebhookSender, receiver: Receiver
+    ) -> None:
+        created = await create(client, subscriber, webhook_body(receiver.url))
+        path = f"/v1/subscriptions/{created['id']}"
+        refused = await client.patch(path, json={"url": "http://10.0.0.1/hook"}, headers=bearer(subscriber))
+        assert refused.status_code == 422
+        assert refused.json()["code"] == "webhook_url_refused"
+        assert (await client.get(path, headers=bearer(subscriber))).json()["url"] == receiver.url
+
+    async def test_a_pull_subscription_has_no_secret_to_rotate_and_nothing_to_replay(
+        self, client: httpx.AsyncClient, subscriber: str
+    ) -> None:
+        created = await create(
+            client, subscriber, {"mode": "pull", "types": ["*"], "purpose_of_use": "statistics"}
+        )
+        path = f"/v1/subscriptions/{created['id']}"
+        assert (await client.post(path + "/rotate-secret", headers=bearer(subscriber))).status_code == 409
+        replay = await client.post(path + "/replay", json={"from_sequence": 1}, headers=bearer(subscriber))
+        assert replay.status_code == 409
+        both = await client.post(
+            path + "/replay",
+            json={"from_sequence": 1, "from_time": "2026-11-01T00:00:00Z"},
+            headers=bearer(subscriber),
+        )
+        assert both.status_code == 422
