@@ -26,10 +26,10 @@ logger = logging.getLogger(__name__)
 async def serve_worker(settings: Settings, *, once: bool = False) -> int:
     database_url = resolve_database_url(settings)
     dsn = asyncpg_dsn(database_url)
-    # A connection for every delivery in flight (the door may read consents) plus the claim,
-    # fan-out and recorder: overflow connections are closed on return, and reopening one per
-    # delivery would cost more than the delivery.
-    db = create_database(database_url, pool_size=settings.worker_concurrency + 4)
+    # Deliveries take pool connections only while the door decides (at most half the pool at
+    # once, see DeliveryWorker), plus the claim, fan-out and recorder: never the overflow, whose
+    # connections are closed on return and would be reopened for every delivery.
+    db = create_database(database_url, pool_size=settings.worker_concurrency // 2 + 4)
     audit = AuditWriter(dsn)
     door = Door(load_policy(), audit, break_glass_daily_limit=settings.break_glass_daily_limit)
     notifier = Notifier(dsn)

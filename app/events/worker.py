@@ -166,6 +166,8 @@ class DeliveryWorker:
         self._stopping = asyncio.Event()
         self._progress = asyncio.Event()
         self.recorder = Recorder(db.engine, self.name)
+        pool_size = getattr(db.engine.pool, "size", lambda: 10)()
+        self._door_slots = asyncio.Semaphore(max(2, min(settings.worker_concurrency, pool_size // 2)))
         self.delivered = 0
 
     # -- the rounds ------------------------------------------------------------------------
@@ -303,7 +305,9 @@ class DeliveryWorker:
         if kind is None:
             return Result("denied", "denied", SendResult(Outcome.failed, error="subscriber agency unknown"))
         try:
-            async with self.db.sessionmaker() as session:
+            # The door may read consents: bound how many connections deliveries take at once,
+            # so a busy worker queues here instead of opening (and closing) overflow connections.
+            async with self._door_slots, self.db.sessionmaker() as session:
                 decision = await self.door.admit(
                     session,
                     self._reader(job, kind),
@@ -317,6 +321,9 @@ class DeliveryWorker:
             return Result("denied", "denied", SendResult(Outcome.failed, error=exc.code))
         except AppError as exc:
             return self._failed(job, SendResult(Outcome.failed, error=f"access layer: {exc.code}"))
+        except (DBAPIError, OSError) as exc:
+            # Nothing was sent: an attempt that could not be decided is a failed one.
+            return self._failed(job, SendResult(Outcome.failed, error=f"database: {type(exc).__name__}"))
         body = envelope(job.event, decision.granted)
         withheld = tuple(DataCategory(c) for c in decision.withheld)
         sent = await self.sender.send(
