@@ -1,0 +1,329 @@
+"""The custody-check benchmark (issue 3), beside this machine's ceilings measured in the same run.
+
+Steps: create and migrate ``childlink_bench``; seed 1,000,000 children with a current
+guardianship each (once; later runs reuse them); measure the bare-FastAPI ceiling (constant JSON,
+2 uvicorn workers) and the raw-asyncpg ceiling (SELECT by key + durable audit INSERT from one
+Python process); then start ``childlink serve --workers 2``, get a police token and drive
+``GET /v1/children/{id}/custody`` with wrk at concurrency 32 over random children; finally check
+that the access log grew by one record per successful read.
+
+    .venv/bin/python bench/run_custody.py            # about 2 minutes after the first seed
+    .venv/bin/python bench/run_custody.py --help
+
+Loopback only. Results are printed and written to ``bench/results/`` (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from _common import (
+    RESULTS_DIR,
+    CpuMeter,
+    Server,
+    add_client,
+    bench_database_url,
+    childlink,
+    cpu_line,
+    ensure_agencies,
+    ensure_database,
+    env_for,
+    fetch_token,
+    machine_conditions,
+    plain_dsn,
+    run_wrk,
+    server_version,
+    start_bare_fastapi,
+    start_childlink,
+    write_result,
+)
+from raw_asyncpg import _install_uvloop
+from raw_asyncpg import measure as measure_raw
+
+SEED_CLIENT = "bench-seed"
+"""``guardianship.recorded_by_client`` of seeded rows: how a later run recognises its data."""
+
+# Real county-level codes in Sichuan (51); a third of the children get a 9-digit township code
+# under their county (GB/T 2260 extended).
+COUNTIES = [
+    "510104", "510105", "510106", "510107", "510108", "510112", "510113", "510114",
+    "510115", "510116", "510117", "510118", "510121", "510129", "510131", "510181",
+    "510182", "510183", "510184", "510185", "510302", "510402", "510502", "510603",
+    "510703", "510802", "510903", "511002", "511102", "511302", "511402", "511502",
+]  # fmt: skip
+
+SEED_CHILDREN_SQL = """
+INSERT INTO child (id, name, sex, birth_date, ethnicity, resident_id, region_code, address, school,
+                   categories, care_arrangement, status, owner_agency, version, created_at, updated_at)
+SELECT gen_random_uuid(),
+       '测试儿童' || i,
+       CASE WHEN i % 2 = 0 THEN 'male' ELSE 'female' END,
+       DATE '2011-01-01' + (i::bigint * 7919 % 5100)::int,
+       CASE WHEN i % 10 = 0 THEN '藏族' WHEN i % 10 = 1 THEN '彝族' ELSE '汉族' END,
+       NULL,
+       ($1::text[])[1 + i % cardinality($1::text[])]
+           || CASE WHEN i % 3 = 0 THEN lpad((1 + i % 20)::text, 3, '0') ELSE '' END,
+       NULL,
+       NULL,
+       ARRAY['left_behind'],
+       (ARRAY['grandparents', 'relatives_or_friends', 'institution_or_boarding',
+              'one_parent_unable'])[1 + i % 4],
+       'active',
+       'civil-affairs',
+       1,
+       now(),
+       now()
+FROM generate_series(1, $2::int) AS i
+"""
+
+SEED_GUARDIANSHIP_SQL = """
+INSERT INTO guardianship (id, child_id, custody_status, guardian_name, guardian_relationship,
+                          guardian_phone, responsible_org, responsible_org_duty_phone, effective_from,
+                          entrustment_confirmation_ref, entrustment_confirmed_on, last_assessment_date,
+                          last_assessment_result, risk_flags, emergency_intervention,
+                          recorded_by_agency, recorded_by_client, recorded_at)
+SELECT gen_random_uuid(), s.id, s.status,
+       '监护人' || s.n, (ARRAY['grandmother', 'grandfather', 'aunt', 'uncle'])[1 + s.n % 4],
+       '138' || lpad((s.n % 100000000)::text, 8, '0'),
+       '乡镇人民政府 township government', '028-8' || lpad((s.n % 1000000)::text, 6, '0'),
+       DATE '2020-01-01' + (s.n % 1800)::int,
+       CASE WHEN s.status = 'entrusted' THEN 'WT-' || s.n END,
+       CASE WHEN s.status = 'entrusted' THEN DATE '2020-01-01' + (s.n % 1800)::int END,
+       DATE '2025-01-01' + (s.n % 300)::int,
+       (ARRAY['adequate', 'adequate', 'needs_support', 'inadequate'])[1 + s.n % 4],
+       CASE WHEN s.n % 50 = 0 THEN '{guardian_unreachable}'::varchar[] ELSE '{}'::varchar[] END,
+       false, 'civil-affairs', $1, now()
+FROM (
+    SELECT h.id, h.n,
+           (ARRAY['entrusted', 'kinship_care', 'entrusted', 'with_parents',
+                  'institution'])[1 + h.n % 5] AS status
+    FROM (SELECT c.id, abs(hashtext(c.id::text)::bigint) AS n
+          FROM child c
+          WHERE NOT EXISTS (
+              SELECT 1 FROM guardianship g WHERE g.child_id = c.id AND g.superseded_at IS NULL
+          )) AS h
+) AS s
+"""
+
+
+async def seed(url: str, children: int) -> dict[str, Any]:
+    """Seed the registry in two set-based statements (reused when already there)."""
+    conn = await asyncpg.connect(plain_dsn(url))
+    try:
+        have = await conn.fetchval(
+            "SELECT count(*) FROM guardianship WHERE recorded_by_client = $1 AND superseded_at IS NULL",
+            SEED_CLIENT,
+        )
+        if have >= children:
+            print(f"seed: reusing {have:,} seeded children with a current guardianship")
+            return {"seeded": 0, "reused": have}
+        started = time.perf_counter()
+        existing = await conn.fetchval("SELECT count(*) FROM child")
+        async with conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit = off")  # one bulk transaction
+            await conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+            missing = children - have
+            if existing < children:
+                await conn.execute(SEED_CHILDREN_SQL, COUNTIES, children - existing)
+            await conn.execute(SEED_GUARDIANSHIP_SQL, SEED_CLIENT)
+        await conn.execute("VACUUM (ANALYZE) child")
+        await conn.execute("VACUUM (ANALYZE) guardianship")
+        took = time.perf_counter() - started
+        print(f"seed: wrote {missing:,} children and guardianships in {took:.1f} s")
+        return {"seeded": missing, "seconds": round(took, 1)}
+    finally:
+        await conn.close()
+
+
+async def sample_ids(url: str, count: int) -> list[Any]:
+    conn = await asyncpg.connect(plain_dsn(url))
+    try:
+        rows = await conn.fetch(
+            "SELECT c.id FROM child c JOIN guardianship g ON g.child_id = c.id AND g.superseded_at IS NULL "
+            "WHERE g.recorded_by_client = $1 AND c.region_code LIKE '51%' ORDER BY random() LIMIT $2",
+            SEED_CLIENT,
+            count,
+        )
+    finally:
+        await conn.close()
+    return [r["id"] for r in rows]
+
+
+async def audit_counts(url: str, client_id: str) -> dict[str, int]:
+    """The bench client's custody-read records in the access log, by decision."""
+    conn = await asyncpg.connect(plain_dsn(url))
+    try:
+        rows = await conn.fetch(
+            "SELECT decision, count(*) AS n FROM access_log "
+            "WHERE client_id = $1 AND action = 'custody.read' GROUP BY decision",
+            client_id,
+        )
+        return {r["decision"]: int(r["n"]) for r in rows}
+    finally:
+        await conn.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--children", type=int, default=1_000_000)
+    parser.add_argument("--ids", type=int, default=100_000, help="random child ids for wrk to pick from")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--seconds", type=int, default=20, help="custody measurement")
+    parser.add_argument("--ceiling-seconds", type=int, default=15, help="bare FastAPI and each raw variant")
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-ceilings", action="store_true")
+    parser.add_argument(
+        "--py-spy",
+        metavar="SECONDS",
+        type=int,
+        default=0,
+        help="also record one worker with py-spy (speedscope JSON in bench/results/) during the custody run",
+    )
+    args = parser.parse_args()
+
+    url = bench_database_url()
+    RESULTS_DIR.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="childlink-bench-"))
+    env = env_for(url, workdir / "keys")
+    report: dict[str, Any] = {"database_url": url, "machine": machine_conditions(), "params": vars(args)}
+    report["machine"]["postgresql"] = asyncio.run(_ensure_db_and_version(url))
+
+    childlink(env, "migrate")
+    agencies = {"civil-affairs": "民政 Civil Affairs (bench)", "police": "公安 Police (bench)"}
+    asyncio.run(ensure_agencies(url, env, agencies))
+    report["seed"] = asyncio.run(seed(url, args.children))
+    ids_file = workdir / "child-ids.txt"
+    ids = asyncio.run(sample_ids(url, args.ids))
+    ids_file.write_text("".join(f"{i}\n" for i in ids))
+    print(f"ids: {len(ids):,} random child ids in {ids_file}")
+
+    if not args.skip_ceilings:
+        bare = start_bare_fastapi(args.workers)
+        try:
+            run_wrk("warmup", bare.base + "/", "get.lua", [], connections=args.connections, seconds=3)
+            with CpuMeter(bare, url) as cpu:
+                bare_result = run_wrk(
+                    f"bare FastAPI ({args.workers} workers)",
+                    bare.base + "/",
+                    "get.lua",
+                    [],
+                    connections=args.connections,
+                    seconds=args.ceiling_seconds,
+                )
+        finally:
+            bare.stop()
+        bare_cpu = cpu.summary(bare_result.requests)
+        report["bare_fastapi"] = vars(bare_result) | {"rps": bare_result.rps} | bare_cpu
+        print(bare_result.line())
+        print(cpu_line(report["bare_fastapi"]))
+
+        _install_uvloop()
+        raw = asyncio.run(
+            measure_raw(
+                plain_dsn(url),
+                ids,
+                concurrency=args.connections,
+                seconds=min(args.ceiling_seconds, 10),
+            )
+        )
+        for result in raw:
+            print(result.line())
+        report["raw_asyncpg"] = [vars(r) | {"ops_per_second": r.ops_per_second} for r in raw]
+
+    client_id, secret = add_client(env, agency="police", scopes="custody:read children:read", region="51")
+    server = start_childlink(env, args.workers)
+    spy = None
+    try:
+        token = fetch_token(server.base, client_id, secret)
+        run_wrk(
+            "warmup",
+            server.base,
+            "custody.lua",
+            [str(ids_file), token],
+            connections=args.connections,
+            seconds=args.warmup,
+        )
+        time.sleep(1.0)
+        before = asyncio.run(audit_counts(url, client_id))
+        if args.py_spy:
+            spy = _start_py_spy(server, args.py_spy)
+        with CpuMeter(server, url) as cpu:
+            custody = run_wrk(
+                f"custody ({args.workers} workers)",
+                server.base,
+                "custody.lua",
+                [str(ids_file), token],
+                connections=args.connections,
+                seconds=args.seconds,
+            )
+        time.sleep(1.5)  # requests wrk abandoned at the end still finish (and are logged)
+        after = asyncio.run(audit_counts(url, client_id))
+    finally:
+        if spy is not None:
+            spy.wait(timeout=args.py_spy + 30)
+        server.stop()
+    report["custody"] = vars(custody) | {"rps": custody.rps} | cpu.summary(custody.requests)
+    print(custody.line())
+    print(cpu_line(report["custody"]))
+    grew = sum(after.values()) - sum(before.values())
+    by_decision = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    report["access_log"] = {"grew": grew, "by_decision": by_decision, "ok_responses": custody.ok}
+
+    print()
+    print(f"access log: grew by {grew:,} {by_decision} for {custody.ok:,} successful reads", end=" ")
+    # wrk stops counting at the deadline while up to --connections requests are still in flight;
+    # the server finishes and logs them, so the log may lead by at most that many.
+    audited = custody.ok <= grew <= custody.ok + args.connections
+    print("(every read audited)" if audited else "(MISMATCH)")
+    sound = custody.non_2xx == 0 and custody.socket_errors == 0 and audited
+    verdict: bool | None = None  # not judged without the ceilings
+    if "bare_fastapi" in report:
+        ratio = custody.rps / report["bare_fastapi"]["rps"]
+        report["ratio_custody_to_bare"] = ratio
+        best_raw = max(r["ops_per_second"] for r in report["raw_asyncpg"])
+        print(
+            f"custody / bare FastAPI = {ratio:.2f} (target >= 0.33); custody / best raw asyncpg = "
+            f"{custody.rps / best_raw:.2f}; p99 {custody.p99_ms:.1f} ms (target < 25 ms)"
+        )
+        verdict = sound and ratio >= 1 / 3 and custody.p99_ms < 25
+    report["meets_target"] = verdict
+    if not sound:
+        print("RUN NOT SOUND: errors, non-2xx answers or unaudited reads (see above)")
+    print({True: "TARGET MET", False: "TARGET MISSED", None: "target not judged (--skip-ceilings)"}[verdict])
+    print(f"results: {write_result('custody', report)}")
+    return 0 if sound and verdict is not False else 1
+
+
+async def _ensure_db_and_version(url: str) -> str:
+    created = await ensure_database(url)
+    if created:
+        print(f"created database {url.rsplit('/', 1)[-1]}")
+    return await server_version(url)
+
+
+def _start_py_spy(server: Server, seconds: int) -> Any:
+    import shutil
+    import subprocess
+
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    pid = server.worker_pids()[0]
+    out = RESULTS_DIR / f"custody-worker-{time.strftime('%Y%m%dT%H%M%S')}.speedscope.json"
+    print(f"py-spy: recording worker {pid} for {seconds} s into {out}")
+    return subprocess.Popen(
+        [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
+         "--format", "speedscope", "--output", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    sys.exit(main())
