@@ -40,11 +40,14 @@ SET status = CAST(:status AS text), lease_token = NULL, last_status_code = :stat
 WHERE id = :delivery_id AND lease_token = :lease
 """
 
+# Only while the delivery still exists: a subscription deleted mid-delivery takes its
+# deliveries with it, and one vanished row must not fail the whole batch.
 _ATTEMPT = """
 INSERT INTO delivery_attempt
     (delivery_id, attempt, outcome, status_code, error, duration_ms, categories_withheld, worker)
-VALUES (:delivery_id, :attempt, CAST(:outcome AS text), :status_code, CAST(:error AS text), :duration_ms,
-        CAST(:withheld AS text[]), CAST(:worker AS text))
+SELECT CAST(:delivery_id AS bigint), :attempt, CAST(:outcome AS text), :status_code, CAST(:error AS text),
+       :duration_ms, CAST(:withheld AS text[]), CAST(:worker AS text)
+WHERE EXISTS (SELECT 1 FROM event_delivery WHERE id = CAST(:delivery_id AS bigint))
 """
 
 _DISABLE_GONE = """

@@ -24,14 +24,13 @@ event (its agency, the creating client's region, the subscription's purpose of u
 the access-log record; categories without a legal basis are cut from the payload, and a delivery
 with nothing left to release is recorded as ``denied`` and never sent.
 
-Hot path: Core SQL on the engine (no ORM unit of work), one statement per claim batch and one
-transaction per recorded attempt.
+Hot path: Core SQL on the engine (no ORM unit of work): one statement per claim batch, and the
+outcomes of finished deliveries written together by the group-committing :class:`Recorder`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -368,8 +367,3 @@ class DeliveryWorker:
             return
         if result.status == "delivered":
             self.delivered += 1
-
-
-async def run_until_stopped(worker: DeliveryWorker) -> None:
-    with contextlib.suppress(asyncio.CancelledError):
-        await worker.run()

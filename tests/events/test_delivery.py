@@ -457,3 +457,50 @@ class TestReplayByTime:
         assert [r.json["id"] for r in receiver.delivered()] == [old["id"], new["id"], new["id"]]
         kinds = [d["kind"] for d in await deliveries(client, subscriber, sub["id"])]
         assert kinds == ["replay", "event", "event"]
+
+
+class TestDeletedMidDelivery:
+    async def test_a_subscription_deleted_while_its_delivery_is_in_flight_breaks_nothing(
+        self,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        education: str,
+        child: dict[str, Any],
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+        start_worker: WorkerFactory,
+        database_url: str,
+    ) -> None:
+        doomed = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
+        other = await Receiver().start()
+        try:
+            kept = await subscribe(client, subscriber, other.url, [PREFIX + "education.*"])
+
+            async def delete_then_answer(request: Any) -> tuple[int, dict[str, str]]:
+                deleted = await client.delete(f"/v1/subscriptions/{doomed['id']}", headers=bearer(subscriber))
+                assert deleted.status_code == 204
+                return 200, {}
+
+            receiver.responder = delete_then_answer
+            await start_worker()
+            await publish(client, education, DROPOUT, child["id"])
+            await receiver.wait_for(lambda r: len(r.requests) == 1)
+            await other.wait_for(lambda r: len(r.delivered()) == 1)
+            await publish(client, education, DROPOUT, child["id"])
+            await other.wait_for(lambda r: len(r.delivered()) == 2)  # the worker carries on
+
+            async def recorded() -> list[dict[str, Any]]:
+                return await deliveries(client, subscriber, kept["id"], status="delivered")
+
+            assert len(await eventually(lambda: _two(recorded))) == 2
+            assert await scalar(database_url, "SELECT count(*) FROM event_delivery") == 2
+            await asyncio.sleep(3.5)  # past the lease: nothing unrecorded comes back
+            webhook_ids = [r.headers["webhook-id"] for r in other.requests]
+            assert len(webhook_ids) == len(set(webhook_ids)) == 2
+        finally:
+            await other.stop()
+
+
+async def _two(check: Any) -> Any:
+    items = await check()
+    return items if len(items) == 2 else None
