@@ -31,6 +31,10 @@ from app.models.subscription import Subscription, SubscriptionMode
 
 _HEAD = "SELECT COALESCE((SELECT last_seq FROM event_sequence WHERE id = 1), 0)"
 
+SCAN_WINDOW = 10_000
+"""Sequence numbers one page looks through at most: a subscription whose filters match rarely
+still costs each call a bounded index range, and the cursor moves on by the window."""
+
 _PAGE = f"""
 SELECT {EVENT_COLUMNS} FROM outbox_event AS e
 WHERE e.seq > :after AND e.seq <= :head
@@ -88,19 +92,21 @@ async def pull_subscription(
 
 async def _read_page(
     engine: AsyncEngine, sub: Subscription, reader: Reader, *, after: int, limit: int
-) -> tuple[int, list[StoredEvent]]:
+) -> tuple[int, int, list[StoredEvent]]:
+    """(head, the last sequence number looked at, matching events)."""
     # Head first, then the events up to it: a publish commits its events and the counter
     # together, so every event at or below a head read earlier is visible to a later statement.
     async with engine.connect() as conn:
         head = int((await conn.execute(text(_HEAD))).scalar_one())
-        if head <= after:
-            return head, []
+        upto = min(head, after + SCAN_WINDOW)
+        if upto <= after:
+            return head, max(head, after), []
         rows = (
             await conn.execute(
                 text(_PAGE),
                 {
                     "after": after,
-                    "head": head,
+                    "head": upto,
                     "types": list(sub.type_patterns),
                     "region": sub.region_prefix,
                     "reader_region": reader.principal.region,
@@ -109,7 +115,7 @@ async def _read_page(
                 },
             )
         ).mappings()
-        return head, [StoredEvent.from_row(row) for row in rows]
+        return head, upto, [StoredEvent.from_row(row) for row in rows]
 
 
 async def read(
@@ -134,10 +140,10 @@ async def read(
     reader = dataclasses.replace(reader, purpose_raw=sub.purpose_of_use)
     deadline = time.monotonic() + wait
     while True:
-        head, events = await _read_page(engine, sub, reader, after=after, limit=limit)
+        head, upto, events = await _read_page(engine, sub, reader, after=after, limit=limit)
         remaining = deadline - time.monotonic()
-        if events or remaining <= 0:
-            break
+        if events or upto < head or remaining <= 0:
+            break  # something to return, more to scan (next call), or time is up
         if notifier is not None:
             await notifier.wait(min(remaining, 5.0))
         else:
@@ -157,7 +163,7 @@ async def read(
         released.append(
             CloudEventOut.model_validate(envelope(event, decision.granted)).model_dump(mode="json")
         )
-    next_after = events[-1].seq if len(events) == limit else max(head, after)
+    next_after = events[-1].seq if len(events) == limit else upto
     return FeedPage.model_validate(
         {"subscription_id": sub.id, "events": released, "next_after": next_after, "head": head}
     )

@@ -10,6 +10,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from app.db import asyncpg_dsn
 from tests.conftest import TokenFactory, bearer
@@ -201,3 +202,32 @@ class TestWhichSubscription:
             body = {"mode": "pull", "types": ["*"], "purpose_of_use": purpose}
             response = await client.post("/v1/subscriptions", json=body, headers=bearer(subscriber))
             assert response.status_code == 422, purpose
+
+
+class TestScanWindow:
+    async def test_a_rare_filter_moves_the_cursor_by_bounded_windows_without_waiting(
+        self,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        civil: str,
+        education: str,
+        child: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        from app.services import event_feed
+
+        monkeypatch.setattr(event_feed, "SCAN_WINDOW", 3)
+        await pull(client, subscriber, [PREFIX + "education.*"])
+        for _ in range(5):
+            await publish(client, civil, HOME_VISIT, child["id"])
+        wanted = (await publish(client, education, DROPOUT, child["id"])).json()
+        started, cursor, seen = time.monotonic(), 0, []
+        for _ in range(5):
+            page = await feed(client, subscriber, after=cursor, wait=5)
+            seen += [e["id"] for e in page["events"]]
+            assert page["next_after"] <= cursor + 3
+            cursor = page["next_after"]
+            if cursor == page["head"]:
+                break
+        assert seen == [wanted["id"]]
+        assert time.monotonic() - started < 3  # no page waited while there was more to scan
