@@ -19,7 +19,7 @@ from app.auth.clients import ClientDirectory
 from app.auth.keys import KeyRing
 from app.auth.tokens import TokenVerifier
 from app.config import Settings, get_settings
-from app.db import create_database, resolve_database_url
+from app.db import asyncpg_dsn, create_database, resolve_database_url
 from app.docs import install_docs
 from app.errors import install_database_error_handlers, install_error_handlers
 from app.events.lifecycle import start_events, stop_events
@@ -39,6 +39,7 @@ from app.routers import (
 )
 from app.routers import events as events_router
 from app.routers import subscriptions as subscriptions_router
+from app.services import guardianship as guardianship_service
 
 DESCRIPTION = """
 ChildLink (儿童关爱保护信息共享平台) lets civil affairs, education, health, police and the
@@ -111,6 +112,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         break_glass_daily_limit=settings.break_glass_daily_limit,
     )
     await start_events(app, settings)
+    app.state.custody_lookup = guardianship_service.custody_lookup(asyncpg_dsn(database_url))
     # Everything built so far (routes, models, SQLAlchemy metadata, policy) lives as long as the
     # process: move it out of the collector's view, so each full collection scans only what
     # requests allocate. Without this, a full collection under load walked ~170k long-lived
@@ -121,6 +123,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await stop_events(app)
+        await app.state.custody_lookup.aclose()
         await stop_audit(app)
         await db.dispose()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Security, status
+from fastapi import APIRouter, Depends, Request, Security, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.deps import DoorDep, get_reader
@@ -28,6 +28,7 @@ Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
     responses=responses(BadRequest, NotFound, Unprocessable),
 )
 async def custody(
+    request: Request,
     session: Session,
     door: DoorDep,
     reader: Annotated[Reader, Security(get_reader, scopes=[Scope.custody_read])],
@@ -37,7 +38,9 @@ async def custody(
     guardian to contact, the responsible organisation and its duty phone, the last assessment and
     open risk flags. Send `X-Purpose-Of-Use` (e.g. `child_protection`); the read is recorded in the
     access log before the answer leaves."""
-    return await guardianship_service.custody(session, door, reader, child_id)
+    return await guardianship_service.custody(
+        session, door, reader, child_id, lookup=request.app.state.custody_lookup
+    )
 
 
 @router.post(

@@ -6,11 +6,12 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.access.decision import Decision
 from app.access.door import Door, Reader, Subject
+from app.batching import BatchedLookup
 from app.errors import Conflict, Forbidden
 from app.models.agency import AgencyKind
 from app.models.child import ChildStatus
@@ -172,35 +173,33 @@ async def history(
     )
 
 
-# The custody check's one query, run on the asyncpg connection underneath SQLAlchemy's pool
-# (DESIGN §3: a hot path may use asyncpg directly). Through the session the same SELECT cost about
-# five times the CPU of the driver call (ORM row processing, result-metadata adaptation for a
-# statement built per request, greenlet hops, and BEGIN/COMMIT round trips around a single
-# statement) and was the largest cost of the custody check (bench/README.md). A single statement
-# needs no transaction, and the connection is back in the pool before the access-log write is
-# awaited.
+# The custody check's one query, run through a BatchedLookup (app/batching.py): concurrent checks
+# share one `= ANY($1)` query on a dedicated asyncpg connection (DESIGN §3: a hot path may use
+# asyncpg directly). Through the ORM session the same SELECT cost about five times the CPU of the
+# driver call, and one round trip per request cost more than the lookup itself (bench/README.md).
 CUSTODY_SQL = """
-SELECT c.owner_agency, c.region_code, c.status,
+SELECT c.id AS child_id, c.owner_agency, c.region_code, c.status,
        g.id, g.custody_status, g.effective_from, g.guardian_name, g.guardian_relationship,
        g.guardian_phone, g.responsible_org, g.responsible_org_duty_phone, g.last_assessment_date,
        g.last_assessment_result, g.risk_flags
 FROM child AS c
 LEFT JOIN guardianship AS g ON g.child_id = c.id AND g.superseded_at IS NULL
-WHERE c.id = $1
+WHERE c.id = ANY($1::uuid[])
 """
 
 
-async def custody(session: AsyncSession, door: Door, reader: Reader, child_id: uuid.UUID) -> CustodyPublic:
-    """The custody check. One query (child joined with its current guardianship), an in-memory
-    decision, one group-committed access-log record: the hot path of the service. The session is
-    used only if the door writes (an investigation or a break-glass review), which then commits
-    with the request."""
-    engine = session.bind
-    assert isinstance(engine, AsyncEngine)  # app.db's sessionmaker binds sessions to the engine
-    async with engine.connect() as conn:
-        driver = (await conn.get_raw_connection()).driver_connection
-        assert driver is not None
-        row = await driver.fetchrow(CUSTODY_SQL, child_id)
+def custody_lookup(dsn: str) -> BatchedLookup:
+    return BatchedLookup(dsn, CUSTODY_SQL, "child_id")
+
+
+async def custody(
+    session: AsyncSession, door: Door, reader: Reader, child_id: uuid.UUID, *, lookup: BatchedLookup
+) -> CustodyPublic:
+    """The custody check. One (shared) query for the child joined with its current guardianship,
+    an in-memory decision, one group-committed access-log record: the hot path of the service.
+    The session is used only if the door writes (an investigation or a break-glass review), which
+    then commits with the request."""
+    row = await lookup.get(child_id)
     if row is None or not reader.principal.covers_region(row["region_code"]):
         await door.refuse_unseen(reader, action="custody.read", child_id=child_id)
     assert row is not None
