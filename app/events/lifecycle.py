@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 
 from app.config import Settings
 from app.db import asyncpg_dsn
+from app.events import vault
 from app.events.notify import Notifier
 from app.events.sender import WebhookSender
 from app.events.worker import DeliveryWorker
@@ -27,6 +28,8 @@ async def start_events(app: FastAPI, settings: Settings) -> None:
     Connects to nothing before the first use, so a database that is still starting does not
     stop the app from starting."""
     app.state.webhook_sender = WebhookSender(settings, max_connections=10)
+    box = vault.load(settings.resolved_key_dir, create_if_missing=settings.is_development)
+    app.state.webhook_secret_box = box
     url = app.state.db.engine.url.render_as_string(hide_password=False)
     notifier = Notifier(asyncpg_dsn(url))
     notifier.start()
@@ -40,6 +43,7 @@ async def start_events(app: FastAPI, settings: Settings) -> None:
             kinds=app.state.agency_kinds,
             settings=settings,
             notifier=notifier,
+            box=box,
         )
         app.state.delivery_worker = worker
         app.state.delivery_worker_task = asyncio.create_task(worker.run(), name="delivery-worker")
@@ -69,6 +73,11 @@ async def stop_events(app: FastAPI) -> None:
 def get_sender(request: Request) -> WebhookSender:
     sender: WebhookSender = request.app.state.webhook_sender
     return sender
+
+
+def get_secret_box(request: Request) -> vault.SecretBox:
+    box: vault.SecretBox = request.app.state.webhook_secret_box
+    return box
 
 
 def get_notifier(request: Request) -> Notifier:

@@ -19,11 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.events.envelope import StoredEvent
 from app.events.sender import SendResult
+from app.events.vault import SecretBox
 from app.models.vocabulary import DataCategory
 
 logger = logging.getLogger(__name__)
@@ -75,11 +77,18 @@ class Job:
     event: StoredEvent
 
     @classmethod
-    def from_row(cls, row: Mapping[Any, Any], lease: uuid.UUID) -> Job:
-        keys = [row["secret"]]
+    def from_row(cls, row: Mapping[Any, Any], lease: uuid.UUID, box: SecretBox) -> Job:
+        stored = [row["secret"]]
         expires: datetime | None = row["previous_secret_expires_at"]
         if row["previous_secret"] and expires is not None and expires > row["claimed_at"]:
-            keys.append(row["previous_secret"])
+            stored.append(row["previous_secret"])
+        try:
+            keys = [box.open(row["subscription_id"], value) for value in stored]
+        except (ValueError, InvalidTag):
+            # Sealed under another key (a misconfigured key folder): the attempt fails and is
+            # retried, instead of the worker stopping on one subscription.
+            logger.error("subscription %s: webhook secret cannot be opened", row["subscription_id"])
+            keys = []
         return cls(
             delivery_id=row["delivery_id"],
             attempt=row["attempts"],

@@ -51,10 +51,12 @@ from app.auth.scopes import Scope
 from app.config import Settings
 from app.db import Database
 from app.errors import AppError, Forbidden, NotFound
+from app.events import vault
 from app.events.envelope import envelope
 from app.events.notify import Notifier
 from app.events.recorder import Job, Recorder, Result
 from app.events.sender import Outcome, SendResult, WebhookSender
+from app.events.vault import SecretBox
 from app.models.vocabulary import DataCategory
 
 logger = logging.getLogger(__name__)
@@ -152,6 +154,7 @@ class DeliveryWorker:
         sender: WebhookSender | None = None,
         notifier: Notifier | None = None,
         name: str | None = None,
+        box: SecretBox | None = None,
     ) -> None:
         self.db = db
         self.door = door
@@ -160,6 +163,7 @@ class DeliveryWorker:
         self.sender = sender or WebhookSender(settings, max_connections=settings.worker_concurrency * 2)
         self._own_sender = sender is None
         self.notifier = notifier
+        self.box = box or vault.load(settings.resolved_key_dir, create_if_missing=settings.is_development)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets_module.token_hex(2)}"
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -193,7 +197,7 @@ class DeliveryWorker:
                     {"limit": limit, "lease": lease, "lease_seconds": self.settings.webhook_lease_seconds},
                 )
             ).mappings()
-            return [Job.from_row(row, lease) for row in rows]
+            return [Job.from_row(row, lease, self.box) for row in rows]
 
     async def run_once(self) -> int:
         """One dispatch, one claim, every claimed delivery sent and recorded; returns the number
@@ -323,6 +327,8 @@ class DeliveryWorker:
         except (DBAPIError, OSError) as exc:
             # Nothing was sent: an attempt that could not be decided is a failed one.
             return self._failed(job, SendResult(Outcome.failed, error=f"database: {type(exc).__name__}"))
+        if not job.signing_secrets:
+            return self._failed(job, SendResult(Outcome.failed, error="signing secret unreadable"))
         body = envelope(job.event, decision.granted)
         withheld = tuple(DataCategory(c) for c in decision.withheld)
         sent = await self.sender.send(

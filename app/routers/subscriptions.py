@@ -13,8 +13,9 @@ from app.auth.principal import Principal
 from app.auth.scopes import Scope
 from app.db import get_session
 from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessable, responses
-from app.events.lifecycle import get_sender
+from app.events.lifecycle import get_secret_box, get_sender
 from app.events.sender import WebhookSender
+from app.events.vault import SecretBox
 from app.models.subscription import (
     DeliveryPage,
     DeliveryStatus,
@@ -37,6 +38,7 @@ router = APIRouter(
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 Manager = Annotated[Principal, Security(require, scopes=[Scope.subscriptions_manage])]
 Sender = Annotated[WebhookSender, Depends(get_sender)]
+Box = Annotated[SecretBox, Depends(get_secret_box)]
 
 
 @router.post(
@@ -47,14 +49,19 @@ Sender = Annotated[WebhookSender, Depends(get_sender)]
     responses=responses(Unprocessable),
 )
 async def create_subscription(
-    session: Session, principal: Manager, sender: Sender, data: SubscriptionCreate, response: Response
+    session: Session,
+    principal: Manager,
+    sender: Sender,
+    box: Box,
+    data: SubscriptionCreate,
+    response: Response,
 ) -> Any:
     """Subscribe your agency to event types (wildcards allowed), optionally narrowed to a region
     inside yours and to data categories, for a stated purpose of use. `webhook` mode POSTs each
     event to your URL signed per Standard Webhooks with the `whsec_` secret returned here once;
     `pull` mode is read at `GET /v1/events/feed`. Delivery starts with events published from now
     on (or after `from_sequence`)."""
-    created = await subscription_service.create(session, principal, sender, data=data)
+    created = await subscription_service.create(session, principal, sender, box, data=data)
     response.headers["Location"] = f"/v1/subscriptions/{created.id}"
     return created
 
@@ -112,13 +119,13 @@ async def delete_subscription(session: Session, principal: Manager, subscription
     responses=responses(NotFound, Conflict, Unprocessable),
 )
 async def rotate_secret(
-    request: Request, session: Session, principal: Manager, subscription_id: uuid.UUID
+    request: Request, session: Session, principal: Manager, box: Box, subscription_id: uuid.UUID
 ) -> Any:
     """Issue a new `whsec_` secret (shown once). Until `previous_secret_valid_until`, deliveries
     carry two signatures, one per secret, so your endpoint can switch without losing any."""
     overlap = request.app.state.settings.webhook_secret_overlap_seconds
     return await subscription_service.rotate_secret(
-        session, principal, subscription_id, overlap_seconds=overlap
+        session, principal, box, subscription_id, overlap_seconds=overlap
     )
 
 
@@ -165,7 +172,9 @@ async def replay(
     summary="Send a test ping",
     responses=responses(NotFound, Conflict, Unprocessable),
 )
-async def test_ping(session: Session, principal: Manager, sender: Sender, subscription_id: uuid.UUID) -> Any:
+async def test_ping(
+    session: Session, principal: Manager, sender: Sender, box: Box, subscription_id: uuid.UUID
+) -> Any:
     """Send a signed `cn.gov.childlink.platform.ping.v1` event to the endpoint now and report how it
     answered. It carries no personal data and is recorded among the deliveries."""
-    return await subscription_service.ping(session, principal, sender, subscription_id)
+    return await subscription_service.ping(session, principal, sender, box, subscription_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import orjson
 from sqlalchemy import delete, select, text
@@ -17,6 +16,7 @@ from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.events import catalog, signing
 from app.events.openapi import PING_TYPE
 from app.events.sender import Outcome, WebhookSender
+from app.events.vault import SecretBox
 from app.models.common import utcnow
 from app.models.subscription import (
     AttemptPublic,
@@ -68,13 +68,13 @@ def to_public(sub: Subscription) -> SubscriptionPublic:
     )
 
 
-def signing_secrets(sub: Subscription | Any, now: datetime | None = None) -> list[str]:
-    """The current secret, and the previous one while its rotation overlap lasts."""
-    out: list[str] = [str(sub.secret)]
+def signing_secrets(sub: Subscription, box: SecretBox, now: datetime | None = None) -> list[str]:
+    """The current secret, and the previous one while its rotation overlap lasts, opened."""
+    stored: list[str] = [str(sub.secret)]
     expires = sub.previous_secret_expires_at
     if sub.previous_secret and expires is not None and expires > (now or utcnow()):
-        out.append(sub.previous_secret)
-    return out
+        stored.append(sub.previous_secret)
+    return [box.open(sub.id, value) for value in stored]
 
 
 async def head_sequence(session: AsyncSession) -> int:
@@ -103,7 +103,12 @@ def _region(principal: Principal, prefix: str | None) -> str:
 
 
 async def create(
-    session: AsyncSession, principal: Principal, sender: WebhookSender, *, data: SubscriptionCreate
+    session: AsyncSession,
+    principal: Principal,
+    sender: WebhookSender,
+    box: SecretBox,
+    *,
+    data: SubscriptionCreate,
 ) -> SubscriptionCreated:
     """Add a subscription for the caller's agency. A webhook's URL is checked against SSRF rules
     (422, nothing stored) and its signing secret is returned once."""
@@ -116,14 +121,16 @@ async def create(
         secret = signing.new_secret()
     head = await head_sequence(session)
     start = head if data.from_sequence is None else min(data.from_sequence, head)
+    subscription_id = uuid.uuid4()
     sub = Subscription(
+        id=subscription_id,
         agency=principal.agency,
         created_by_client=principal.client_id,
         reader_region=principal.region,
         description=data.description,
         mode=str(data.mode),
         url=data.url,
-        secret=secret,
+        secret=box.seal(subscription_id, secret) if secret else None,
         type_patterns=data.types,
         region_prefix=region,
         categories=[str(c) for c in data.categories],
@@ -218,19 +225,24 @@ async def remove(session: AsyncSession, principal: Principal, subscription_id: u
 
 
 async def rotate_secret(
-    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID, *, overlap_seconds: int
+    session: AsyncSession,
+    principal: Principal,
+    box: SecretBox,
+    subscription_id: uuid.UUID,
+    *,
+    overlap_seconds: int,
 ) -> SecretRotated:
     sub = await load(session, principal, subscription_id, for_update=True)
     if sub.mode != SubscriptionMode.webhook:
         raise Conflict("A pull subscription has no signing secret.", code="not_a_webhook")
     now = utcnow()
-    sub.previous_secret, sub.secret = sub.secret, signing.new_secret()
+    secret = signing.new_secret()
+    sub.previous_secret, sub.secret = sub.secret, box.seal(sub.id, secret)
     sub.previous_secret_expires_at = now + timedelta(seconds=overlap_seconds)
     sub.updated_at = now
     session.add(sub)
     await session.flush()
-    assert sub.secret is not None
-    return SecretRotated(secret=sub.secret, previous_secret_valid_until=sub.previous_secret_expires_at)
+    return SecretRotated(secret=secret, previous_secret_valid_until=sub.previous_secret_expires_at)
 
 
 async def deliveries(
@@ -356,7 +368,11 @@ async def replay(
 
 
 async def ping(
-    session: AsyncSession, principal: Principal, sender: WebhookSender, subscription_id: uuid.UUID
+    session: AsyncSession,
+    principal: Principal,
+    sender: WebhookSender,
+    box: SecretBox,
+    subscription_id: uuid.UUID,
 ) -> PingResult:
     """Send a signed test event now and report how the endpoint answered; recorded as a delivery."""
     sub = await load(session, principal, subscription_id, for_update=True)
@@ -378,7 +394,7 @@ async def ping(
             "childlinkagency": "platform",
         }
     )
-    result = await sender.send(sub.url, webhook_id=webhook_id, body=body, secrets=signing_secrets(sub))
+    result = await sender.send(sub.url, webhook_id=webhook_id, body=body, secrets=signing_secrets(sub, box))
     delivered = result.outcome is Outcome.delivered
     delivery = EventDelivery(
         subscription_id=sub.id,

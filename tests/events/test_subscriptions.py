@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
 import pytest
+from cryptography.exceptions import InvalidTag
 from standardwebhooks import Webhook
 
 from app.events import ssrf
 from app.events.sender import WebhookSender
 from tests.conftest import TokenFactory, bearer
-from tests.events.helpers import PREFIX, SUBSCRIBER_SCOPES, scalar
+from tests.events.helpers import PREFIX, SUBSCRIBER_SCOPES, fetch, scalar
 from tests.events.receiver import Receiver
 
 
@@ -267,3 +269,28 @@ class TestRegionsAndUpdates:
             headers=bearer(subscriber),
         )
         assert both.status_code == 422
+
+
+class TestSecretsAtRest:
+    async def test_the_signing_secret_is_stored_sealed_and_bound_to_its_subscription(
+        self,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+        database_url: str,
+        app: Any,
+    ) -> None:
+        first = await create(client, subscriber, webhook_body(receiver.url))
+        second = await create(client, subscriber, webhook_body(receiver.url))
+        rows = {
+            str(r["id"]): r["secret"]
+            for r in await fetch(database_url, "SELECT id, secret FROM subscription")
+        }
+        stored = rows[first["id"]]
+        assert stored.startswith("v1:")
+        assert first["secret"] not in stored and first["secret"].removeprefix("whsec_") not in stored
+        box = app.state.webhook_secret_box
+        assert box.open(uuid.UUID(first["id"]), stored) == first["secret"]
+        with pytest.raises(InvalidTag):  # copied onto another subscription, it does not open
+            box.open(uuid.UUID(second["id"]), stored)

@@ -27,11 +27,13 @@ from tests.factories import make_child
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def worker_process(database_url: str) -> subprocess.Popen[bytes]:
-    """``childlink worker`` from this checkout, with loopback allowed and a two-second lease."""
+def worker_process(database_url: str, key_dir: Path) -> subprocess.Popen[bytes]:
+    """``childlink worker`` from this checkout, with loopback allowed and a two-second lease; it
+    shares the test app's key folder (and so the key that seals webhook secrets)."""
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
+        "CHILDLINK_KEY_DIR": str(key_dir),
         "CHILDLINK_WEBHOOK_ALLOWED_HOSTS": "127.0.0.1",
         "CHILDLINK_WEBHOOK_TIMEOUT_SECONDS": "1",
         "CHILDLINK_WEBHOOK_LEASE_SECONDS": "2",
@@ -67,10 +69,11 @@ class TestKilledWorker:
         loopback_sender: WebhookSender,
         receiver: Receiver,
         database_url: str,
+        key_dir: Path,
     ) -> None:
         sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
         accepted = (await publish(client, education, DROPOUT, child["id"])).json()
-        first = worker_process(database_url)
+        first = worker_process(database_url, key_dir)
         try:
 
             def kill_before_answering(request: Any) -> tuple[int, dict[str, str]]:
@@ -95,7 +98,7 @@ class TestKilledWorker:
         assert row["lease_token"] is not None  # claimed, sent, never recorded
 
         receiver.responder = None
-        second = worker_process(database_url)
+        second = worker_process(database_url, key_dir)
         try:
             await receiver.wait_for(lambda r: len(r.requests) == 2, within=30)
             second.send_signal(signal.SIGTERM)
