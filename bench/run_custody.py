@@ -170,6 +170,13 @@ async def audit_counts(url: str, client_id: str) -> dict[str, int]:
         await conn.close()
 
 
+READERS = {
+    "police": ("police", "child_protection"),
+    "education": ("education", "education_support"),
+}
+"""Which agency reads custody, and why."""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--children", type=int, default=1_000_000)
@@ -187,7 +194,15 @@ def main() -> int:
         default=0,
         help="also record one worker with py-spy (speedscope JSON in bench/results/) during the custody run",
     )
+    parser.add_argument(
+        "--reader",
+        choices=sorted(READERS),
+        default="police",
+        help="police (statute covers the whole custody check) or education (contact is not covered by "
+        "statute, so every read also looks for a consent): the difference is the cost of consent checking",
+    )
     args = parser.parse_args()
+    reader_agency, purpose = READERS[args.reader]
 
     url = bench_database_url()
     RESULTS_DIR.mkdir(exist_ok=True)
@@ -197,7 +212,11 @@ def main() -> int:
     report["machine"]["postgresql"] = asyncio.run(_ensure_db_and_version(url))
 
     childlink(env, "migrate")
-    agencies = {"civil-affairs": "民政 Civil Affairs (bench)", "police": "公安 Police (bench)"}
+    agencies = {
+        "civil-affairs": "民政 Civil Affairs (bench)",
+        "police": "公安 Police (bench)",
+        "education": "教育 Education (bench)",
+    }
     asyncio.run(ensure_agencies(url, env, agencies))
     report["seed"] = asyncio.run(seed(url, args.children))
     ids_file = workdir / "child-ids.txt"
@@ -238,7 +257,9 @@ def main() -> int:
             print(result.line())
         report["raw_asyncpg"] = [vars(r) | {"ops_per_second": r.ops_per_second} for r in raw]
 
-    client_id, secret = add_client(env, agency="police", scopes="custody:read children:read", region="51")
+    client_id, secret = add_client(
+        env, agency=reader_agency, scopes="custody:read children:read", region="51"
+    )
     server = start_childlink(env, args.workers)
     spy = None
     try:
@@ -247,7 +268,7 @@ def main() -> int:
             "warmup",
             server.base,
             "custody.lua",
-            [str(ids_file), token],
+            [str(ids_file), token, purpose],
             connections=args.connections,
             seconds=args.warmup,
         )
@@ -260,7 +281,7 @@ def main() -> int:
                 f"custody ({args.workers} workers)",
                 server.base,
                 "custody.lua",
-                [str(ids_file), token],
+                [str(ids_file), token, purpose],
                 connections=args.connections,
                 seconds=args.seconds,
             )

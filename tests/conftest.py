@@ -10,6 +10,7 @@ Each test starts from empty tables.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -152,7 +153,16 @@ async def _clean_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
             names = ", ".join(f'"{r["tablename"]}"' for r in tables)
             # Append-only tables refuse TRUNCATE through a trigger; tests may reset them.
             await conn.execute("SET session_replication_role = replica")
-            await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+            # The app's background tasks (the audit sealer, the delivery worker) may hold locks on
+            # the same tables; PostgreSQL resolves a deadlock by failing one side, so try again.
+            for attempt in range(5):
+                try:
+                    await conn.execute(f"TRUNCATE {names} RESTART IDENTITY CASCADE")
+                    break
+                except (asyncpg.DeadlockDetectedError, asyncpg.LockNotAvailableError):
+                    if attempt == 4:
+                        raise
+                    await asyncio.sleep(0.05 * (attempt + 1))
     finally:
         await conn.close()
     if "app" in request.fixturenames:
