@@ -6,11 +6,17 @@ lookup itself. Requests that arrive while a query is in flight wait for the next
 fetches all of their keys at once; as with the audit writer, the next query starts as soon as the
 previous one ends (no timer: at low load a lone request goes out at once). asyncpg is used
 directly here, as DESIGN §3 allows on a hot path.
+
+One flusher task is the only user of the connection, so no two queries ever share it. Any failure
+of a query (the driver's own ``InternalClientError`` included) is a 503 for that batch's waiters
+and drops the connection; the task carries on with the next batch on a new one and never ends
+with an exception nobody retrieves.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
@@ -42,61 +48,81 @@ class BatchedLookup:
     """
 
     def __init__(
-        self, dsn: str, sql: str, key_column: str, *, max_batch: int = 500, timeout: float = 5.0
+        self,
+        dsn: str,
+        sql: str,
+        key_column: str,
+        *,
+        max_batch: int = 500,
+        timeout: float = 5.0,
+        connect: Connect | None = None,
     ) -> None:
         self._dsn = dsn
         self._sql = sql
         self._key = key_column
         self._max_batch = max_batch
         self._timeout = timeout
+        self._connect = connect or self._default_connect
         self._conn: asyncpg.Connection | None = None
         self._pending: dict[uuid.UUID, list[asyncio.Future[asyncpg.Record | None]]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
         self.queries = 0
         self.keys_read = 0
+        self.failed_queries = 0
+
+    async def _default_connect(self) -> asyncpg.Connection:
+        return await asyncpg.connect(
+            self._dsn, timeout=self._timeout, server_settings={"application_name": "childlink-lookup"}
+        )
 
     async def get(self, key: uuid.UUID) -> asyncpg.Record | None:
         if self._closed:
             raise LookupUnavailable()
         future: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(key, []).append(future)
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_while_pending())
+        # A done task counts as none (see AuditWriter.record_many).
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_while_pending(), name="lookup-flusher")
         return await future
 
     async def _flush_while_pending(self) -> None:
+        """The only task that touches the connection; raises only when cancelled, after failing
+        every key still queued."""
         try:
             while self._pending:
                 keys = list(self._pending)[: self._max_batch]
                 batch = {key: self._pending.pop(key) for key in keys}
                 await self._flush(batch)
+        except BaseException:
+            _fail(self._pending)
+            self._pending.clear()
+            raise
         finally:
             # No await between the emptiness check and here (see AuditWriter).
             self._flusher = None
 
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            conn.terminate()  # state unknown after a failure: do not reuse or wait on it
+
     async def _flush(self, batch: dict[uuid.UUID, list[asyncio.Future[asyncpg.Record | None]]]) -> None:
         try:
             if self._conn is None or self._conn.is_closed():
-                self._conn = await asyncpg.connect(
-                    self._dsn, timeout=self._timeout, server_settings={"application_name": "childlink-lookup"}
-                )
+                self._conn = await self._connect()
             rows = await self._conn.fetch(self._sql, list(batch), timeout=self._timeout)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+        except Exception as exc:
+            # Any exception (see AuditWriter._flush): re-raised, it would end the task unretrieved.
+            self.failed_queries += 1
             logger.error("batched lookup failed: %s", type(exc).__name__)
-            conn, self._conn = self._conn, None
-            if conn is not None and not conn.is_closed():
-                conn.terminate()
-            for futures in batch.values():
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(LookupUnavailable())
+            self._drop_connection()
+            _fail(batch)
             return
         except BaseException:
-            for futures in batch.values():
-                for future in futures:
-                    if not future.done():
-                        future.set_exception(LookupUnavailable())
+            # Cancelled mid-query: the connection is mid-operation, so it is never reused.
+            self._drop_connection()
+            _fail(batch)
             raise
         self.queries += 1
         self.keys_read += len(batch)
@@ -110,5 +136,16 @@ class BatchedLookup:
         self._closed = True
         if self._flusher is not None:
             await asyncio.gather(self._flusher, return_exceptions=True)
-        if self._conn is not None and not self._conn.is_closed():
-            await self._conn.close()
+        _fail(self._pending)  # only left behind by a flusher cancelled before its first step
+        self._pending.clear()
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            with contextlib.suppress(Exception):  # backend gone: asyncpg aborts it, enough here
+                await conn.close(timeout=self._timeout)
+
+
+def _fail(batch: dict[uuid.UUID, list[asyncio.Future[asyncpg.Record | None]]]) -> None:
+    for futures in batch.values():
+        for future in futures:
+            if not future.done():  # a cancelled caller's future is done already
+                future.set_exception(LookupUnavailable())

@@ -4,8 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import gc
+import secrets
 import uuid
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import asyncpg
 import pytest
 
 from app.batching import BatchedLookup, LookupUnavailable
@@ -16,6 +22,130 @@ SQL = "SELECT k AS key, k::text AS label FROM unnest($1::uuid[]) AS k WHERE k::t
 
 def _key(prefix: str = "a") -> uuid.UUID:
     return uuid.UUID(prefix + uuid.uuid4().hex[1:])
+
+
+class KillWindowProxy:
+    """A loopback TCP proxy in front of PostgreSQL that holds a killed backend's connection in
+    the moment between its last message and its end.
+
+    A backend killed while its connection is idle (``pg_terminate_backend``,
+    ``idle_session_timeout``, a restart) sends a FATAL ErrorResponse, then closes the socket. The
+    client reads the two in different event-loop turns, and a query sent in between meets a
+    connection that asyncpg still reports open. Until :meth:`release`, the proxy forwards the
+    FATAL message but holds the close back, so a test lands in that window every time instead of
+    by chance.
+    """
+
+    def __init__(self, dsn: str) -> None:
+        parts = urlsplit(dsn)
+        query = parse_qs(parts.query)
+        self._dsn = dsn
+        self._host = query.get("host", [parts.hostname or "127.0.0.1"])[0]
+        self._port = int(query.get("port", [str(parts.port or 5432)])[0])
+        self.backend_closed = asyncio.Event()
+        self._released = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self._streams: set[asyncio.StreamWriter] = set()
+
+    async def __aenter__(self) -> KillWindowProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
+        assert self._server is not None
+        self._server.close()
+        for stream in self._streams:  # ends every pipe (cancelling a handler makes asyncio log it)
+            stream.close()
+        await asyncio.gather(*self._handlers, return_exceptions=True)
+
+    def release(self) -> None:
+        """Let held connections end (and later ones end at once)."""
+        self._released.set()
+
+    async def connect(self, application_name: str, **kwargs: Any) -> asyncpg.Connection:
+        assert self._server is not None
+        port = self._server.sockets[0].getsockname()[1]
+        return await asyncpg.connect(
+            self._dsn,
+            host="127.0.0.1",
+            port=port,
+            ssl=False,
+            server_settings={"application_name": application_name},
+            **kwargs,
+        )
+
+    async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._handlers.add(task)
+        self._streams.add(client_writer)
+        try:
+            if self._host.startswith("/"):
+                backend = await asyncio.open_unix_connection(f"{self._host}/.s.PGSQL.{self._port}")
+            else:
+                backend = await asyncio.open_connection(self._host, self._port)
+            self._streams.add(backend[1])
+            await asyncio.gather(
+                self._pipe(client_reader, backend[1], from_backend=False),
+                self._pipe(backend[0], client_writer, from_backend=True),
+                return_exceptions=True,
+            )
+        except Exception:  # noqa: S110 - a failed hop shows as the client's connection error
+            pass
+        finally:
+            client_writer.close()
+            self._handlers.discard(task)
+
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, from_backend: bool
+    ) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+            if from_backend:
+                self.backend_closed.set()
+                await self._released.wait()
+        finally:
+            writer.close()
+
+
+def exclusive_connection_class() -> type[asyncpg.Connection]:
+    """An asyncpg connection class that counts queries started while another one is running on
+    the same connection (asyncpg would refuse the second: here it is a test failure, not a 503)."""
+
+    class ExclusiveConnection(asyncpg.Connection):
+        overlaps = 0
+
+        async def fetch(self, *args: Any, **kwargs: Any) -> list[asyncpg.Record]:
+            if getattr(self, "busy", False):
+                ExclusiveConnection.overlaps += 1
+            self.busy = True
+            try:
+                return await super().fetch(*args, **kwargs)
+            finally:
+                self.busy = False
+
+    return ExclusiveConnection
+
+
+async def kill_backends(admin: asyncpg.Connection, application_name: str) -> int:
+    """Terminate this test's own backends only: never another database's, never the app's."""
+    killed: int = await admin.fetchval(
+        "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+        "WHERE datname = current_database() AND application_name = $1 AND pid <> pg_backend_pid()",
+        application_name,
+    )
+    return killed
+
+
+def stray_asyncio_errors(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What asyncio logged, such as "Task exception was never retrieved" (logged when the task
+    is collected, hence the collection first)."""
+    gc.collect()
+    return [r.getMessage() for r in caplog.records if r.name == "asyncio"]
 
 
 class TestBatchedLookup:
@@ -61,3 +191,104 @@ class TestBatchedLookup:
         await lookup.aclose()
         with pytest.raises(LookupUnavailable):
             await lookup.get(_key())
+
+
+class TestKilledConnection:
+    async def test_a_backend_killed_while_idle_fails_one_batch_and_the_next_read_is_served(
+        self, database_url: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        dsn = asyncpg_dsn(database_url)
+        name = f"childlink-lookup-test-{secrets.token_hex(4)}"
+        admin = await asyncpg.connect(dsn)
+        try:
+            async with KillWindowProxy(dsn) as proxy:
+                # One key per query, so reads queue behind the one that meets the dead connection.
+                lookup = BatchedLookup(dsn, SQL, "key", max_batch=1, connect=lambda: proxy.connect(name))
+                try:
+                    assert await lookup.get(_key()) is not None  # connected, statement prepared
+                    assert await kill_backends(admin, name) == 1
+                    await asyncio.wait_for(proxy.backend_closed.wait(), 5)
+                    await asyncio.sleep(0.05)  # the FATAL message is read; the close is held back
+
+                    keys = [_key() for _ in range(5)]
+                    results = await asyncio.wait_for(
+                        asyncio.gather(*(lookup.get(k) for k in keys), return_exceptions=True), 10
+                    )
+                    # The first query fails (a 503, nothing read); the next opens a new connection.
+                    assert isinstance(results[0], LookupUnavailable), results
+                    assert [r["label"] for r in results[1:]] == [str(k) for k in keys[1:]]  # type: ignore[index]
+                finally:
+                    proxy.release()  # a held close would stall a graceful one
+                    await lookup.aclose()
+        finally:
+            await admin.close()
+        assert stray_asyncio_errors(caplog) == []
+        # The window was hit (asyncpg's InternalClientError), answered and counted like any failure.
+        failures = [r.getMessage() for r in caplog.records if r.name == "app.batching"]
+        assert failures == ["batched lookup failed: InternalClientError"]
+        assert lookup.failed_queries == 1
+
+    async def test_concurrent_reads_while_the_backend_is_killed_again_and_again(
+        self, database_url: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        dsn = asyncpg_dsn(database_url)
+        name = f"childlink-lookup-test-{secrets.token_hex(4)}"
+        connection_class = exclusive_connection_class()
+
+        async def connect() -> asyncpg.Connection:
+            return await asyncpg.connect(
+                dsn, server_settings={"application_name": name}, connection_class=connection_class
+            )
+
+        lookup = BatchedLookup(dsn, SQL, "key", connect=connect)
+        admin = await asyncpg.connect(dsn)
+        stop = asyncio.Event()
+        answered = refused = kills = 0
+
+        async def reader() -> None:
+            nonlocal answered, refused
+            while not stop.is_set():
+                key = _key()
+                try:
+                    row = await lookup.get(key)
+                except LookupUnavailable:
+                    refused += 1
+                    continue
+                assert row is not None and row["label"] == str(key)  # its own row, never another's
+                answered += 1
+
+        async def impatient_reader() -> None:  # callers cancelled while their query is in flight
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError, LookupUnavailable):
+                    await asyncio.wait_for(lookup.get(_key()), 0.001)
+
+        async def killer() -> None:
+            nonlocal kills
+            while not stop.is_set():
+                await asyncio.sleep(0.05)
+                kills += await kill_backends(admin, name)
+
+        try:
+            tasks = [
+                *(asyncio.create_task(reader()) for _ in range(24)),
+                *(asyncio.create_task(impatient_reader()) for _ in range(8)),
+                asyncio.create_task(killer()),
+            ]
+            await asyncio.sleep(1.5)
+            stop.set()
+            await asyncio.gather(*tasks)
+
+            # The last kill may still be found by one batch (a 503, nothing read); the next read
+            # is served.
+            with contextlib.suppress(LookupUnavailable):
+                await lookup.get(_key())
+            key = _key()
+            row = await lookup.get(key)
+            assert row is not None and row["label"] == str(key)
+        finally:
+            await lookup.aclose()
+            await admin.close()
+        assert kills >= 5
+        assert answered > refused
+        assert connection_class.overlaps == 0  # type: ignore[attr-defined]
+        assert stray_asyncio_errors(caplog) == []

@@ -8,9 +8,11 @@ with whatever piled up meanwhile: no timer. At low load a record is written alon
 at high load batches grow by themselves. (A flush that waits on a timer to fill its batch is
 slower at concurrency 32 - DESIGN §7 - because batches never fill.)
 
-If the INSERT fails, every caller waiting on that batch gets :class:`AuditUnavailable` (503),
-so the read it was recording is not served; the connection is dropped and the next flush opens
-a new one.
+If the INSERT fails, for whatever reason, every caller waiting on that batch gets
+:class:`AuditUnavailable` (503), so the read it was recording is not served; the connection is
+dropped and the next flush opens a new one. The flusher is the only user of the connection, so no
+two operations ever share it, and it survives every failure of a batch: an exception never ends
+it (where nobody would retrieve it) and never leaves a caller waiting.
 
 This is the hot path of every read, so it uses asyncpg directly on a dedicated connection: no
 ORM unit of work, no pool checkout and reset per record, one round trip per batch.
@@ -19,6 +21,7 @@ ORM unit of work, no pool checkout and reset per record, one round trip per batc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
@@ -143,12 +146,16 @@ class AuditWriter:
         rows = [encode_row(record, logged_at) for record in records]
         future: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(rows, future))
-        if self._flusher is None:
+        # A flusher cancelled before its first step never reaches its finally clause, so a done
+        # task counts as none.
+        if self._flusher is None or self._flusher.done():
             # Scheduled, not run inline: callers arriving in the same loop turn join this batch.
             self._flusher = asyncio.create_task(self._flush_while_pending(), name="audit-flusher")
         return await future
 
     async def _flush_while_pending(self) -> None:
+        """The only task that touches the connection. Returns when nothing is pending; raises
+        only when cancelled (:meth:`aclose`), after failing every record still queued."""
         try:
             while self._pending:
                 batch: list[_Pending] = []
@@ -158,6 +165,12 @@ class AuditWriter:
                     batch.append(entry)
                     size += len(entry.rows)
                 await self._flush(batch)
+        except BaseException:
+            # Records queued behind the cancelled batch would otherwise wait for a record() call
+            # that may never come.
+            while self._pending:
+                _fail(self._pending.popleft(), AuditUnavailable())
+            raise
         finally:
             # No await between the emptiness check and here: a record() arriving now starts a
             # new flusher, never one that is about to exit.
@@ -168,21 +181,23 @@ class AuditWriter:
             self._conn = await self._connect()
         return self._conn
 
-    async def _drop_connection(self) -> None:
+    def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None and not conn.is_closed():
             conn.terminate()  # state unknown after a failure: do not reuse or wait on it
 
     async def _flush(self, batch: list[_Pending]) -> None:
-        payload = b"[" + b",".join(doc for entry in batch for _, doc in entry.rows) + b"]"
+        """Commit one batch and answer its callers. Raises only when cancelled."""
         count = sum(len(entry.rows) for entry in batch)
         try:
-            conn = await self._connection()
-            # One statement outside an explicit transaction: it commits by itself, in one round
-            # trip. On timeout the INSERT may still commit; a record of an unserved read is the
-            # safe side of that race.
-            returned = await conn.fetch(INSERT_SQL, payload.decode(), timeout=self._timeout)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
+            ids = await self._insert(batch)
+        except Exception as exc:
+            # Any exception, not a list of expected ones: a PostgreSQL backend killed while this
+            # connection was idle sends its FATAL error before closing the socket, and a query
+            # sent in between fails inside asyncpg with InternalClientError ("cannot switch to
+            # state 12; another operation (2) is in progress"), outside its InterfaceError
+            # family. Re-raised, it would end this task with an exception nobody retrieves and
+            # strand the records queued behind the batch.
             self.failed_flushes += 1
             # Class and SQLSTATE only: a driver message may quote a value from the batch.
             logger.error(
@@ -191,28 +206,36 @@ class AuditWriter:
                 type(exc).__name__,
                 getattr(exc, "sqlstate", "") or "",
             )
-            await self._drop_connection()
+            self._drop_connection()
             for entry in batch:
-                if not entry.future.done():
-                    entry.future.set_exception(AuditUnavailable())
+                _fail(entry, AuditUnavailable())
             return
         except BaseException:
-            # Cancelled (shutdown) or a bug: nobody may be left waiting forever.
-            await self._drop_connection()
+            # Cancelled mid-INSERT: the connection is mid-operation, so it is never reused, and
+            # nobody may be left waiting forever.
+            self._drop_connection()
             for entry in batch:
-                if not entry.future.done():
-                    entry.future.set_exception(AuditUnavailable())
+                _fail(entry, AuditUnavailable())
             raise
         self.flushes += 1
         self.records_written += count
+        for entry, entry_ids in zip(batch, ids, strict=True):
+            if not entry.future.done():  # the caller may have been cancelled; the row stands
+                entry.future.set_result(entry_ids)
+
+    async def _insert(self, batch: list[_Pending]) -> list[list[int]]:
+        """The batch's rows in one INSERT; their ids, per entry in the order of its rows."""
+        payload = b"[" + b",".join(doc for entry in batch for _, doc in entry.rows) + b"]"
+        conn = await self._connection()
+        # One statement outside an explicit transaction: it commits by itself, in one round trip.
+        # On timeout the INSERT may still commit; a record of an unserved read is the safe side
+        # of that race.
+        returned = await conn.fetch(INSERT_SQL, payload.decode(), timeout=self._timeout)
         ids_by_hash: dict[str, list[int]] = {}
         for row in returned:
             ids_by_hash.setdefault(row["row_hash"], []).append(row["id"])
-        for entry in batch:
-            # Equal hashes mean equal content and time, so which of their ids goes where is moot.
-            ids = [ids_by_hash[digest].pop() for digest, _ in entry.rows]
-            if not entry.future.done():  # the caller may have been cancelled; the row stands
-                entry.future.set_result(ids)
+        # Equal hashes mean equal content and time, so which of their ids goes where is moot.
+        return [[ids_by_hash[digest].pop() for digest, _ in entry.rows] for entry in batch]
 
     async def aclose(self, grace: float = 5.0) -> None:
         """Refuse new records, let the pending ones commit (up to ``grace`` seconds), disconnect."""
@@ -224,10 +247,16 @@ class AuditWriter:
             except TimeoutError:
                 flusher.cancel()
                 await asyncio.gather(flusher, return_exceptions=True)
-        while self._pending:  # only left behind by a cancelled flusher
-            entry = self._pending.popleft()
-            if not entry.future.done():
-                entry.future.set_exception(AuditUnavailable("The access log writer is shut down."))
-        if self._conn is not None and not self._conn.is_closed():
-            await self._conn.close(timeout=grace)
-        self._conn = None
+        while self._pending:  # only left behind by a flusher cancelled before its first step
+            _fail(self._pending.popleft(), AuditUnavailable("The access log writer is shut down."))
+        conn, self._conn = self._conn, None
+        if conn is not None and not conn.is_closed():
+            # Closing can fail on a connection whose backend went away; asyncpg then aborts it,
+            # which is all that shutting down needs.
+            with contextlib.suppress(Exception):
+                await conn.close(timeout=grace)
+
+
+def _fail(entry: _Pending, error: AuditUnavailable) -> None:
+    if not entry.future.done():  # a cancelled caller's future is done already
+        entry.future.set_exception(error)
