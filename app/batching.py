@@ -42,7 +42,8 @@ Connect = Callable[[], Coroutine[Any, Any, asyncpg.Connection]]
 
 
 class BatchedLookup:
-    """``await lookup.get(key)`` returns the row whose ``key_column`` equals ``key`` (or None).
+    """``await lookup.get(key)`` returns the row whose ``key_column`` equals ``key`` (or None);
+    ``await lookup.get_all(key)`` every such row (for a one-to-many lookup).
 
     ``sql`` takes one parameter, the array of keys, and must return ``key_column``.
     """
@@ -64,7 +65,7 @@ class BatchedLookup:
         self._timeout = timeout
         self._connect = connect or self._default_connect
         self._conn: asyncpg.Connection | None = None
-        self._pending: dict[uuid.UUID, list[asyncio.Future[asyncpg.Record | None]]] = {}
+        self._pending: dict[uuid.UUID, list[asyncio.Future[list[asyncpg.Record]]]] = {}
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
         self.queries = 0
@@ -77,9 +78,13 @@ class BatchedLookup:
         )
 
     async def get(self, key: uuid.UUID) -> asyncpg.Record | None:
+        rows = await self.get_all(key)
+        return rows[0] if rows else None
+
+    async def get_all(self, key: uuid.UUID) -> list[asyncpg.Record]:
         if self._closed:
             raise LookupUnavailable()
-        future: asyncio.Future[asyncpg.Record | None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[asyncpg.Record]] = asyncio.get_running_loop().create_future()
         self._pending.setdefault(key, []).append(future)
         # A done task counts as none (see AuditWriter.record_many).
         if self._flusher is None or self._flusher.done():
@@ -107,7 +112,7 @@ class BatchedLookup:
         if conn is not None and not conn.is_closed():
             conn.terminate()  # state unknown after a failure: do not reuse or wait on it
 
-    async def _flush(self, batch: dict[uuid.UUID, list[asyncio.Future[asyncpg.Record | None]]]) -> None:
+    async def _flush(self, batch: dict[uuid.UUID, list[asyncio.Future[list[asyncpg.Record]]]]) -> None:
         try:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await self._connect()
@@ -126,11 +131,13 @@ class BatchedLookup:
             raise
         self.queries += 1
         self.keys_read += len(batch)
-        found = {row[self._key]: row for row in rows}
+        found: dict[uuid.UUID, list[asyncpg.Record]] = {}
+        for row in rows:
+            found.setdefault(row[self._key], []).append(row)
         for key, futures in batch.items():
             for future in futures:
                 if not future.done():
-                    future.set_result(found.get(key))
+                    future.set_result(found.get(key, []))
 
     async def aclose(self) -> None:
         self._closed = True
@@ -144,7 +151,7 @@ class BatchedLookup:
                 await conn.close(timeout=self._timeout)
 
 
-def _fail(batch: dict[uuid.UUID, list[asyncio.Future[asyncpg.Record | None]]]) -> None:
+def _fail(batch: dict[uuid.UUID, list[asyncio.Future[list[asyncpg.Record]]]]) -> None:
     for futures in batch.values():
         for future in futures:
             if not future.done():  # a cancelled caller's future is done already

@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from app import __version__
 from app.access.deps import AgencyKinds
-from app.access.door import Door
+from app.access.door import Door, consent_lookup
 from app.access.policy import load_policy
 from app.audit import start_audit, stop_audit
 from app.auth.clients import ClientDirectory
@@ -106,9 +106,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.token_verifier = TokenVerifier(keys, settings)
     app.state.client_directory = ClientDirectory(db.engine, settings.client_status_ttl_seconds)
     app.state.agency_kinds = AgencyKinds(db.engine)
+    app.state.consent_lookup = consent_lookup(asyncpg_dsn(database_url))
     app.state.door = Door(
         load_policy(),
         await start_audit(app, database_url),
+        consents=app.state.consent_lookup,
         break_glass_daily_limit=settings.break_glass_daily_limit,
     )
     await start_events(app, settings)
@@ -124,6 +126,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         await stop_events(app)
         await app.state.custody_lookup.aclose()
+        await app.state.consent_lookup.aclose()
         await stop_audit(app)
         await db.dispose()
 

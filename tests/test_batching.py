@@ -292,3 +292,20 @@ class TestKilledConnection:
         assert answered > refused
         assert connection_class.overlaps == 0  # type: ignore[attr-defined]
         assert stray_asyncio_errors(caplog) == []
+
+
+class TestOneToMany:
+    async def test_get_all_returns_every_row_of_each_key_and_none_for_others(self, database_url: str) -> None:
+        sql = (
+            "SELECT k AS key, n FROM unnest($1::uuid[]) AS k, generate_series(1, 2) AS n "
+            "WHERE k::text NOT LIKE '0%'"
+        )
+        lookup = BatchedLookup(asyncpg_dsn(database_url), sql, "key")
+        try:
+            two, none = _key(), _key("0")
+            rows, empty = await asyncio.gather(lookup.get_all(two), lookup.get_all(none))
+            assert sorted(r["n"] for r in rows) == [1, 2]
+            assert empty == []
+            assert lookup.queries == 1
+        finally:
+            await lookup.aclose()

@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any, NoReturn, Protocol
 from urllib.parse import unquote
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -27,10 +27,10 @@ from app.access.policy import Policy
 from app.audit.records import AccessRecord
 from app.auth.principal import Principal
 from app.auth.scopes import Scope
+from app.batching import BatchedLookup
 from app.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from app.models.break_glass import BreakGlassReason, BreakGlassReview, Investigation
 from app.models.common import utcnow
-from app.models.consent import Consent
 from app.models.vocabulary import DataCategory, PurposeOfUse
 
 PURPOSE_HEADER = "X-Purpose-Of-Use"
@@ -103,10 +103,31 @@ def _withheld_extra(decision: Decision) -> dict[str, Any]:
     return {"withheld": [{"category": str(c), "reason": r} for c, r in decision.withheld.items()]}
 
 
+ACTIVE_CONSENTS_SQL = """
+SELECT child_id, id, categories, purposes, receiving_agency
+FROM consent
+WHERE child_id = ANY($1::uuid[]) AND revoked_at IS NULL AND valid_from <= now() AND valid_until > now()
+"""
+"""Active consents of a set of children, for :class:`app.batching.BatchedLookup`: concurrent
+decisions (redacted reads, event deliveries) share one query instead of one each."""
+
+
+def consent_lookup(dsn: str) -> BatchedLookup:
+    return BatchedLookup(dsn, ACTIVE_CONSENTS_SQL, "child_id")
+
+
 class Door:
-    def __init__(self, policy: Policy, audit: AuditSink, *, break_glass_daily_limit: int = 5) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        audit: AuditSink,
+        *,
+        consents: BatchedLookup,
+        break_glass_daily_limit: int = 5,
+    ) -> None:
         self.policy = policy
         self.audit = audit
+        self.consents = consents
         self.break_glass_daily_limit = break_glass_daily_limit
 
     # -- the request's statements ----------------------------------------------------------
@@ -170,7 +191,9 @@ class Door:
                 child_id=child_id,
                 child_ids=tuple(child_ids) if child_ids is not None else None,
                 query=dict(query) if query is not None else None,
-                purpose=str(decision.purpose) if decision and decision.purpose else self._known_purpose(reader),
+                purpose=str(decision.purpose)
+                if decision and decision.purpose
+                else self._known_purpose(reader),
                 decision=str(decision.outcome) if decision else "deny",
                 reason=reason or (decision.reason if decision else None),
                 categories_returned=tuple(str(c) for c in decision.granted) if decision else (),
@@ -345,29 +368,18 @@ class Door:
         self, session: AsyncSession, reader: Reader, child_id: uuid.UUID
     ) -> Sequence[ConsentGrant]:
         """Active consents for this child that name this reader's agency (or any). Read on every
-        decision that needs them, never cached: a revocation counts from the very next read."""
-        now = utcnow()
-        rows = (
-            await session.execute(
-                select(col(Consent.id), col(Consent.categories), col(Consent.purposes)).where(
-                    col(Consent.child_id) == child_id,
-                    col(Consent.revoked_at).is_(None),
-                    col(Consent.valid_from) <= now,
-                    col(Consent.valid_until) > now,
-                    or_(
-                        col(Consent.receiving_agency).is_(None),
-                        col(Consent.receiving_agency) == reader.principal.agency,
-                    ),
-                )
-            )
-        ).all()
+        decision that needs them, never cached: a revocation counts from the very next read. The
+        query is shared with concurrent decisions (``ACTIVE_CONSENTS_SQL``), outside the request's
+        transaction: a consent is recorded and used by different requests."""
+        agency = reader.principal.agency
         return [
             ConsentGrant(
-                consent_id=str(row.id),
-                categories=frozenset(DataCategory(c) for c in row.categories),
-                purposes=frozenset(PurposeOfUse(p) for p in row.purposes),
+                consent_id=str(row["id"]),
+                categories=frozenset(DataCategory(c) for c in row["categories"]),
+                purposes=frozenset(PurposeOfUse(p) for p in row["purposes"]),
             )
-            for row in rows
+            for row in await self.consents.get_all(child_id)
+            if row["receiving_agency"] is None or row["receiving_agency"] == agency
         ]
 
     # -- the door --------------------------------------------------------------------------

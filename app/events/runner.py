@@ -12,7 +12,7 @@ import logging
 import signal
 
 from app.access.deps import AgencyKinds
-from app.access.door import Door
+from app.access.door import Door, consent_lookup
 from app.access.policy import load_policy
 from app.audit.writer import AuditWriter
 from app.config import Settings
@@ -31,7 +31,10 @@ async def serve_worker(settings: Settings, *, once: bool = False) -> int:
     # connections are closed on return and would be reopened for every delivery.
     db = create_database(database_url, pool_size=settings.worker_concurrency // 2 + 4)
     audit = AuditWriter(dsn)
-    door = Door(load_policy(), audit, break_glass_daily_limit=settings.break_glass_daily_limit)
+    consents = consent_lookup(dsn)
+    door = Door(
+        load_policy(), audit, consents=consents, break_glass_daily_limit=settings.break_glass_daily_limit
+    )
     notifier = Notifier(dsn)
     worker = DeliveryWorker(
         db=db, door=door, kinds=AgencyKinds(db.engine), settings=settings, notifier=notifier
@@ -53,6 +56,7 @@ async def serve_worker(settings: Settings, *, once: bool = False) -> int:
         await worker.aclose()
         await notifier.aclose()
         await audit.aclose()
+        await consents.aclose()
         await db.dispose()
 
 
