@@ -29,6 +29,7 @@ from app.auth.principal import Principal
 from app.auth.scopes import Scope
 from app.batching import BatchedLookup
 from app.errors import BadRequest, Forbidden, NotFound, TooManyRequests
+from app.models.agency import AgencyKind
 from app.models.break_glass import BreakGlassReason, BreakGlassReview, Investigation
 from app.models.common import utcnow
 from app.models.vocabulary import DataCategory, PurposeOfUse
@@ -36,11 +37,14 @@ from app.models.vocabulary import DataCategory, PurposeOfUse
 PURPOSE_HEADER = "X-Purpose-Of-Use"
 BREAK_GLASS_HEADER = "X-Break-Glass"
 INVESTIGATION_HEADER = "X-Investigation-Ref"
-_INVESTIGATION_REF = re.compile(r"^[A-Za-z0-9._/-]{1,64}$")
+_INVESTIGATION_REF = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+"""Case references travel in a URL when the case is closed: no slashes."""
 
 
 class AuditSink(Protocol):
     async def record(self, record: AccessRecord) -> int: ...
+
+    async def record_many(self, records: Sequence[AccessRecord]) -> list[int]: ...
 
 
 class PurposeRequired(BadRequest):
@@ -57,6 +61,10 @@ class InvalidBreakGlass(BadRequest):
 
 class InvestigationRefRequired(BadRequest):
     code, title = "investigation_ref_required", "An investigation reference is required"
+
+
+class InvestigationNotAllowed(Forbidden):
+    code, title = "investigation_not_allowed", "This reader may not read for this investigation"
 
 
 class BreakGlassNotAllowed(Forbidden):
@@ -181,27 +189,50 @@ class Door:
         withheld: Sequence[str] = (),
         investigation_ref: str | None = None,
     ) -> int:
-        principal = reader.principal
         return await self.audit.record(
-            AccessRecord(
-                request_id=reader.request_id,
-                client_id=principal.client_id,
-                agency=principal.agency,
+            self._record(
+                reader,
                 action=action,
+                decision=decision,
                 child_id=child_id,
-                child_ids=tuple(child_ids) if child_ids is not None else None,
-                query=dict(query) if query is not None else None,
-                purpose=str(decision.purpose)
-                if decision and decision.purpose
-                else self._known_purpose(reader),
-                decision=str(decision.outcome) if decision else "deny",
-                reason=reason or (decision.reason if decision else None),
-                categories_returned=tuple(str(c) for c in decision.granted) if decision else (),
-                categories_withheld=tuple(str(c) for c in decision.withheld) if decision else tuple(withheld),
-                basis=_basis(decision) if decision else {},
-                break_glass=bool(decision and decision.break_glass_used),
+                child_ids=child_ids,
+                query=query,
+                reason=reason,
+                withheld=withheld,
                 investigation_ref=investigation_ref,
             )
+        )
+
+    def _record(
+        self,
+        reader: Reader,
+        *,
+        action: str,
+        decision: Decision | None,
+        child_id: uuid.UUID | None = None,
+        child_ids: Sequence[uuid.UUID] | None = None,
+        query: Mapping[str, Any] | None = None,
+        reason: str | None = None,
+        withheld: Sequence[str] = (),
+        investigation_ref: str | None = None,
+    ) -> AccessRecord:
+        principal = reader.principal
+        return AccessRecord(
+            request_id=reader.request_id,
+            client_id=principal.client_id,
+            agency=principal.agency,
+            action=action,
+            child_id=child_id,
+            child_ids=tuple(child_ids) if child_ids is not None else None,
+            query=dict(query) if query is not None else None,
+            purpose=str(decision.purpose) if decision and decision.purpose else self._known_purpose(reader),
+            decision=str(decision.outcome) if decision else "deny",
+            reason=reason or (decision.reason if decision else None),
+            categories_returned=tuple(str(c) for c in decision.granted) if decision else (),
+            categories_withheld=tuple(str(c) for c in decision.withheld) if decision else tuple(withheld),
+            basis=_basis(decision) if decision else {},
+            break_glass=bool(decision and decision.break_glass_used),
+            investigation_ref=investigation_ref,
         )
 
     async def _refuse(
@@ -273,24 +304,48 @@ class Door:
         out of the guardian's report) until the investigating agency closes it."""
         if purpose not in self.policy.investigation_purposes:
             return None
+        # Only agencies the policy lets investigate may hide reads from the guardian's report,
+        # and only under their own case references.
+        if reader.agency_kind not in self.policy.investigating_kinds:
+            await self._refuse(
+                reader,
+                InvestigationNotAllowed("Only investigating agencies may read for an investigation."),
+                action=action,
+                child_id=child_id,
+                categories=categories,
+                reason="investigation_not_allowed",
+            )
         ref = (reader.investigation_raw or "").strip()
         if not _INVESTIGATION_REF.match(ref):
             await self._refuse(
                 reader,
                 InvestigationRefRequired(
                     f"A read for an investigation must send `{INVESTIGATION_HEADER}` "
-                    "(the case reference: letters, digits, . _ / -)."
+                    "(the case reference: letters, digits, . _ -)."
                 ),
                 action=action,
                 child_id=child_id,
                 categories=categories,
                 reason="investigation_ref_required",
             )
-        await session.execute(
-            insert(Investigation)
-            .values(ref=ref, agency=reader.principal.agency, opened_at=utcnow())
-            .on_conflict_do_nothing(index_elements=["ref"])
-        )
+        owner = (
+            await session.execute(
+                insert(Investigation)
+                .values(ref=ref, agency=reader.principal.agency, opened_at=utcnow())
+                # A no-op update, so RETURNING also answers for an existing case.
+                .on_conflict_do_update(index_elements=["ref"], set_={"ref": ref})
+                .returning(col(Investigation.agency))
+            )
+        ).scalar_one()
+        if owner != reader.principal.agency:
+            await self._refuse(
+                reader,
+                InvestigationNotAllowed("This case reference belongs to another agency."),
+                action=action,
+                child_id=child_id,
+                categories=categories,
+                reason="investigation_not_allowed",
+            )
         return ref
 
     async def _break_glass(
@@ -485,6 +540,37 @@ class Door:
             break_glass=glass,
         )
 
+    async def admit_list_query(
+        self,
+        reader: Reader,
+        *,
+        action: str,
+        query: Mapping[str, Any],
+        required: DataCategory | None,
+    ) -> None:
+        """Check a list query before it runs. A reader outside civil affairs (which keeps the
+        registry) states a valid purpose, and a filter that reveals a category (e.g. a registry
+        category) needs a statute for it: refused on record otherwise, whatever would match."""
+        if reader.agency_kind == AgencyKind.civil_affairs:
+            return
+        wanted = [required] if required is not None else []
+        purpose = await self._stated_purpose(
+            reader, action=action, child_id=None, categories=wanted, query=query
+        )
+        if required is not None and self.policy.statute(reader.agency_kind, required, purpose) is None:
+            await self._refuse(
+                reader,
+                AccessDenied(
+                    f"The filter reveals {required} data, which this reader may not see for this purpose.",
+                    code="filter_not_allowed",
+                ),
+                action=action,
+                child_id=None,
+                categories=wanted,
+                reason="filter_not_allowed",
+                query=query,
+            )
+
     async def admit_many(
         self,
         session: AsyncSession,
@@ -559,25 +645,24 @@ class Door:
                 "for this purpose.",
                 extra=_withheld_extra(statute),
             )
-        # One record for the page: the union of what was released, the basis per category.
-        union: dict[DataCategory, Any] = {}
+        # One record per group of children released on the same grounds (usually one for the
+        # page): each child's entry in the guardian's report names exactly what was read of it.
+        groups: dict[tuple[tuple[str, str, str], ...], list[Subject]] = {}
         for s in released:
-            for category, grant in decisions[s.child_id].granted.items():
-                union.setdefault(category, grant)
-        withheld = {c: r for c, r in statute.withheld.items() if c not in union}
-        summary = Decision(
-            Outcome.allow_redacted if withheld else Outcome.allow,
-            purpose,
-            union,
-            withheld,
-            cross_agency=True,
-        )
-        await self._log(
-            reader,
-            action=action,
-            decision=summary,
-            child_ids=[s.child_id for s in released],
-            query=query,
-            investigation_ref=investigation_ref,
+            granted = decisions[s.child_id].granted
+            key = tuple(sorted((str(c), str(g.ground), g.ref) for c, g in granted.items()))
+            groups.setdefault(key, []).append(s)
+        await self.audit.record_many(
+            [
+                self._record(
+                    reader,
+                    action=action,
+                    decision=decisions[members[0].child_id],
+                    child_ids=[m.child_id for m in members],
+                    query=query,
+                    investigation_ref=investigation_ref,
+                )
+                for members in groups.values()
+            ]
         )
         return {cid: d for cid, d in decisions.items() if d.outcome is not Outcome.deny}

@@ -45,6 +45,15 @@ class Policy:
     document: dict[str, Any]
     _index: dict[tuple[str, DataCategory, PurposeOfUse], Rule]
 
+    @property
+    def investigating_kinds(self) -> frozenset[str]:
+        """Agency kinds a rule lets read for an investigation purpose."""
+        return frozenset(
+            r.agency_kind
+            for r in self.rules
+            if r.purposes & self.investigation_purposes and r.agency_kind != ANY_AGENCY
+        )
+
     def statute(self, agency_kind: str, category: DataCategory, purpose: PurposeOfUse) -> Rule | None:
         """The first rule granting this category to this kind of agency for this purpose."""
         return self._index.get((agency_kind, category, purpose)) or self._index.get(

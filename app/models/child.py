@@ -95,6 +95,8 @@ FIELD_CATEGORIES: dict[str, DataCategory] = {
     "address": DataCategory.contact,
     "school": DataCategory.education,
     "care_arrangement": DataCategory.welfare,
+    "exit_reason": DataCategory.welfare,
+    "exit_date": DataCategory.welfare,
 }
 """Which data category each personal field of a child record belongs to."""
 
@@ -325,6 +327,4 @@ def child_base_fields(child: Child) -> dict[str, Any]:
         "version": child.version,
         "created_at": child.created_at,
         "updated_at": child.updated_at,
-        "exit_reason": child.exit_reason,
-        "exit_date": child.exit_date,
     }

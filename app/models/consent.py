@@ -92,6 +92,8 @@ class ConsentCreate(SQLModel):
     def _period(self) -> ConsentCreate:
         if self.valid_until <= self.valid_from:
             raise ValueError("valid_until must be after valid_from")
+        if not (2000 <= self.valid_from.year and self.valid_until.year <= 2200):
+            raise ValueError("the consent period must lie between the years 2000 and 2200")
         return self
 
 

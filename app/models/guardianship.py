@@ -168,15 +168,19 @@ class Assessment(SQLModel):
 class GuardianshipPublic(SQLModel):
     id: uuid.UUID
     child_id: uuid.UUID
-    custody_status: CustodyStatus = Field(schema_extra={"examples": ["kinship_care"]})
+    custody_status: CustodyStatus | None = Field(
+        default=None,
+        description="Null when custody data is withheld.",
+        schema_extra={"examples": ["kinship_care"]},
+    )
     guardian: GuardianContact | None = None
     responsible_organisation: ResponsibleOrganisation | None = None
-    effective_from: date
+    effective_from: date | None = None
     effective_to: date | None = None
     entrustment_confirmation_ref: str | None = None
     entrustment_confirmed_on: date | None = None
     last_assessment: Assessment | None = None
-    risk_flags: list[RiskFlag]
+    risk_flags: list[RiskFlag] = Field(default_factory=list)
     emergency_intervention: bool
     recorded_by_agency: str
     recorded_at: datetime

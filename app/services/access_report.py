@@ -1,6 +1,7 @@
 """The guardian's access report, drawn from the access log: every read of the child's data by
 another agency that released something, newest first. Reads under an open police investigation
-are left out until the investigation closes; the report says only that some are withheld."""
+are left out until the investigation closes (the report says only that some are withheld);
+break-glass reads are never withheld."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ _ENTRIES = text(
     WHERE (l.child_id = :child OR l.child_ids @> ARRAY[CAST(:child AS uuid)])
       AND l.decision IN ('allow', 'allow_redacted')
       AND l.agency <> :owner
-      AND (l.investigation_ref IS NULL OR l.investigation_ref IN (
+      AND (l.break_glass OR l.investigation_ref IS NULL OR l.investigation_ref IN (
             SELECT ref FROM investigation WHERE closed_at IS NOT NULL))
       AND (CAST(:before AS bigint) IS NULL OR l.id < CAST(:before AS bigint))
     ORDER BY l.id DESC
@@ -40,7 +41,8 @@ _WITHHELD = text(
     SELECT EXISTS (
       SELECT 1 FROM access_log l JOIN investigation i ON i.ref = l.investigation_ref
       WHERE (l.child_id = :child OR l.child_ids @> ARRAY[CAST(:child AS uuid)])
-        AND l.decision IN ('allow', 'allow_redacted') AND l.agency <> :owner AND i.closed_at IS NULL)
+        AND l.decision IN ('allow', 'allow_redacted') AND l.agency <> :owner AND i.closed_at IS NULL
+        AND NOT l.break_glass)
     """
 )
 
@@ -69,7 +71,9 @@ async def report(
         try:
             before = int(cursor)
         except ValueError:
-            raise BadRequest("The cursor is not one this API issued.", code="invalid_cursor") from None
+            before = 0
+        if not 0 < before < 2**63:
+            raise BadRequest("The cursor is not one this API issued.", code="invalid_cursor")
     params = {"child": str(child_id), "owner": child.owner_agency, "before": before, "limit": limit + 1}
     rows = (await session.execute(_ENTRIES, params)).all()
     withheld = bool(

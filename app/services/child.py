@@ -361,6 +361,25 @@ async def list_children(
     ``updated_since`` plus the cursor works as a sync feed). One access-log record for the page."""
     if min_age is not None and max_age is not None and min_age > max_age:
         raise BadRequest("min_age is greater than max_age.", code="invalid_age_range")
+    if updated_since is not None and not 1900 <= updated_since.year <= 2200:
+        raise BadRequest("updated_since is out of range.", code="invalid_updated_since")
+    filters = {
+        k: (str(v) if v is not None else None)
+        for k, v in {
+            "region": region,
+            "category": category,
+            "status": status,
+            "min_age": min_age,
+            "max_age": max_age,
+            "updated_since": updated_since,
+            "limit": limit,
+        }.items()
+        if v is not None
+    }
+    # Before anything is queried, so that whether the answer is empty never depends on what exists.
+    await door.admit_list_query(
+        reader, action="child.list", query=filters, required=CATEGORY_DATA[category] if category else None
+    )
     scope = reader.principal.region
     prefix = scope
     if region:
@@ -392,19 +411,6 @@ async def list_children(
     query = query.order_by(col(Child.updated_at), col(Child.id)).limit(limit + 1)
     rows: Sequence[Child] = (await session.execute(query)).scalars().all()
     page = list(rows[:limit])
-    filters = {
-        k: (str(v) if v is not None else None)
-        for k, v in {
-            "region": region,
-            "category": category,
-            "status": status,
-            "min_age": min_age,
-            "max_age": max_age,
-            "updated_since": updated_since,
-            "limit": limit,
-        }.items()
-        if v is not None
-    }
     categories = list(CHILD_CATEGORIES)
     decisions = await door.admit_many(
         session,

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.access.door import Door, Reader, Subject
-from app.errors import BadRequest, Conflict, NotFound
+from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.models.agency import Agency
 from app.models.child import ChildStatus
 from app.models.common import utcnow
@@ -55,11 +55,15 @@ async def record(
     """Record a consent the guardian (or a child of 14 or over) signed. The child must be in the
     recorder's region; the receiving agency, when named, must be registered."""
     child = await child_service.require_child(session, door, reader, child_id, "consent.write")
+    # The agency that keeps the record files the guardian's paper: no agency grants itself access.
+    if child.owner_agency != reader.principal.agency:
+        raise Forbidden("Consents are recorded by the agency that keeps the record.", code="not_record_owner")
     if child.status == ChildStatus.exited:
         raise Conflict("An exited record is read-only.", code="child_exited")
     if (
         data.given_by_role == ConsentGiver.child
-        and _age_on(child.birth_date, data.valid_from.date()) < MIN_AGE_TO_CONSENT
+        # Age when the consent is given (recorded now), not when it starts to apply.
+        and _age_on(child.birth_date, date.today()) < MIN_AGE_TO_CONSENT
     ):
         raise BadRequest(
             "A child under 14 cannot consent; the guardian must (PIPL art. 31).",
@@ -124,9 +128,11 @@ async def revoke(
         raise NotFound("No consent with this id.", code="consent_not_found")
     # The consent's child must be one the caller may see; otherwise it is as absent.
     try:
-        await child_service.require_child(session, door, reader, consent.child_id, "consent.revoke")
+        child = await child_service.require_child(session, door, reader, consent.child_id, "consent.revoke")
     except NotFound:
         raise NotFound("No consent with this id.", code="consent_not_found") from None
+    if child.owner_agency != reader.principal.agency:
+        raise Forbidden("Consents are revoked by the agency that keeps the record.", code="not_record_owner")
     if consent.revoked_at is not None:
         raise Conflict("The consent is already revoked.", code="consent_already_revoked")
     consent.revoked_at = utcnow()

@@ -19,6 +19,9 @@ def decode(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, _, ident = raw.partition("|")
-        return datetime.fromisoformat(stamp), uuid.UUID(ident)
+        when = datetime.fromisoformat(stamp)
+        if when.tzinfo is None or not 1900 <= when.year <= 2200:
+            raise ValueError("not a timestamp this API issues")
+        return when, uuid.UUID(ident)
     except (ValueError, UnicodeDecodeError, binascii.Error) as exc:
         raise BadRequest("The cursor is not one this API issued.", code="invalid_cursor") from exc

@@ -37,30 +37,34 @@ CUSTODY_CATEGORIES = (DataCategory.custody, DataCategory.contact)
 
 
 def render(record: Guardianship, decision: Decision) -> GuardianshipPublic:
+    """A guardianship record as this reader may see it: custody facts need `custody`, whom to
+    call needs `contact`."""
     contact = decision.allows(DataCategory.contact)
+    custody_ok = decision.allows(DataCategory.custody)
+    assessed = custody_ok and record.last_assessment_date and record.last_assessment_result
     return GuardianshipPublic(
         id=record.id,
         child_id=record.child_id,
-        custody_status=CustodyStatus(record.custody_status),
+        custody_status=CustodyStatus(record.custody_status) if custody_ok else None,
         guardian=GuardianContact(
             name=record.guardian_name, relationship=record.guardian_relationship, phone=record.guardian_phone
         )
         if contact
         else None,
         responsible_organisation=ResponsibleOrganisation(
-            name=record.responsible_org,
+            name=record.responsible_org if custody_ok else None,
             duty_phone=record.responsible_org_duty_phone if contact else None,
         ),
-        effective_from=record.effective_from,
-        effective_to=record.effective_to,
-        entrustment_confirmation_ref=record.entrustment_confirmation_ref,
-        entrustment_confirmed_on=record.entrustment_confirmed_on,
+        effective_from=record.effective_from if custody_ok else None,
+        effective_to=record.effective_to if custody_ok else None,
+        entrustment_confirmation_ref=record.entrustment_confirmation_ref if custody_ok else None,
+        entrustment_confirmed_on=record.entrustment_confirmed_on if custody_ok else None,
         last_assessment=Assessment(
             date=record.last_assessment_date, result=AssessmentResult(record.last_assessment_result)
         )
-        if record.last_assessment_date and record.last_assessment_result
+        if assessed and record.last_assessment_date and record.last_assessment_result
         else None,
-        risk_flags=[RiskFlag(f) for f in record.risk_flags],
+        risk_flags=[RiskFlag(f) for f in record.risk_flags] if custody_ok else [],
         emergency_intervention=record.emergency_intervention,
         recorded_by_agency=record.recorded_by_agency,
         recorded_at=record.recorded_at,
@@ -88,6 +92,8 @@ async def record(
         )
     # Lock the child row: two concurrent records for one child supersede in a defined order.
     child = await child_service.require_child(session, door, reader, child_id, "guardianship.write")
+    if kind == AgencyKind.civil_affairs and child.owner_agency != reader.principal.agency:
+        raise Forbidden("Only the agency that keeps this record may change it.", code="not_record_owner")
     await session.refresh(child, with_for_update=True)
     if child.status == ChildStatus.exited:
         raise Conflict("An exited record is read-only.", code="child_exited")
