@@ -17,7 +17,7 @@ from datetime import timedelta
 from typing import Any, NoReturn, Protocol
 from urllib.parse import unquote
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -394,6 +394,12 @@ class Door:
         child_id: uuid.UUID,
         categories: Sequence[DataCategory],
     ) -> None:
+        # Serialise this client's break-glass decisions until the request commits its review row,
+        # so concurrent requests cannot all slip under the limit.
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtext('break-glass:' || :client))"),
+            {"client": reader.principal.client_id},
+        )
         since = utcnow() - timedelta(days=1)
         used = (
             await session.execute(
@@ -438,6 +444,11 @@ class Door:
         ]
 
     # -- the door --------------------------------------------------------------------------
+
+    async def record_refusal(self, reader: Reader, *, action: str, reason: str) -> None:
+        """Put a refusal the door did not decide on record (e.g. a conflict that reveals that a
+        record exists outside the reader's region)."""
+        await self._log(reader, action=action, decision=None, reason=reason)
 
     async def refuse_unseen(self, reader: Reader, *, action: str, child_id: uuid.UUID | None) -> NoReturn:
         """A child that does not exist or lies outside the reader's region: 404, the same body
@@ -551,9 +562,19 @@ class Door:
         """Check a list query before it runs. A reader outside civil affairs (which keeps the
         registry) states a valid purpose, and a filter that reveals a category (e.g. a registry
         category) needs a statute for it: refused on record otherwise, whatever would match."""
+        wanted = [required] if required is not None else []
+        if reader.break_glass_raw is not None:
+            await self._refuse(
+                reader,
+                InvalidBreakGlass("Break-glass opens one child's record at a time, never a list."),
+                action=action,
+                child_id=None,
+                categories=wanted,
+                reason="invalid_break_glass",
+                query=query,
+            )
         if reader.agency_kind == AgencyKind.civil_affairs:
             return
-        wanted = [required] if required is not None else []
         purpose = await self._stated_purpose(
             reader, action=action, child_id=None, categories=wanted, query=query
         )

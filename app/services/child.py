@@ -109,15 +109,20 @@ def _require_region(reader: Reader, region_code: str) -> None:
 
 
 async def _duplicate(
-    session: AsyncSession, reader: Reader, number: str, exclude: uuid.UUID | None = None
+    session: AsyncSession, door: Door, reader: Reader, number: str, exclude: uuid.UUID | None = None
 ) -> None:
+    """409 for a number already registered; the existing record is named only when the caller
+    may see it. The 409 itself says a record exists elsewhere, so that case is put on record."""
     query = select(col(Child.id), col(Child.region_code)).where(col(Child.resident_id) == number)
     if exclude is not None:
         query = query.where(col(Child.id) != exclude)
     row = (await session.execute(query)).first()
     if row is None:
         return
-    extra = {"existing_id": str(row.id)} if reader.principal.covers_region(row.region_code) else {}
+    visible = reader.principal.covers_region(row.region_code)
+    if not visible:
+        await door.record_refusal(reader, action="child.register", reason="duplicate_outside_region")
+    extra = {"existing_id": str(row.id)} if visible else {}
     raise Conflict(
         "A child with this resident ID number is already registered.",
         code="duplicate_resident_id",
@@ -132,7 +137,7 @@ async def register(
     _require_registrar(reader)
     _require_region(reader, data.region_code)
     if data.resident_id:
-        await _duplicate(session, reader, data.resident_id)
+        await _duplicate(session, door, reader, data.resident_id)
     child = Child(
         name=data.name,
         sex=data.sex,
@@ -211,7 +216,7 @@ def _check_if_match(child: Child, if_match: str | None) -> None:
     if if_match is None:
         raise PreconditionRequired("Send `If-Match` with the ETag from your last read.")
     tags = [t.strip().removeprefix("W/") for t in if_match.split(",")]
-    if etag(child) not in tags:
+    if "*" not in tags and etag(child) not in tags:
         raise PreconditionFailed(
             "The record changed since you read it; read it again and reapply your change.",
             extra={"current_etag": etag(child)},
@@ -261,7 +266,7 @@ async def update_child(
             )
         if "resident_id" in changes:
             changes["resident_id"] = number
-            await _duplicate(session, reader, number, exclude=child.id)
+            await _duplicate(session, door, reader, number, exclude=child.id)
     categories = merged["categories"]
     if merged.get("care_arrangement") and ChildCategory.left_behind not in categories:
         raise BadRequest(

@@ -203,3 +203,62 @@ class TestOddInputIsNeverA500:
             headers=bearer(civil),
         )
         assert response.status_code == 422
+
+
+class TestMoreProbesAndLimits:
+    async def test_duplicate_number_outside_region_is_put_on_record(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str, database_url: str
+    ) -> None:
+        from tests.factories import child_body
+        from tests.routers.test_consents import fetch
+
+        body = child_body(region="510107005003")
+        await client.post("/v1/children", json=body, headers=bearer(civil))
+        county = await token(agency="civil-affairs", scopes=CIVIL_SCOPES, region="510104")
+        again = await client.post(
+            "/v1/children", json={**body, "region_code": "510104001001"}, headers=bearer(county)
+        )
+        assert again.status_code == 409
+        log = await fetch(database_url, "SELECT action, reason FROM access_log")
+        assert [(r["action"], r["reason"]) for r in log] == [("child.register", "duplicate_outside_region")]
+        assert body["resident_id"] not in str([dict(r) for r in log])
+
+    async def test_if_match_star_matches_the_current_record(
+        self, client: httpx.AsyncClient, civil: str
+    ) -> None:
+        child = await make_child(client, civil)
+        response = await client.patch(
+            f"/v1/children/{child['id']}", json={"school": "A"}, headers={**bearer(civil), "If-Match": "*"}
+        )
+        assert response.status_code == 200
+
+    async def test_break_glass_on_a_list_is_refused_on_record(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str, database_url: str
+    ) -> None:
+        from tests.routers.test_consents import fetch
+
+        await make_child(client, civil)
+        police = await token(agency="police", scopes=["children:read", "break-glass"], region="51")
+        response = await client.get(
+            "/v1/children", headers={**bearer(police), **purpose("emergency"), **GLASS}
+        )
+        assert response.status_code == 400
+        assert response.json()["code"] == "invalid_break_glass"
+        assert [r["reason"] for r in await fetch(database_url, "SELECT reason FROM access_log")] == [
+            "invalid_break_glass"
+        ]
+
+    async def test_concurrent_break_glass_cannot_exceed_the_daily_limit(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str, app: object
+    ) -> None:
+        import asyncio
+
+        child = await make_child(client, civil, categories=["serious_illness"])
+        police = await token(agency="police", scopes=["children:read", "break-glass"], region="51")
+        limit = app.state.door.break_glass_daily_limit  # type: ignore[attr-defined]
+        responses = await asyncio.gather(
+            *(read_child(client, police, child["id"], "emergency", **GLASS) for _ in range(limit + 3))
+        )
+        codes = sorted(r.status_code for r in responses)
+        assert codes.count(200) == limit
+        assert codes.count(429) == 3
