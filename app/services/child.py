@@ -38,7 +38,6 @@ from app.models.child import (
     child_base_fields,
 )
 from app.models.common import utcnow
-from app.models.vocabulary import DataCategory
 from app.services import cursor as cursor_codec
 from app.services import outbox
 
@@ -123,10 +122,41 @@ async def _duplicate(
     if not visible:
         await door.record_refusal(reader, action="child.register", reason="duplicate_outside_region")
     extra = {"existing_id": str(row.id)} if visible else {}
-    raise Conflict(
+    raise _duplicate_number(extra)
+
+
+def _duplicate_number(extra: dict[str, str] | None = None) -> Conflict:
+    return Conflict(
         "A child with this resident ID number is already registered.",
         code="duplicate_resident_id",
         extra=extra,
+    )
+
+
+async def _save(session: AsyncSession, child: Child, *, new: bool = False) -> None:
+    """Flush the record (a new version unless ``new``); a concurrent registration of the same
+    number surfaces here, through the unique index, as the same 409 as the checked case."""
+    if not new:
+        child.version += 1
+        child.updated_at = utcnow()
+    session.add(child)
+    try:
+        await session.flush()
+    except IntegrityError as exc:
+        raise _duplicate_number() from exc
+
+
+async def _emit(
+    session: AsyncSession, reader: Reader, child: Child, change: str, data: dict[str, Any]
+) -> None:
+    """Record a registry change (``child.registered`` …) in the outbox, in the caller's transaction."""
+    await outbox.emit(
+        session,
+        reader.principal,
+        type=f"cn.gov.childlink.civil-affairs.{change}.v1",
+        subject=child.id,
+        region_code=child.region_code,
+        data=data,
     )
 
 
@@ -151,21 +181,13 @@ async def register(
         care_arrangement=str(data.care_arrangement) if data.care_arrangement else None,
         owner_agency=reader.principal.agency,
     )
-    session.add(child)
-    try:
-        await session.flush()
-    except IntegrityError as exc:  # a concurrent registration of the same number
-        raise Conflict(
-            "A child with this resident ID number is already registered.", code="duplicate_resident_id"
-        ) from exc
-    await outbox.emit(
+    await _save(session, child, new=True)
+    await _emit(
         session,
-        reader.principal,
-        type="cn.gov.childlink.civil-affairs.child.registered.v1",
-        subject=child.id,
-        region_code=child.region_code,
-        data={"child_id": str(child.id), "region_code": child.region_code, "categories": child.categories},
-        categories=[DataCategory.welfare],
+        reader,
+        child,
+        "child.registered",
+        {"child_id": str(child.id), "region_code": child.region_code, "categories": child.categories},
     )
     return await _released(session, door, reader, child)
 
@@ -280,23 +302,13 @@ async def update_child(
         elif key in ("sex", "care_arrangement") and value is not None:
             value = str(value)
         setattr(child, key, value)
-    child.version += 1
-    child.updated_at = utcnow()
-    session.add(child)
-    try:
-        await session.flush()
-    except IntegrityError as exc:
-        raise Conflict(
-            "A child with this resident ID number is already registered.", code="duplicate_resident_id"
-        ) from exc
-    await outbox.emit(
+    await _save(session, child)
+    await _emit(
         session,
-        reader.principal,
-        type="cn.gov.childlink.civil-affairs.child.updated.v1",
-        subject=child.id,
-        region_code=child.region_code,
-        data={"child_id": str(child.id), "changed": sorted(changes), "version": child.version},
-        categories=[DataCategory.welfare],
+        reader,
+        child,
+        "child.updated",
+        {"child_id": str(child.id), "changed": sorted(changes), "version": child.version},
     )
     return await _released(session, door, reader, child)
 
@@ -325,18 +337,13 @@ async def exit_registry(
     child.exit_reason = str(data.reason)
     child.exit_date = data.exit_date
     child.exit_note = data.note
-    child.version += 1
-    child.updated_at = utcnow()
-    session.add(child)
-    await session.flush()
-    await outbox.emit(
+    await _save(session, child)
+    await _emit(
         session,
-        reader.principal,
-        type="cn.gov.childlink.civil-affairs.child.exited.v1",
-        subject=child.id,
-        region_code=child.region_code,
-        data={"child_id": str(child.id), "reason": str(data.reason), "exit_date": data.exit_date.isoformat()},
-        categories=[DataCategory.welfare],
+        reader,
+        child,
+        "child.exited",
+        {"child_id": str(child.id), "reason": str(data.reason), "exit_date": data.exit_date.isoformat()},
     )
     return await _released(session, door, reader, child)
 

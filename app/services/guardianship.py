@@ -139,7 +139,6 @@ async def record(
             "effective_from": data.effective_from.isoformat(),
             "emergency_intervention": data.emergency_intervention,
         },
-        categories=[DataCategory.custody],
     )
     decision = await door.admit(
         session,

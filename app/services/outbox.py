@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import text
@@ -24,7 +25,7 @@ async def emit(
     subject: uuid.UUID,
     region_code: str,
     data: dict[str, Any],
-    categories: list[DataCategory],
+    categories: Sequence[DataCategory] = (),
 ) -> OutboxEvent:
     """Add an event; the caller's transaction commits it together with the change it reports.
 
