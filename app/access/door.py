@@ -9,6 +9,7 @@ is served.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -425,9 +426,7 @@ class Door:
                 reason="break_glass_limit",
             )
 
-    async def _consents(
-        self, session: AsyncSession, reader: Reader, child_id: uuid.UUID
-    ) -> Sequence[ConsentGrant]:
+    async def _consents(self, reader: Reader, child_id: uuid.UUID) -> Sequence[ConsentGrant]:
         """Active consents for this child that name this reader's agency (or any). Read on every
         decision that needs them, never cached: a revocation counts from the very next read. The
         query is shared with concurrent decisions (``ACTIVE_CONSENTS_SQL``), outside the request's
@@ -489,7 +488,7 @@ class Door:
         # Statute alone settles most reads (the custody check among them); consents and
         # break-glass are consulted only for what it leaves withheld, keeping the hot path short.
         if decision.withheld and decision.cross_agency and purpose is not None:
-            consents = await self._consents(session, reader, subject.child_id)
+            consents = await self._consents(reader, subject.child_id)
             decision = self._decide(reader, subject, categories, purpose, consents=consents)
             if decision.withheld and glass is not None:
                 await self._within_daily_limit(
@@ -623,18 +622,15 @@ class Door:
             investigation_ref = await self._investigation(
                 session, reader, purpose, action=action, child_id=None, categories=categories
             )
-        decisions: dict[uuid.UUID, Decision] = {}
-        for subject in subjects:
-            decision = self._decide(reader, subject, categories, purpose)
-            if decision.withheld and decision.cross_agency and purpose is not None:
-                decision = self._decide(
-                    reader,
-                    subject,
-                    categories,
-                    purpose,
-                    consents=await self._consents(session, reader, subject.child_id),
-                )
-            decisions[subject.child_id] = decision
+        decisions = {s.child_id: self._decide(reader, s, categories, purpose) for s in subjects}
+        needing = [
+            s for s in subjects if decisions[s.child_id].withheld and decisions[s.child_id].cross_agency
+        ]
+        if needing and purpose is not None:
+            # Concurrently, so the whole page's consents come back in one batched query.
+            found = await asyncio.gather(*(self._consents(reader, s.child_id) for s in needing))
+            for s, consents in zip(needing, found, strict=True):
+                decisions[s.child_id] = self._decide(reader, s, categories, purpose, consents=consents)
         if not foreign:
             return decisions
         statute = self._decide(reader, foreign[0], categories, purpose)
