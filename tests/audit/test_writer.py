@@ -12,7 +12,7 @@ import pytest
 
 from app.audit import AuditUnavailable, AuditWriter
 from tests.audit.conftest import make_record
-from tests.test_batching import (
+from tests.db_faults import (
     KillWindowProxy,
     exclusive_connection_class,
     kill_backends,
