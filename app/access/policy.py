@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ class Policy:
     document: dict[str, Any]
     _index: dict[tuple[str, DataCategory, PurposeOfUse], Rule]
 
-    @property
+    @cached_property
     def investigating_kinds(self) -> frozenset[str]:
         """Agency kinds a rule lets read for an investigation purpose."""
         return frozenset(
