@@ -10,7 +10,6 @@ import json
 import logging
 import os
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,17 +111,59 @@ class Database:
     async def dispose(self) -> None:
         await self.engine.dispose()
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """The same one-transaction boundary as :func:`get_session`, for a route that opens its
-        session itself: commit on success, roll back on any error."""
-        async with self.sessionmaker() as session:
-            try:
-                yield session
-                await session.commit()
-            except BaseException:
+
+async def _commit(session: AsyncSession) -> None:
+    """Commit the request's work. A session that never began a transaction and holds no pending
+    changes has nothing to commit: most reads (the custody check among them) go through the
+    access layer's own connections and leave the session untouched, and committing would still
+    build and settle an empty transaction on every one of them."""
+    if session.in_transaction() or session.new or session.deleted or session.dirty:
+        await session.commit()
+
+
+class OnDemandSession:
+    """A request's session, opened on first use, with the same one-transaction boundary as
+    :func:`get_session`: ``async with OnDemandSession(db.sessionmaker) as session`` commits on
+    success (before the answer is sent) and rolls back on any error.
+
+    For a read path that writes only in rare cases (a read for an investigation, a break-glass
+    review): the custody check leaves the session unused on nearly every request, and building
+    and closing one cost several percent of its CPU (bench/README.md). Code that may write takes
+    ``AsyncSession | OnDemandSession`` and calls :func:`opened` where it needs the session."""
+
+    __slots__ = ("_factory", "session")
+
+    def __init__(self, factory: async_sessionmaker[AsyncSession]) -> None:
+        self._factory = factory
+        self.session: AsyncSession | None = None
+
+    def get(self) -> AsyncSession:
+        if self.session is None:
+            self.session = self._factory()
+        return self.session
+
+    async def __aenter__(self) -> OnDemandSession:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        session = self.session
+        if session is None:
+            return
+        try:
+            if exc_type is None:
+                await _commit(session)
+            else:
                 await session.rollback()
-                raise
+        except BaseException:
+            await session.rollback()
+            raise
+        finally:
+            await session.close()
+
+
+def opened(session: AsyncSession | OnDemandSession) -> AsyncSession:
+    """The session itself, opening an :class:`OnDemandSession` if this is its first use."""
+    return session.get() if isinstance(session, OnDemandSession) else session
 
 
 def create_database(url: str, *, pool_size: int = 20) -> Database:
@@ -152,7 +193,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with db.sessionmaker() as session:
         try:
             yield session
-            await session.commit()
+            await _commit(session)
         except BaseException:
             await session.rollback()
             raise

@@ -20,6 +20,7 @@ from app.auth.keys import KeyRing
 from app.auth.tokens import TokenVerifier
 from app.config import Settings, get_settings
 from app.db import asyncpg_dsn, create_database, resolve_database_url
+from app.direct import DirectRoutes
 from app.docs import install_docs
 from app.errors import install_database_error_handlers, install_error_handlers
 from app.events.lifecycle import start_events, stop_events
@@ -166,6 +167,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events_router.router)
     app.include_router(subscriptions_router.router)
     install_webhooks(app)
+    # Middleware added first runs innermost: the custody check's direct path runs inside CORS
+    # and the request context, so both apply to it as to every route.
+    app.add_middleware(DirectRoutes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import random
 import re
-import secrets
 import sys
 import time
 from collections import defaultdict
@@ -119,6 +120,23 @@ def _problem(status: int, code: str, title: str, detail: str, request_id: str, p
     ).encode()
 
 
+_ids = random.Random()  # noqa: S311 (request ids are not secrets; see _new_request_id)
+
+
+def _reseed_ids() -> None:
+    _ids.seed(os.urandom(16))
+
+
+_reseed_ids()
+os.register_at_fork(after_in_child=_reseed_ids)  # workers forked from one parent never share ids
+
+
+def _new_request_id() -> str:
+    """16 random hex digits. A request id correlates logs; it is no secret and no credential, so
+    it need not cost a system call for fresh entropy on every request."""
+    return f"{_ids.getrandbits(64):016x}"
+
+
 class _BodyTooLarge(Exception):
     pass
 
@@ -139,7 +157,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         headers = dict(scope.get("headers") or [])
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else secrets.token_hex(8)
+        request_id = incoming if _REQUEST_ID.match(incoming) else _new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         path: str = scope.get("path", "")
         method: str = scope.get("method", "GET")

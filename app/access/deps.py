@@ -9,12 +9,17 @@ from typing import Annotated
 from fastapi import Depends, Header, Request, Security
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.datastructures import State
 
 from app.access.door import Door, Reader
 from app.auth.deps import require
 from app.auth.principal import Principal
 from app.errors import Forbidden
 from app.models.vocabulary import PurposeOfUse
+
+PURPOSE_MAX_LENGTH = 64
+BREAK_GLASS_MAX_LENGTH = 2000
+INVESTIGATION_MAX_LENGTH = 64
 
 _PURPOSE_DESCRIPTION = (
     "Why you read: one of " + ", ".join(f"`{p.value}`" for p in PurposeOfUse) + ". Required on every "
@@ -52,7 +57,7 @@ async def get_reader(
         str | None,
         Header(
             alias="X-Purpose-Of-Use",
-            max_length=64,
+            max_length=PURPOSE_MAX_LENGTH,
             description=_PURPOSE_DESCRIPTION,
             examples=["child_protection"],
         ),
@@ -61,7 +66,7 @@ async def get_reader(
         str | None,
         Header(
             alias="X-Break-Glass",
-            max_length=2000,
+            max_length=BREAK_GLASS_MAX_LENGTH,
             description="Emergency only: `<reason_code>; <justification>` (at least 20 characters; "
             "percent-encode non-ASCII text). Releases, for this request only, categories no statute or "
             "consent covers; the read is flagged and queued for review. Needs the `break-glass` scope.",
@@ -72,14 +77,34 @@ async def get_reader(
         str | None,
         Header(
             alias="X-Investigation-Ref",
-            max_length=64,
+            max_length=INVESTIGATION_MAX_LENGTH,
             description="The case reference; required with purpose `investigation`. Reads under an open "
             "investigation stay out of the guardian's access report until the case is closed.",
             examples=["WH-2026-0117"],
         ),
     ] = None,
 ) -> Reader:
-    kinds: AgencyKinds = request.app.state.agency_kinds
+    return await make_reader(
+        request.app.state,
+        principal,
+        purpose=purpose,
+        break_glass=break_glass,
+        investigation=investigation,
+        request_id=getattr(request.state, "request_id", None),
+    )
+
+
+async def make_reader(
+    state: State,
+    principal: Principal,
+    *,
+    purpose: str | None,
+    break_glass: str | None,
+    investigation: str | None,
+    request_id: str | None,
+) -> Reader:
+    """The :class:`Reader` for an authenticated principal and the headers its request states."""
+    kinds: AgencyKinds = state.agency_kinds
     kind = await kinds.kind(principal.agency)
     if kind is None:
         raise Forbidden("The token's agency is not registered with ChildLink.", code="unknown_agency")
@@ -88,7 +113,7 @@ async def get_reader(
         agency_kind=kind,
         purpose_raw=purpose,
         break_glass_raw=break_glass,
-        request_id=getattr(request.state, "request_id", None),
+        request_id=request_id,
         investigation_raw=investigation,
     )
 

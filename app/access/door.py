@@ -29,6 +29,7 @@ from app.audit.records import AccessRecord
 from app.auth.principal import Principal
 from app.auth.scopes import Scope
 from app.batching import BatchedLookup
+from app.db import OnDemandSession, opened
 from app.errors import BadRequest, Forbidden, NotFound, TooManyRequests
 from app.models.agency import AgencyKind
 from app.models.break_glass import BreakGlassReason, BreakGlassReview, Investigation
@@ -293,7 +294,7 @@ class Door:
 
     async def _investigation(
         self,
-        session: AsyncSession,
+        session: AsyncSession | OnDemandSession,
         reader: Reader,
         purpose: PurposeOfUse,
         *,
@@ -330,7 +331,7 @@ class Door:
                 reason="investigation_ref_required",
             )
         owner = (
-            await session.execute(
+            await opened(session).execute(
                 insert(Investigation)
                 .values(ref=ref, agency=reader.principal.agency, opened_at=utcnow())
                 # A no-op update, so RETURNING also answers for an existing case.
@@ -351,7 +352,7 @@ class Door:
 
     async def _break_glass(
         self,
-        session: AsyncSession,
+        session: AsyncSession | OnDemandSession,
         reader: Reader,
         *,
         action: str,
@@ -388,7 +389,7 @@ class Door:
 
     async def _within_daily_limit(
         self,
-        session: AsyncSession,
+        session: AsyncSession | OnDemandSession,
         reader: Reader,
         *,
         action: str,
@@ -397,6 +398,7 @@ class Door:
     ) -> None:
         # Serialise this client's break-glass decisions until the request commits its review row,
         # so concurrent requests cannot all slip under the limit.
+        session = opened(session)
         await session.execute(
             text("SELECT pg_advisory_xact_lock(hashtext('break-glass:' || :client))"),
             {"client": reader.principal.client_id},
@@ -457,7 +459,7 @@ class Door:
 
     async def admit(
         self,
-        session: AsyncSession,
+        session: AsyncSession | OnDemandSession,
         reader: Reader,
         *,
         action: str,
@@ -505,7 +507,8 @@ class Door:
                 investigation_ref=investigation_ref,
             )
         if decision.break_glass_used and glass is not None:
-            session.add(
+            writer = opened(session)
+            writer.add(
                 BreakGlassReview(
                     access_log_id=log_id,
                     request_id=reader.request_id,
@@ -520,7 +523,7 @@ class Door:
                     ],
                 )
             )
-            await session.flush()
+            await writer.flush()
         if decision.outcome is Outcome.deny:
             raise AccessDenied(
                 "No statute, consent or emergency allows this agency to read any of the requested "
@@ -593,7 +596,7 @@ class Door:
 
     async def admit_many(
         self,
-        session: AsyncSession,
+        session: AsyncSession | OnDemandSession,
         reader: Reader,
         *,
         action: str,

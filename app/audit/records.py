@@ -194,7 +194,8 @@ def format_logged_at(logged_at: datetime) -> str:
     """UTC, microseconds, ``Z``: PostgreSQL's ``timestamptz`` keeps exactly this precision."""
     if logged_at.tzinfo is None:
         raise ValueError("logged_at must be timezone-aware")
-    return logged_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat, not strftime: the same text at a fraction of the cost, on every record written.
+    return logged_at.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
 
 
 def canonical_json(content: Mapping[str, Any], logged_at: datetime) -> bytes:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 from collections import deque
 from collections.abc import Callable, Coroutine, Sequence
@@ -30,9 +31,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-import orjson
 
-from app.audit.records import CONTENT_FIELDS, AccessRecord, format_logged_at, row_hash
+from app.audit.records import CONTENT_FIELDS, AccessRecord, canonical_json
 from app.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -76,12 +76,12 @@ Connect = Callable[[], Coroutine[Any, Any, asyncpg.Connection]]
 
 def encode_row(record: AccessRecord, logged_at: datetime) -> tuple[str, bytes]:
     """``(row_hash, JSON object)`` of one row for :data:`INSERT_SQL`, whose one parameter is a
-    JSON array of such objects."""
-    content = record.content()
-    digest = row_hash(content, logged_at)
-    content["logged_at"] = format_logged_at(logged_at)
-    content["row_hash"] = digest
-    return digest, orjson.dumps(content)
+    JSON array of such objects: the canonical JSON the hash covers, with ``row_hash`` added."""
+    canonical = canonical_json(record.content(), logged_at)
+    digest = hashlib.sha256(canonical).hexdigest()
+    # canonical is one non-empty JSON object: close it with one more member instead of encoding
+    # the whole record a second time.
+    return digest, canonical[:-1] + b',"row_hash":"' + digest.encode() + b'"}'
 
 
 @dataclass(slots=True)

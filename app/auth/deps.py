@@ -5,11 +5,13 @@ Routes declare ``Security(require, scopes=[Scope.x])`` so the scopes appear in O
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
 from fastapi.security import OAuth2, SecurityScopes
+from starlette.datastructures import State
 
 from app.auth.clients import ClientDirectory
 from app.auth.principal import Principal
@@ -38,29 +40,30 @@ class ClientCredentialsBearer(OAuth2):
 oauth2_scheme = ClientCredentialsBearer()
 
 
-async def _principal(request: Request, authorization: str | None) -> Principal:
+async def authenticate(state: State, authorization: str | None) -> Principal:
+    """The caller behind an ``Authorization`` header value, or :class:`Unauthorized`."""
     if not authorization:
         raise Unauthorized(None)
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Use an `Authorization: Bearer <token>` header.", code="invalid_token")
-    verifier: TokenVerifier = request.app.state.token_verifier
+    verifier: TokenVerifier = state.token_verifier
     try:
         claims = await verifier.verify(token.strip())
     except InvalidToken as exc:
         raise Unauthorized(f"Invalid token: {exc}.", code="invalid_token") from exc
     if claims.own:
-        directory: ClientDirectory = request.app.state.client_directory
-        state = await directory.get(claims.subject)
-        if state is None or not state.active:
+        directory: ClientDirectory = state.client_directory
+        client = await directory.get(claims.subject)
+        if client is None or not client.active:
             raise Unauthorized("Invalid token: the client is revoked.", code="invalid_token")
-        if state.agency != claims.agency or not claims.region.startswith(state.region):
+        if client.agency != claims.agency or not claims.region.startswith(client.region):
             raise Unauthorized("Invalid token: claims do not match the client.", code="invalid_token")
-        if not {str(s) for s in claims.scopes} <= state.allowed_scopes:
+        if not {str(s) for s in claims.scopes} <= client.allowed_scopes:
             raise Unauthorized(
                 "Invalid token: it carries scopes the client does not hold.", code="invalid_token"
             )
-    principal = Principal(
+    return Principal(
         client_id=claims.subject,
         agency=claims.agency,
         scopes=claims.scopes,
@@ -68,6 +71,23 @@ async def _principal(request: Request, authorization: str | None) -> Principal:
         token_id=claims.token_id,
         issuer=claims.issuer,
     )
+
+
+def check_scopes(principal: Principal, scopes: Sequence[str]) -> None:
+    """:class:`InsufficientScope` unless the principal holds every one of ``scopes``."""
+    missing = [s for s in scopes if Scope(s) not in principal.scopes]
+    if missing:
+        raise InsufficientScope(
+            "This operation needs the scope(s): " + ", ".join(missing) + ".",
+            headers={
+                "WWW-Authenticate": 'Bearer realm="childlink", error="insufficient_scope", '
+                f'scope="{" ".join(scopes)}"'
+            },
+        )
+
+
+async def _principal(request: Request, authorization: str | None) -> Principal:
+    principal = await authenticate(request.app.state, authorization)
     request.state.principal = principal
     return principal
 
@@ -79,13 +99,5 @@ async def require(
 ) -> Principal:
     """The caller, authenticated, holding every scope the route declares."""
     principal = await _principal(request, authorization)
-    missing = [s for s in security_scopes.scopes if Scope(s) not in principal.scopes]
-    if missing:
-        raise InsufficientScope(
-            "This operation needs the scope(s): " + ", ".join(missing) + ".",
-            headers={
-                "WWW-Authenticate": 'Bearer realm="childlink", error="insufficient_scope", '
-                f'scope="{" ".join(security_scopes.scopes)}"'
-            },
-        )
+    check_scopes(principal, security_scopes.scopes)
     return principal

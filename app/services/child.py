@@ -26,7 +26,6 @@ from app.models.child import (
     CHILD_CATEGORIES,
     FIELD_CATEGORIES,
     AccessSummary,
-    CategoryBasis,
     Child,
     ChildCategory,
     ChildCreate,
@@ -34,7 +33,6 @@ from app.models.child import (
     ChildPublic,
     ChildStatus,
     ChildUpdate,
-    WithheldCategory,
     child_base_fields,
 )
 from app.models.common import utcnow
@@ -48,16 +46,22 @@ def etag(child: Child) -> str:
     return f'"{child.version}"'
 
 
-def access_summary(decision: Decision) -> AccessSummary:
-    return AccessSummary(
-        purpose=str(decision.purpose) if decision.purpose else None,
-        categories_returned=list(decision.granted),
-        withheld=[WithheldCategory(category=c, reason=r) for c, r in decision.withheld.items()],
-        basis={
-            str(c): CategoryBasis(ground=str(g.ground), ref=g.ref, citation=g.citation)
+def access_document(decision: Decision) -> dict[str, Any]:
+    """What the access layer released and withheld, and on what grounds, in the JSON shape of
+    :class:`AccessSummary` (for responses serialised without building models)."""
+    return {
+        "purpose": str(decision.purpose) if decision.purpose else None,
+        "categories_returned": [str(c) for c in decision.granted],
+        "withheld": [{"category": str(c), "reason": r} for c, r in decision.withheld.items()],
+        "basis": {
+            str(c): {"ground": str(g.ground), "ref": g.ref, "citation": g.citation}
             for c, g in decision.granted.items()
         },
-    )
+    }
+
+
+def access_summary(decision: Decision) -> AccessSummary:
+    return AccessSummary.model_validate(access_document(decision))
 
 
 def render(child: Child, decision: Decision) -> ChildPublic:
