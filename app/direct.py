@@ -12,7 +12,7 @@ same functions the route's dependencies call: :func:`app.auth.deps.authenticate`
 exception handlers, so a problem document is the same whichever way the request went.
 
 Anything this path does not fully handle passes on to the documented route untouched: another
-method or path, an id that is not a UUID, a header over its documented length or repeated. Those
+method or path, an id not spelled as a hyphenated UUID, a header over its documented length or repeated. Those
 requests get FastAPI's canonical answers (405, 422), and nothing has been read or written for
 them before they pass on.
 """
@@ -41,7 +41,9 @@ from app.db import OnDemandSession
 from app.services import guardianship as guardianship_service
 
 CUSTODY_PATH = "/v1/children/{child_id}/custody"
-_CUSTODY = re.compile(r"/v1/children/([^/]{32,45})/custody")
+# The canonical (hyphenated) spelling only; any other spelling of a UUID is the route's to parse.
+_HEX = "[0-9a-fA-F]"
+_CUSTODY = re.compile(rf"/v1/children/({_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}})/custody")
 
 # The headers the custody check reads, each with its documented maximum length (the route's
 # Header(max_length=...) declarations).
@@ -94,10 +96,7 @@ def _read_headers(scope: Scope) -> dict[bytes, str] | None:
 
 async def _custody(scope: Scope, receive: Receive, send: Send, raw_id: str) -> bool:
     """Answer one custody check; False (having done nothing) when the route should answer it."""
-    try:
-        child_id = uuid.UUID(raw_id)
-    except ValueError:
-        return False
+    child_id = uuid.UUID(raw_id)
     headers = _read_headers(scope)
     if headers is None:
         return False

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
 import asyncpg
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 
 from app.db import asyncpg_dsn
+from app.models.guardianship import CustodyPublic
 from tests.conftest import TokenFactory, bearer
 from tests.factories import CIVIL_SCOPES, guardianship_body, make_child, purpose
 
@@ -199,3 +204,298 @@ class TestAuditIsAPrecondition:
         assert response.status_code == 503
         assert response.json()["code"] == "audit_unavailable"
         assert "卓玛" not in response.text and "13800138000" not in response.text
+
+
+class ServedBy:
+    """The application, noting which handler answered each request: the router leaves its
+    ``APIRoute`` in the scope, the custody check's direct path (``app.direct``) does not."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.handlers: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+        if scope["type"] == "http":
+            self.handlers.append("route" if isinstance(scope.get("route"), APIRoute) else "direct")
+
+
+@pytest.fixture
+async def served(app: Any) -> AsyncIterator[tuple[httpx.AsyncClient, ServedBy]]:
+    recorder = ServedBy(app)
+    transport = httpx.ASGITransport(app=recorder)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http, recorder
+
+
+def routed(child_id: str) -> str:
+    """The same child id spelled as the route parses it but the direct path does not take it."""
+    return child_id.replace("-", "").upper()
+
+
+def without_request(problem: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in problem.items() if k not in ("instance", "request_id")}
+
+
+class TestDirectPath:
+    """Well-formed custody checks are answered past FastAPI's routing (app.direct); whichever way
+    a check goes, its answer and its access-log record are the same."""
+
+    async def test_direct_and_routed_checks_answer_alike_and_are_both_logged(
+        self,
+        served: tuple[httpx.AsyncClient, ServedBy],
+        client: httpx.AsyncClient,
+        token: TokenFactory,
+        civil: str,
+        database_url: str,
+    ) -> None:
+        http, recorder = served
+        child = await make_child(client, civil)
+        await client.post(
+            f"/v1/children/{child['id']}/guardianship", json=guardianship_body(), headers=bearer(civil)
+        )
+        police = await token(agency="police", scopes=["custody:read"], region="51")
+        headers = {**bearer(police), **purpose()}
+
+        direct = await http.get(f"/v1/children/{child['id']}/custody", headers=headers)
+        route = await http.get(f"/v1/children/{routed(child['id'])}/custody", headers=headers)
+
+        assert recorder.handlers == ["direct", "route"]
+        assert direct.status_code == route.status_code == 200, direct.text
+        assert direct.json() == route.json()
+        assert direct.json()["guardian"]["phone"] == "13800138000"
+        assert direct.headers["content-type"] == route.headers["content-type"] == "application/json"
+        assert direct.headers["x-request-id"] != route.headers["x-request-id"]
+        log = await access_log(database_url)
+        assert [(r["action"], r["decision"], str(r["child_id"])) for r in log] == [
+            ("custody.read", "allow", child["id"]),
+            ("custody.read", "allow", child["id"]),
+        ]
+        assert [r["request_id"] for r in log] == [
+            direct.headers["x-request-id"],
+            route.headers["x-request-id"],
+        ]
+
+    async def test_document_matches_the_published_model_in_every_branch(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str
+    ) -> None:
+        with_guardian = await make_child(client, civil)
+        await client.post(
+            f"/v1/children/{with_guardian['id']}/guardianship",
+            json=guardianship_body(last_assessment_date="2026-10-01", last_assessment_result="adequate"),
+            headers=bearer(civil),
+        )
+        without_guardian = await make_child(client, civil)
+        police = await token(agency="police", scopes=["custody:read"], region="51")
+        school = await token(agency="education", scopes=["custody:read"], region="51")
+        wf = await token(agency="womens-federation", scopes=["custody:read"], region="51")
+        answers = [
+            await client.get(f"/v1/children/{child['id']}/custody", headers={**bearer(tok), **purpose(why)})
+            for child in (with_guardian, without_guardian)
+            for tok, why in (
+                (police, "child_protection"),
+                (school, "education_support"),
+                (wf, "child_protection"),
+            )
+        ]
+        assert [a.status_code for a in answers] == [200] * 6
+        for answer in answers:
+            assert CustodyPublic.model_validate(answer.json()).model_dump(mode="json") == answer.json()
+        full, no_contact, no_custody = (a.json() for a in answers[:3])
+        assert full["last_assessment"] == {"date": "2026-10-01", "result": "adequate"}
+        assert full["since"] is not None and full["guardianship_id"] is not None
+        assert no_contact["guardian"] is None and no_contact["custody_status"] == "kinship_care"
+        assert no_custody["custody_status"] is None and no_custody["guardian"] is not None
+        assert no_custody["last_assessment"] is None and no_custody["risk_flags"] == []
+        absent = answers[3].json()
+        assert absent["custody_status"] is None and absent["responsible_organisation"] is None
+        assert absent["guardianship_id"] is None and absent["child_status"] == "active"
+
+    @pytest.mark.parametrize(
+        ("scopes", "headers", "status", "code"),
+        [
+            (None, {}, 401, "unauthorized"),
+            (["children:read"], {"X-Purpose-Of-Use": "child_protection"}, 403, "insufficient_scope"),
+            (["custody:read"], {"X-Purpose-Of-Use": "curiosity"}, 400, "unknown_purpose"),
+        ],
+    )
+    async def test_errors_answer_alike(
+        self,
+        served: tuple[httpx.AsyncClient, ServedBy],
+        client: httpx.AsyncClient,
+        token: TokenFactory,
+        civil: str,
+        scopes: list[str] | None,
+        headers: dict[str, str],
+        status: int,
+        code: str,
+    ) -> None:
+        http, recorder = served
+        child = await make_child(client, civil)
+        if scopes is not None:
+            headers = {**headers, **bearer(await token(agency="police", scopes=scopes, region="51"))}
+
+        direct = await http.get(f"/v1/children/{child['id']}/custody", headers=headers)
+        route = await http.get(f"/v1/children/{routed(child['id'])}/custody", headers=headers)
+
+        assert recorder.handlers == ["direct", "route"]
+        assert direct.status_code == route.status_code == status
+        assert direct.json()["code"] == code
+        assert without_request(direct.json()) == without_request(route.json())
+        assert direct.headers["content-type"] == route.headers["content-type"] == "application/problem+json"
+        assert direct.headers.get("www-authenticate") == route.headers.get("www-authenticate")
+
+    async def test_header_over_its_length_or_repeated_is_left_to_the_route(
+        self,
+        served: tuple[httpx.AsyncClient, ServedBy],
+        client: httpx.AsyncClient,
+        token: TokenFactory,
+        civil: str,
+        database_url: str,
+    ) -> None:
+        http, recorder = served
+        child = await make_child(client, civil)
+        police = await token(agency="police", scopes=["custody:read"], region="51")
+        url = f"/v1/children/{child['id']}/custody"
+
+        too_long = await http.get(url, headers={**bearer(police), "X-Purpose-Of-Use": "x" * 65})
+        repeated = await http.get(
+            url,
+            headers=[
+                ("Authorization", f"Bearer {police}"),
+                ("X-Purpose-Of-Use", "child_protection"),
+                ("X-Purpose-Of-Use", "child_protection"),
+            ],
+        )
+
+        assert recorder.handlers == ["route", "route"]
+        assert too_long.status_code == 422
+        assert too_long.headers["content-type"] == "application/problem+json"
+        assert repeated.status_code == 200, repeated.text
+        assert [r["decision"] for r in await access_log(database_url)] == ["allow"]
+
+    async def test_investigation_read_opens_the_case_in_the_same_request(
+        self,
+        served: tuple[httpx.AsyncClient, ServedBy],
+        client: httpx.AsyncClient,
+        token: TokenFactory,
+        civil: str,
+        database_url: str,
+    ) -> None:
+        http, recorder = served
+        child = await make_child(client, civil)
+        police = await token(agency="police", scopes=["custody:read"], region="51")
+        response = await http.get(
+            f"/v1/children/{child['id']}/custody",
+            headers={**bearer(police), **purpose("investigation"), "X-Investigation-Ref": "WH-2026-0117"},
+        )
+        assert recorder.handlers == ["direct"]
+        assert response.status_code == 200, response.text
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            case = await conn.fetchrow(
+                "SELECT agency, closed_at FROM investigation WHERE ref = 'WH-2026-0117'"
+            )
+        finally:
+            await conn.close()
+        assert case is not None and case["agency"] == "police" and case["closed_at"] is None
+        log = await access_log(database_url)
+        assert [(r["purpose"], r["investigation_ref"]) for r in log] == [("investigation", "WH-2026-0117")]
+
+    async def test_investigation_read_whose_record_cannot_be_written_opens_no_case(
+        self,
+        served: tuple[httpx.AsyncClient, ServedBy],
+        client: httpx.AsyncClient,
+        token: TokenFactory,
+        civil: str,
+        database_url: str,
+        app: Any,
+    ) -> None:
+        from app.audit.writer import AuditWriter
+
+        http, recorder = served
+        child = await make_child(client, civil)
+        police = await token(agency="police", scopes=["custody:read"], region="51")
+        door = app.state.door
+        working = door.audit
+        door.audit = AuditWriter("postgresql://postgres@127.0.0.1:1/none", timeout=1.0)
+        try:
+            response = await http.get(
+                f"/v1/children/{child['id']}/custody",
+                headers={**bearer(police), **purpose("investigation"), "X-Investigation-Ref": "WH-2026-0118"},
+            )
+        finally:
+            await door.audit.aclose()
+            door.audit = working
+        assert recorder.handlers == ["direct"]
+        assert response.status_code == 503
+        assert response.json()["code"] == "audit_unavailable"
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            assert await conn.fetchval("SELECT count(*) FROM investigation") == 0
+        finally:
+            await conn.close()
+
+    async def test_break_glass_read_is_flagged_and_queued_in_the_same_request(
+        self,
+        served: tuple[httpx.AsyncClient, ServedBy],
+        client: httpx.AsyncClient,
+        token: TokenFactory,
+        civil: str,
+        database_url: str,
+    ) -> None:
+        http, recorder = served
+        child = await make_child(client, civil)
+        await client.post(
+            f"/v1/children/{child['id']}/guardianship", json=guardianship_body(), headers=bearer(civil)
+        )
+        police = await token(agency="police", scopes=["custody:read", "break-glass"], region="51")
+        glass = "guardian_unreachable; Found alone at the station at 02:10, no adult answers"
+        # No statute lets police read custody for statistics: only break-glass releases it.
+        response = await http.get(
+            f"/v1/children/{child['id']}/custody",
+            headers={**bearer(police), **purpose("statistics"), "X-Break-Glass": glass},
+        )
+        assert recorder.handlers == ["direct"]
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["guardian"]["phone"] == "13800138000"
+        assert {c: b["ground"] for c, b in body["access"]["basis"].items()} == {
+            "custody": "break_glass",
+            "contact": "break_glass",
+        }
+        conn = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            reviews = await conn.fetch("SELECT access_log_id, action, reason_code FROM break_glass_review")
+        finally:
+            await conn.close()
+        log = await access_log(database_url)
+        assert [r["break_glass"] for r in log] == [True]
+        assert [(r["access_log_id"], r["action"], r["reason_code"]) for r in reviews] == [
+            (log[0]["id"], "custody.read", "guardian_unreachable")
+        ]
+
+    async def test_metrics_count_both_ways_under_the_route_template(
+        self, served: tuple[httpx.AsyncClient, ServedBy], token: TokenFactory
+    ) -> None:
+        http, _ = served
+        police = await token(agency="police", scopes=["custody:read"], region="51")
+        absent = "00000000-0000-4000-8000-000000000000"
+        before = await http.get("/metrics")
+        for child_id in (absent, routed(absent)):
+            response = await http.get(
+                f"/v1/children/{child_id}/custody", headers={**bearer(police), **purpose()}
+            )
+            assert response.status_code == 404
+        after = await http.get("/metrics")
+        series = (
+            'childlink_http_requests_total{method="GET",route="/v1/children/{child_id}/custody",status="404"}'
+        )
+        assert _counter(after.text, series) - _counter(before.text, series) == 2
+
+
+def _counter(metrics: str, series: str) -> int:
+    for line in metrics.splitlines():
+        if line.startswith(series + " "):
+            return int(line.rsplit(" ", 1)[1])
+    return 0
