@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 SEAL_LOCK_KEY = 7216360  # pg advisory lock id (the migrations use 7216359)
 GENESIS = "0" * 64
 DEFAULT_BATCH = 10_000
+YIELD_EVERY = 256  # rows hashed between turns of the event loop
 
 # Which rows are safe to seal? Row ids come from a sequence when the INSERT runs, but rows become
 # visible when their transaction commits, so a row with a LOWER id can still appear after we have
@@ -97,12 +98,17 @@ async def seal(conn: asyncpg.Connection, *, wait: bool = False, batch_size: int 
             complete = len(rows) < batch_size
             new_watermark = rows[0]["horizon"] if complete else watermark
             row_ids, positions, hashes = [], [], []
-            for row in rows:
+            for index, row in enumerate(rows, 1):
                 position += 1
                 previous = chain_hash(previous, row["row_hash"])
                 row_ids.append(row["id"])
                 positions.append(position)
                 hashes.append(previous)
+                if index % YIELD_EVERY == 0:
+                    # The sealer shares its worker's event loop with requests: hashing a second's
+                    # worth of rows in one go held every request on that worker for tens of
+                    # milliseconds (bench/README.md).
+                    await asyncio.sleep(0)
             await conn.execute(_APPEND, row_ids, positions, hashes, new_watermark)
         sealed += len(rows)
         if complete:
