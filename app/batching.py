@@ -74,7 +74,15 @@ class BatchedLookup:
 
     async def _default_connect(self) -> asyncpg.Connection:
         return await asyncpg.connect(
-            self._dsn, timeout=self._timeout, server_settings={"application_name": "childlink-lookup"}
+            self._dsn,
+            timeout=self._timeout,
+            server_settings={
+                "application_name": "childlink-lookup",
+                # One statement whose only parameter is an array of keys: PostgreSQL's default
+                # re-planned it for every batch (a custom plan per array), which was half the
+                # database CPU of a custody check. Its generic plan is the same index scans.
+                "plan_cache_mode": "force_generic_plan",
+            },
         )
 
     async def get(self, key: uuid.UUID) -> asyncpg.Record | None:
@@ -96,6 +104,7 @@ class BatchedLookup:
         every key still queued."""
         try:
             while self._pending:
+                await asyncio.sleep(0)  # one more loop turn to gather keys (see AuditWriter)
                 keys = list(self._pending)[: self._max_batch]
                 batch = {key: self._pending.pop(key) for key in keys}
                 await self._flush(batch)
