@@ -10,6 +10,7 @@ is served.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import uuid
 from collections.abc import Mapping, Sequence
@@ -23,9 +24,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.access.decision import BreakGlass, ConsentGrant, Decision, Ground, Outcome, decide
+from app.access.decision import BreakGlass, ConsentGrant, Decision, Grant, Ground, Outcome, decide
 from app.access.policy import Policy
-from app.audit.records import AccessRecord
+from app.audit.records import AccessRecord, Basis
 from app.auth.principal import Principal
 from app.auth.scopes import Scope
 from app.batching import BatchedLookup
@@ -102,11 +103,23 @@ class Subject:
     region_code: str
 
 
-def _basis(decision: Decision) -> dict[str, Any]:
-    return {
-        str(category): {"ground": str(grant.ground), "ref": grant.ref, "citation": grant.citation}
-        for category, grant in decision.granted.items()
-    }
+_NO_BASIS = Basis({})
+
+
+def _basis(decision: Decision) -> Basis:
+    return _basis_of(tuple(decision.granted.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _basis_of(granted: tuple[tuple[DataCategory, Grant], ...]) -> Basis:
+    """The access-log basis of one decision shape, built and checked once: statute reads repeat
+    a handful of shapes; consent grants add one per consent, hence the bound."""
+    return Basis(
+        {
+            str(category): {"ground": str(grant.ground), "ref": grant.ref, "citation": grant.citation}
+            for category, grant in granted
+        }
+    )
 
 
 def _withheld_extra(decision: Decision) -> dict[str, Any]:
@@ -232,7 +245,7 @@ class Door:
             reason=reason or (decision.reason if decision else None),
             categories_returned=tuple(str(c) for c in decision.granted) if decision else (),
             categories_withheld=tuple(str(c) for c in decision.withheld) if decision else tuple(withheld),
-            basis=_basis(decision) if decision else {},
+            basis=_basis(decision) if decision else _NO_BASIS,
             break_glass=bool(decision and decision.break_glass_used),
             investigation_ref=investigation_ref,
         )

@@ -107,6 +107,43 @@ def _check_json(name: str, value: object, depth: int = 0) -> None:
     raise TypeError(f"access record {name} holds a {type(value).__name__}; use JSON types")
 
 
+class _Frozen(dict[str, Any]):
+    """A dict that refuses changes once built (``orjson`` and ``json`` serialise it as a dict)."""
+
+    __slots__ = ()
+
+    def _refuse(self, *_: object, **__: object) -> None:
+        raise TypeError("a checked basis cannot be changed")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:  # copy and pickle rebuild it whole, never item by item
+        return (type(self), (dict(self),))
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return _Frozen({key: _freeze(item) for key, item in value.items()})
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(item) for item in value)
+    return value
+
+
+class Basis(_Frozen):
+    """A record's ``basis``, checked once and frozen. The access layer builds one per decision
+    shape and hands the same object to every record of that shape, so records do not walk and
+    copy it again each time (bench/README.md); any other mapping is checked and frozen by
+    :class:`AccessRecord` itself."""
+
+    __slots__ = ()
+
+    def __init__(self, value: Mapping[str, Any]) -> None:
+        if not isinstance(value, Mapping):
+            raise TypeError("access record basis must be a mapping")
+        _check_json("basis", value)
+        super().__init__({key: _freeze(item) for key, item in value.items()})
+
+
 def _uuid(value: UUID | str) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
@@ -162,10 +199,8 @@ class AccessRecord:
                 raise TypeError("access record query must be a mapping")
             _check_json("query", self.query)
             set_(self, "query", dict(self.query))
-        if not isinstance(self.basis, Mapping):
-            raise TypeError("access record basis must be a mapping")
-        _check_json("basis", self.basis)
-        set_(self, "basis", dict(self.basis))
+        if not isinstance(self.basis, Basis):  # a Basis was checked when it was built
+            set_(self, "basis", Basis(self.basis))
         if not isinstance(self.break_glass, bool):
             raise TypeError("access record break_glass must be a bool")
 

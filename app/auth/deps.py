@@ -59,7 +59,7 @@ async def authenticate(state: State, authorization: str | None) -> Principal:
             raise Unauthorized("Invalid token: the client is revoked.", code="invalid_token")
         if client.agency != claims.agency or not claims.region.startswith(client.region):
             raise Unauthorized("Invalid token: claims do not match the client.", code="invalid_token")
-        if not {str(s) for s in claims.scopes} <= client.allowed_scopes:
+        if not claims.scopes <= client.allowed_scopes:  # Scope members compare as their strings
             raise Unauthorized(
                 "Invalid token: it carries scopes the client does not hold.", code="invalid_token"
             )

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from app.audit import AccessRecord, AuditWriter, Decision
-from app.audit.records import canonical_json, content_from_row, row_hash
+from app.audit.records import Basis, canonical_json, content_from_row, row_hash
 from tests.audit.conftest import make_record
 
 MOMENT = datetime(2026, 11, 28, 9, 30, 0, 123456, tzinfo=UTC)
@@ -85,3 +85,18 @@ class TestValidation:
         assert record.child_id == child
         assert record.decision is Decision.deny
         assert record.categories_withheld == ("health",)
+
+    def test_basis_is_checked_once_and_frozen(self) -> None:
+        given = {"custody": {"ground": "statute", "ref": "police-custody", "citation": "《未成年人保护法》"}}
+        record = make_record(basis=given)
+        given["custody"]["ref"] = "changed later"  # the caller's dict is not the record's
+        assert record.basis == {
+            "custody": {"ground": "statute", "ref": "police-custody", "citation": "《未成年人保护法》"}
+        }
+        with pytest.raises(TypeError):
+            record.basis["custody"]["ref"] = "edited"  # type: ignore[index]
+        # A checked basis is shared as it is by every record of the same decision shape.
+        again = make_record(basis=record.basis)
+        assert again.basis is record.basis
+        with pytest.raises(TypeError):
+            Basis({"custody": {"ground": "statute", "weight": 0.5}})

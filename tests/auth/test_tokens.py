@@ -504,3 +504,35 @@ class TestExternalIssuer:
         response = await http.get("/v1/me", headers=bearer(token))
         assert response.status_code == 401
         assert "region" in response.json()["detail"]
+
+
+class TestNarrowedClient:
+    async def test_token_carrying_a_scope_the_client_no_longer_holds_is_refused(
+        self, client: httpx.AsyncClient, app: Any, db: Database
+    ) -> None:
+        client_id, secret = await make_client(db, agency="police", scopes=["children:read", "custody:read"])
+        issued = await client.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+        )
+        token = str(issued.json()["access_token"])
+        assert (await client.get("/v1/me", headers=bearer(token))).status_code == 200
+
+        async with db.sessionmaker() as session:
+            await session.execute(
+                text("UPDATE api_client SET allowed_scopes = '{children:read}' WHERE id = :id"),
+                {"id": client_id},
+            )
+            await session.commit()
+        app.state.client_directory.forget(client_id)  # as the directory's short cache would, in time
+
+        refused = await client.get("/v1/me", headers=bearer(token))
+        assert refused.status_code == 401
+        assert refused.json()["code"] == "invalid_token"
+        assert "does not hold" in refused.json()["detail"]
+        narrower = await client.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+        )
+        assert narrower.json()["scope"] == "children:read"
+        assert (
+            await client.get("/v1/me", headers=bearer(narrower.json()["access_token"]))
+        ).status_code == 200
