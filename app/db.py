@@ -150,13 +150,14 @@ class OnDemandSession:
         if session is None:
             return
         try:
-            if exc_type is None:
-                await _commit(session)
-            else:
+            if exc_type is not None:
                 await session.rollback()
-        except BaseException:
-            await session.rollback()
-            raise
+                return
+            try:
+                await _commit(session)
+            except BaseException:
+                await session.rollback()
+                raise
         finally:
             await session.close()
 

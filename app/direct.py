@@ -19,12 +19,15 @@ them before they pass on.
 
 from __future__ import annotations
 
+import inspect
 import re
 import uuid
 from typing import Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -126,16 +129,25 @@ async def _custody(scope: Scope, receive: Receive, send: Send, raw_id: str) -> b
         handler = _exception_handler(app, exc)
         if handler is None:
             raise  # RequestContextMiddleware's last-resort 500
-        response = await handler(Request(scope, receive), exc)
+        request = Request(scope, receive)
+        if inspect.iscoroutinefunction(handler):
+            response = await handler(request, exc)
+        else:  # a plain function, in the thread pool as Starlette runs it (or an async callable)
+            response = await run_in_threadpool(handler, request, exc)
+            if inspect.isawaitable(response):
+                response = await response
     await response(scope, receive, send)
     return True
 
 
 def _exception_handler(app: Any, exc: Exception) -> Any:
     """The application's handler for ``exc``, found as Starlette's ExceptionMiddleware finds it:
-    by the exception's class, then its bases in order, short of ``Exception`` itself (whose
-    handler belongs to the outermost error middleware, as on every route)."""
+    an ``HTTPException`` by its status code first, then any exception by its class and its bases
+    in order, short of ``Exception`` itself (whose handler belongs to the outermost error
+    middleware, as on every route)."""
     handlers: dict[Any, Any] = app.exception_handlers
+    if isinstance(exc, HTTPException) and exc.status_code in handlers:
+        return handlers[exc.status_code]
     for cls in type(exc).__mro__:
         if cls is Exception:
             break

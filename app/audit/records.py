@@ -137,9 +137,8 @@ class Basis(_Frozen):
 
     __slots__ = ()
 
-    def __init__(self, value: Mapping[str, Any]) -> None:
-        if not isinstance(value, Mapping):
-            raise TypeError("access record basis must be a mapping")
+    def __init__(self, value: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+        value = value if isinstance(value, Mapping) else dict(value)  # pairs, as dataclasses.asdict gives
         _check_json("basis", value)
         super().__init__({key: _freeze(item) for key, item in value.items()})
 
@@ -200,6 +199,8 @@ class AccessRecord:
             _check_json("query", self.query)
             set_(self, "query", dict(self.query))
         if not isinstance(self.basis, Basis):  # a Basis was checked when it was built
+            if not isinstance(self.basis, Mapping):
+                raise TypeError("access record basis must be a mapping")
             set_(self, "basis", Basis(self.basis))
         if not isinstance(self.break_glass, bool):
             raise TypeError("access record break_glass must be a bool")

@@ -6,9 +6,14 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from fastapi import Request
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 
+from app.config import Settings
 from app.db import asyncpg_dsn
+from app.errors import NotFound
+from app.main import create_app
 from app.models.guardianship import CustodyPublic
 from tests.conftest import TokenFactory, bearer
 from tests.factories import CIVIL_SCOPES, guardianship_body, make_child, purpose
@@ -374,6 +379,7 @@ class TestDirectPath:
         assert repeated.status_code == 200, repeated.text
         assert [r["decision"] for r in await access_log(database_url)] == ["allow"]
 
+    @pytest.mark.parametrize("way", ["direct", "route"])
     async def test_investigation_read_opens_the_case_in_the_same_request(
         self,
         served: tuple[httpx.AsyncClient, ServedBy],
@@ -381,15 +387,17 @@ class TestDirectPath:
         token: TokenFactory,
         civil: str,
         database_url: str,
+        way: str,
     ) -> None:
         http, recorder = served
         child = await make_child(client, civil)
         police = await token(agency="police", scopes=["custody:read"], region="51")
+        child_id = child["id"] if way == "direct" else routed(child["id"])
         response = await http.get(
-            f"/v1/children/{child['id']}/custody",
+            f"/v1/children/{child_id}/custody",
             headers={**bearer(police), **purpose("investigation"), "X-Investigation-Ref": "WH-2026-0117"},
         )
-        assert recorder.handlers == ["direct"]
+        assert recorder.handlers == [way]
         assert response.status_code == 200, response.text
         conn = await asyncpg.connect(asyncpg_dsn(database_url))
         try:
@@ -474,6 +482,31 @@ class TestDirectPath:
         assert [(r["access_log_id"], r["action"], r["reason_code"]) for r in reviews] == [
             (log[0]["id"], "custody.read", "guardian_unreachable")
         ]
+
+    async def test_an_exception_handler_is_used_as_the_route_would_use_it(
+        self, settings: Settings, token: TokenFactory
+    ) -> None:
+        """A plain (non-async) handler, as an application may register one, answers for both ways."""
+        other = create_app(settings)
+
+        def not_found(request: Request, exc: Exception) -> JSONResponse:
+            return JSONResponse({"handled": "sync"}, status_code=404)
+
+        other.add_exception_handler(NotFound, not_found)
+        police = await token(agency="police", scopes=["custody:read"], region="51")
+        absent = "00000000-0000-4000-8000-000000000000"
+        async with other.router.lifespan_context(other):
+            recorder = ServedBy(other)
+            transport = httpx.ASGITransport(app=recorder)
+            async with httpx.AsyncClient(transport=transport, base_url="http://other") as http:
+                answers = [
+                    await http.get(
+                        f"/v1/children/{child_id}/custody", headers={**bearer(police), **purpose()}
+                    )
+                    for child_id in (absent, routed(absent))
+                ]
+        assert recorder.handlers == ["direct", "route"]
+        assert [(a.status_code, a.json()) for a in answers] == [(404, {"handled": "sync"})] * 2
 
     async def test_metrics_count_both_ways_under_the_route_template(
         self, served: tuple[httpx.AsyncClient, ServedBy], token: TokenFactory
