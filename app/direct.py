@@ -29,7 +29,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.access.deps import (
@@ -124,7 +123,7 @@ async def _custody(scope: Scope, receive: Receive, send: Send, raw_id: str) -> b
             result = await guardianship_service.custody(
                 session, state.door, reader, child_id, lookup=state.custody_lookup
             )
-        response = Response(orjson.dumps(result), media_type="application/json")
+        body = orjson.dumps(result)
     except Exception as exc:
         handler = _exception_handler(app, exc)
         if handler is None:
@@ -136,7 +135,17 @@ async def _custody(scope: Scope, receive: Receive, send: Send, raw_id: str) -> b
             response = await run_in_threadpool(handler, request, exc)
             if inspect.isawaitable(response):
                 response = await response
-    await response(scope, receive, send)
+        await response(scope, receive, send)
+        return True
+    # The two messages a Response(body, media_type="application/json") sends, without building one.
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
     return True
 
 

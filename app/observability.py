@@ -287,15 +287,16 @@ class RequestContextMiddleware:
             principal = state.get("principal")
             status = int(status_holder["status"])
             self.metrics.observe(method, route_path, status, duration)
-            logger.info(
-                "request",
-                extra={
-                    "request_id": request_id,
-                    "method": method,
-                    "route": route_path,
-                    "status": status,
-                    "duration_ms": round(duration * 1000, 2),
-                    "client_id": getattr(principal, "client_id", None) or state.get("client_id"),
-                    "agency": getattr(principal, "agency", None) or state.get("agency"),
-                },
-            )
+            if logger.isEnabledFor(logging.INFO):  # not even the record's fields when it is off
+                logger.info(
+                    "request",
+                    extra={
+                        "request_id": request_id,
+                        "method": method,
+                        "route": route_path,
+                        "status": status,
+                        "duration_ms": round(duration * 1000, 2),
+                        "client_id": getattr(principal, "client_id", None) or state.get("client_id"),
+                        "agency": getattr(principal, "agency", None) or state.get("agency"),
+                    },
+                )
