@@ -8,7 +8,7 @@ rather than to the check. :class:`DirectRoutes` sits just inside
 are unchanged) and answers a well-formed ``GET /v1/children/{uuid}/custody`` itself, with the
 same functions the route's dependencies call: :func:`app.auth.deps.authenticate`,
 :func:`app.auth.deps.check_scopes`, :func:`app.access.deps.make_reader` and
-:func:`app.services.guardianship.custody`. Errors are rendered by the application's own
+:func:`app.services.guardianship.custody_body`. Errors are rendered by the application's own
 exception handlers, so a problem document is the same whichever way the request went.
 
 Anything this path does not fully handle passes on to the documented route untouched: another
@@ -24,7 +24,6 @@ import re
 import uuid
 from typing import Any
 
-import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
 from starlette.exceptions import HTTPException
@@ -39,7 +38,6 @@ from app.access.deps import (
 )
 from app.auth.deps import authenticate, check_scopes
 from app.auth.scopes import Scope as AuthScope
-from app.db import OnDemandSession
 from app.services import guardianship as guardianship_service
 
 CUSTODY_PATH = "/v1/children/{child_id}/custody"
@@ -119,11 +117,9 @@ async def _custody(scope: Scope, receive: Receive, send: Send, raw_id: str) -> b
             investigation=headers.get(b"x-investigation-ref"),
             request_id=request_state.get("request_id"),
         )
-        async with OnDemandSession(state.db.sessionmaker) as session:
-            result = await guardianship_service.custody(
-                session, state.door, reader, child_id, lookup=state.custody_lookup
-            )
-        body = orjson.dumps(result)
+        body = await guardianship_service.custody_body(
+            state.db, state.door, reader, child_id, lookup=state.custody_lookup
+        )
     except Exception as exc:
         handler = _exception_handler(app, exc)
         if handler is None:

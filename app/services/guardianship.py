@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -13,7 +14,7 @@ from sqlmodel import col
 from app.access.decision import Decision
 from app.access.door import Door, Reader, Subject
 from app.batching import BatchedLookup
-from app.db import OnDemandSession
+from app.db import Database, OnDemandSession
 from app.errors import Conflict, Forbidden
 from app.models.agency import AgencyKind
 from app.models.child import ChildStatus
@@ -259,3 +260,14 @@ async def custody(
         "guardianship_id": str(row["id"]) if current else None,
         "access": child_service.access_document(decision),
     }
+
+
+async def custody_body(
+    db: Database, door: Door, reader: Reader, child_id: uuid.UUID, *, lookup: BatchedLookup
+) -> bytes:
+    """The custody check as its response body, in the request's own transaction (opened only if
+    the door writes, committed before the answer leaves): what both the documented route and
+    ``app.direct`` serve."""
+    async with OnDemandSession(db.sessionmaker) as session:
+        document = await custody(session, door, reader, child_id, lookup=lookup)
+    return orjson.dumps(document)

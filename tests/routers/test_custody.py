@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,12 +25,31 @@ async def civil(token: TokenFactory) -> str:
     return await token(agency="civil-affairs", scopes=CIVIL_SCOPES, region="51")
 
 
-async def access_log(database_url: str) -> list[asyncpg.Record]:
+async def fetch(database_url: str, query: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
-        return await conn.fetch("SELECT * FROM access_log ORDER BY id")
+        return list(await conn.fetch(query))
     finally:
         await conn.close()
+
+
+async def access_log(database_url: str) -> list[asyncpg.Record]:
+    return await fetch(database_url, "SELECT * FROM access_log ORDER BY id")
+
+
+@contextlib.asynccontextmanager
+async def audit_unreachable(app: Any) -> AsyncIterator[None]:
+    """A real access-log writer whose database cannot be reached, for the duration."""
+    from app.audit.writer import AuditWriter
+
+    door = app.state.door
+    working = door.audit
+    door.audit = AuditWriter("postgresql://postgres@127.0.0.1:1/none", timeout=1.0)
+    try:
+        yield
+    finally:
+        await door.audit.aclose()
+        door.audit = working
 
 
 class TestCustodyCheck:
@@ -188,24 +208,16 @@ class TestAuditIsAPrecondition:
     async def test_read_whose_record_cannot_be_written_is_not_served(
         self, client: httpx.AsyncClient, token: TokenFactory, civil: str, app: object
     ) -> None:
-        from app.audit.writer import AuditWriter
-
         child = await make_child(client, civil)
         await client.post(
             f"/v1/children/{child['id']}/guardianship", json=guardianship_body(), headers=bearer(civil)
         )
         police = await token(agency="police", scopes=["custody:read"], region="51")
-        door = app.state.door  # type: ignore[attr-defined]
-        working = door.audit
-        # A real writer whose database cannot be reached: the record cannot be made durable.
-        door.audit = AuditWriter("postgresql://postgres@127.0.0.1:1/none", timeout=1.0)
-        try:
+        # The record cannot be made durable.
+        async with audit_unreachable(app):
             response = await client.get(
                 f"/v1/children/{child['id']}/custody", headers={**bearer(police), **purpose()}
             )
-        finally:
-            await door.audit.aclose()
-            door.audit = working
         assert response.status_code == 503
         assert response.json()["code"] == "audit_unavailable"
         assert "卓玛" not in response.text and "13800138000" not in response.text
@@ -399,14 +411,8 @@ class TestDirectPath:
         )
         assert recorder.handlers == [way]
         assert response.status_code == 200, response.text
-        conn = await asyncpg.connect(asyncpg_dsn(database_url))
-        try:
-            case = await conn.fetchrow(
-                "SELECT agency, closed_at FROM investigation WHERE ref = 'WH-2026-0117'"
-            )
-        finally:
-            await conn.close()
-        assert case is not None and case["agency"] == "police" and case["closed_at"] is None
+        cases = await fetch(database_url, "SELECT ref, agency, closed_at FROM investigation")
+        assert [(c["ref"], c["agency"], c["closed_at"]) for c in cases] == [("WH-2026-0117", "police", None)]
         log = await access_log(database_url)
         assert [(r["purpose"], r["investigation_ref"]) for r in log] == [("investigation", "WH-2026-0117")]
 
@@ -419,30 +425,18 @@ class TestDirectPath:
         database_url: str,
         app: Any,
     ) -> None:
-        from app.audit.writer import AuditWriter
-
         http, recorder = served
         child = await make_child(client, civil)
         police = await token(agency="police", scopes=["custody:read"], region="51")
-        door = app.state.door
-        working = door.audit
-        door.audit = AuditWriter("postgresql://postgres@127.0.0.1:1/none", timeout=1.0)
-        try:
+        async with audit_unreachable(app):
             response = await http.get(
                 f"/v1/children/{child['id']}/custody",
                 headers={**bearer(police), **purpose("investigation"), "X-Investigation-Ref": "WH-2026-0118"},
             )
-        finally:
-            await door.audit.aclose()
-            door.audit = working
         assert recorder.handlers == ["direct"]
         assert response.status_code == 503
         assert response.json()["code"] == "audit_unavailable"
-        conn = await asyncpg.connect(asyncpg_dsn(database_url))
-        try:
-            assert await conn.fetchval("SELECT count(*) FROM investigation") == 0
-        finally:
-            await conn.close()
+        assert await fetch(database_url, "SELECT ref FROM investigation") == []
 
     async def test_break_glass_read_is_flagged_and_queued_in_the_same_request(
         self,
@@ -472,11 +466,9 @@ class TestDirectPath:
             "custody": "break_glass",
             "contact": "break_glass",
         }
-        conn = await asyncpg.connect(asyncpg_dsn(database_url))
-        try:
-            reviews = await conn.fetch("SELECT access_log_id, action, reason_code FROM break_glass_review")
-        finally:
-            await conn.close()
+        reviews = await fetch(
+            database_url, "SELECT access_log_id, action, reason_code FROM break_glass_review"
+        )
         log = await access_log(database_url)
         assert [r["break_glass"] for r in log] == [True]
         assert [(r["access_log_id"], r["action"], r["reason_code"]) for r in reviews] == [
