@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(default=20, ge=1, le=200)
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
+    otel: bool = False
+    """FastAPI's native OpenTelemetry spans, metrics and logs, for a deployment that configures an
+    OpenTelemetry SDK. Off by default: the service's own metrics are at ``/metrics``, and looking
+    for a configured SDK costs every request a few microseconds even when there is none."""
     token_failures_per_minute: int = Field(default=20, ge=1)
     break_glass_daily_limit: int = Field(default=5, ge=0, le=1000)
     """Break-glass reads one client may make in 24 hours before further uses are refused (429)."""

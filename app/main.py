@@ -142,6 +142,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
+        # Omitted keys keep FastAPI's defaults; off, FastAPI skips its per-request telemetry probe.
+        telemetry=None if settings.otel else {"tracing": False, "metrics": False, "logs": False},
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
