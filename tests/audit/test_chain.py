@@ -1,7 +1,7 @@
 """Sealing and verification: an intact log verifies; an edited, deleted or inserted row is named.
 
 The attacks run as a database superuser would: ``session_replication_role = replica`` switches
-the append-only triggers (and foreign keys) off, so only the hash chain stands in the way.
+the append-only triggers off, so only the hash chain stands in the way.
 """
 
 from __future__ import annotations
