@@ -104,6 +104,9 @@ class Subject:
 
 
 _NO_BASIS = Basis({})
+_DECISION_CACHE_SIZE = 4096
+# (reader agency, reader kind, owner agency, categories, purpose)
+_DecisionKey = tuple[str, str, str, tuple[DataCategory, ...], PurposeOfUse | None]
 
 
 def _basis(decision: Decision) -> Basis:
@@ -152,6 +155,7 @@ class Door:
         self.audit = audit
         self.consents = consents
         self.break_glass_daily_limit = break_glass_daily_limit
+        self._decisions: dict[_DecisionKey, Decision] = {}
 
     # -- the request's statements ----------------------------------------------------------
 
@@ -554,6 +558,28 @@ class Door:
         *,
         consents: Sequence[ConsentGrant] = (),
         glass: BreakGlass | None = None,
+    ) -> Decision:
+        if consents or glass is not None:
+            return self._decide_now(reader, subject, categories, purpose, consents, glass)
+        # Without consents or break-glass a decision depends only on who reads whose record, for
+        # what and which categories: a handful of shapes, each decided once (decisions are never
+        # changed after they are made). The bound only guards against an unforeseen variety.
+        key = (reader.principal.agency, reader.agency_kind, subject.owner_agency, tuple(categories), purpose)
+        decision = self._decisions.get(key)
+        if decision is None:
+            if len(self._decisions) >= _DECISION_CACHE_SIZE:
+                self._decisions.clear()
+            decision = self._decisions[key] = self._decide_now(reader, subject, categories, purpose, (), None)
+        return decision
+
+    def _decide_now(
+        self,
+        reader: Reader,
+        subject: Subject,
+        categories: Sequence[DataCategory],
+        purpose: PurposeOfUse | None,
+        consents: Sequence[ConsentGrant],
+        glass: BreakGlass | None,
     ) -> Decision:
         return decide(
             self.policy,
