@@ -81,20 +81,6 @@ def _check_text(name: str, value: object) -> None:
         raise ValueError(f"access record {name} is not valid Unicode") from exc
 
 
-# Texts that recur from record to record (client ids, agencies, actions, purposes, reasons, case
-# references), each checked once; bounded, so that unusual variety cannot grow it without end.
-_CHECKED: set[str] = set()
-_CHECKED_LIMIT = 10_000
-
-
-def _check_recurring(name: str, value: object) -> None:
-    if value.__class__ is str and value in _CHECKED:
-        return
-    _check_text(name, value)
-    if len(_CHECKED) < _CHECKED_LIMIT:
-        _CHECKED.add(value)  # type: ignore[arg-type]  # _check_text passed: a str
-
-
 def _check_json(name: str, value: object, depth: int = 0) -> None:
     if depth > 16:
         raise ValueError(f"access record {name} is nested too deeply")
@@ -191,15 +177,13 @@ class AccessRecord:
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise in place once, here
         set_(self, "decision", Decision(self.decision))
-        _check_recurring("action", self.action)
+        _check_text("action", self.action)
         if not self.action:
             raise ValueError("access record action is empty")
-        if self.request_id is not None:
-            _check_text("request_id", self.request_id)
-        for name in ("client_id", "agency", "purpose", "reason", "investigation_ref"):
+        for name in ("request_id", "client_id", "agency", "purpose", "reason", "investigation_ref"):
             value = getattr(self, name)
             if value is not None:
-                _check_recurring(name, value)
+                _check_text(name, value)
         if self.child_id is not None:
             set_(self, "child_id", _uuid(self.child_id))
         if self.child_ids is not None:
@@ -207,7 +191,7 @@ class AccessRecord:
         for name in ("categories_returned", "categories_withheld"):
             values = tuple(getattr(self, name))
             for value in values:
-                _check_recurring(name, value)
+                _check_text(name, value)
             set_(self, name, values)
         if self.query is not None:
             if not isinstance(self.query, Mapping):
