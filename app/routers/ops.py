@@ -51,5 +51,36 @@ async def readyz(request: Request) -> Any:
     responses={200: {"content": {"text/plain": {"example": "childlink_http_requests_total{...} 1"}}}},
 )
 async def metrics(request: Request) -> PlainTextResponse:
-    """Request counts and latencies per route and status, in Prometheus text format (this worker)."""
-    return PlainTextResponse(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+    """Request counts and latencies per route and status, and how the access log and the batched
+    lookups group their work, in Prometheus text format (this worker)."""
+    state = request.app.state
+    text = state.metrics.render() + _batching(state)
+    return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
+
+
+def _batching(state: Any) -> str:
+    """Counters of the group-committing access-log writer and the batched lookups: records per
+    flush and keys per query are how far concurrent requests share their database round trips."""
+    audit = state.audit
+    lines = [
+        "# HELP childlink_access_log_records_total Access-log records committed.",
+        "# TYPE childlink_access_log_records_total counter",
+        f"childlink_access_log_records_total {audit.records_written}",
+        "# HELP childlink_access_log_flushes_total Access-log INSERTs committed (one or more records each).",
+        "# TYPE childlink_access_log_flushes_total counter",
+        f"childlink_access_log_flushes_total {audit.flushes}",
+        "# HELP childlink_access_log_failed_flushes_total Failed access-log INSERTs (their reads got 503).",
+        "# TYPE childlink_access_log_failed_flushes_total counter",
+        f"childlink_access_log_failed_flushes_total {audit.failed_flushes}",
+    ]
+    lookups = {"custody": state.custody_lookup, "consent": state.consent_lookup}
+    for metric, attribute, help_text in (
+        ("childlink_lookup_queries_total", "queries", "Batched lookup queries run."),
+        ("childlink_lookup_keys_total", "keys_read", "Keys looked up by batched queries."),
+        ("childlink_lookup_failed_queries_total", "failed_queries", "Batched lookup queries that failed."),
+    ):
+        lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
+        lines += [
+            f'{metric}{{lookup="{name}"}} {getattr(lookup, attribute)}' for name, lookup in lookups.items()
+        ]
+    return "\n".join(lines) + "\n"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
@@ -144,6 +145,33 @@ class TestCustodyCheck:
         assert body["guardian"] is None
         assert body["responsible_organisation"]["duty_phone"] is None
         assert {w["category"] for w in body["access"]["withheld"]} == {"contact"}
+
+    async def test_metrics_show_concurrent_checks_sharing_their_database_work(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str
+    ) -> None:
+        children = [await make_child(client, civil) for _ in range(3)]
+        police = await token(agency="police", scopes=["custody:read"], region="51")
+        before = (await client.get("/metrics")).text
+
+        answers = await asyncio.gather(
+            *(
+                client.get(f"/v1/children/{child['id']}/custody", headers={**bearer(police), **purpose()})
+                for child in children * 4
+            )
+        )
+
+        assert [a.status_code for a in answers] == [200] * 12
+        after = (await client.get("/metrics")).text
+
+        def grew(series: str) -> int:
+            return _counter(after, series) - _counter(before, series)
+
+        assert grew("childlink_access_log_records_total") == 12
+        assert 1 <= grew("childlink_access_log_flushes_total") < 12  # records shared INSERTs
+        assert grew("childlink_access_log_failed_flushes_total") == 0
+        # Checks of the same child in flight together read it once.
+        assert 3 <= grew('childlink_lookup_keys_total{lookup="custody"}') < 12
+        assert 1 <= grew('childlink_lookup_queries_total{lookup="custody"}') < 12
 
 
 class TestGuardianshipHistory:
