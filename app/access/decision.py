@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
+from typing import Any
 
 from app.access.policy import Policy
 from app.models.vocabulary import DataCategory, PurposeOfUse
@@ -66,6 +68,21 @@ class Decision:
 
     def allows(self, category: DataCategory) -> bool:
         return category in self.granted
+
+    @cached_property
+    def document(self) -> dict[str, Any]:
+        """What was released and withheld, and on what grounds, as JSON values (the shape of
+        ``AccessSummary``). Built once per decision and shared by every response that carries
+        it (the door reuses statute decisions), so it is never changed."""
+        return {
+            "purpose": str(self.purpose) if self.purpose else None,
+            "categories_returned": [str(c) for c in self.granted],
+            "withheld": [{"category": str(c), "reason": r} for c, r in self.withheld.items()],
+            "basis": {
+                str(c): {"ground": str(g.ground), "ref": g.ref, "citation": g.citation}
+                for c, g in self.granted.items()
+            },
+        }
 
 
 def decide(

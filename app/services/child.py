@@ -48,16 +48,9 @@ def etag(child: Child) -> str:
 
 def access_document(decision: Decision) -> dict[str, Any]:
     """What the access layer released and withheld, and on what grounds, in the JSON shape of
-    :class:`AccessSummary` (for responses serialised without building models)."""
-    return {
-        "purpose": str(decision.purpose) if decision.purpose else None,
-        "categories_returned": [str(c) for c in decision.granted],
-        "withheld": [{"category": str(c), "reason": r} for c, r in decision.withheld.items()],
-        "basis": {
-            str(c): {"ground": str(g.ground), "ref": g.ref, "citation": g.citation}
-            for c, g in decision.granted.items()
-        },
-    }
+    :class:`AccessSummary` (for responses serialised without building models). Shared: never
+    change it."""
+    return decision.document
 
 
 def access_summary(decision: Decision) -> AccessSummary:
