@@ -13,7 +13,9 @@ import random
 import re
 import sys
 import time
+from bisect import bisect_left
 from collections import defaultdict
+from itertools import accumulate
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -68,11 +70,10 @@ class Metrics:
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         self.requests[(method, route, status)] += 1
         key = (method, route)
-        buckets = self.latency.setdefault(key, [0] * (len(self._buckets) + 1))
-        for i, bound in enumerate(self._buckets):
-            if seconds <= bound:
-                buckets[i] += 1
-        buckets[-1] += 1
+        # One count per request, in the first bucket whose bound it is within (the last is +Inf);
+        # render() adds them up into Prometheus's cumulative buckets.
+        counts = self.latency.setdefault(key, [0] * (len(self._buckets) + 1))
+        counts[bisect_left(self._buckets, seconds)] += 1
         self.latency_sum[key] += seconds
 
     def render(self) -> str:
@@ -89,20 +90,19 @@ class Metrics:
             "# HELP childlink_http_request_duration_seconds Request latency.",
             "# TYPE childlink_http_request_duration_seconds histogram",
         ]
-        for (method, route), buckets in sorted(self.latency.items()):
+        for (method, route), counts in sorted(self.latency.items()):
             labels = f'method="{method}",route="{route}"'
-            for bound, count in zip(self._buckets, buckets, strict=False):
-                lines.append(
-                    f'childlink_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {int(count)}'
-                )
-            lines.append(
-                f'childlink_http_request_duration_seconds_bucket{{{labels},le="+Inf"}} {int(buckets[-1])}'
-            )
+            buckets = list(accumulate(counts))
+            bounds = [*map(str, self._buckets), "+Inf"]
+            lines += [
+                f'childlink_http_request_duration_seconds_bucket{{{labels},le="{bound}"}} {count}'
+                for bound, count in zip(bounds, buckets, strict=True)
+            ]
             lines.append(
                 f"childlink_http_request_duration_seconds_sum{{{labels}}} "
                 f"{self.latency_sum[(method, route)]:.6f}"
             )
-            lines.append(f"childlink_http_request_duration_seconds_count{{{labels}}} {int(buckets[-1])}")
+            lines.append(f"childlink_http_request_duration_seconds_count{{{labels}}} {buckets[-1]}")
         return "\n".join(lines) + "\n"
 
 
