@@ -195,6 +195,14 @@ WHERE c.id = ANY($1::uuid[])
 """
 
 
+# Stored codes to their published values, each a member of its enum: a code outside the
+# vocabulary fails the check (KeyError, a 500) as the enum would, at a dictionary lookup's cost.
+_CHILD_STATUS = {str(v): str(v) for v in ChildStatus}
+_CUSTODY_STATUS = {str(v): str(v) for v in CustodyStatus}
+_ASSESSMENT_RESULT = {str(v): str(v) for v in AssessmentResult}
+_RISK_FLAG = {str(v): str(v) for v in RiskFlag}
+
+
 def custody_lookup(dsn: str) -> BatchedLookup:
     return BatchedLookup(dsn, CUSTODY_SQL, "child_id")
 
@@ -234,8 +242,8 @@ async def custody(
     assessed = row["last_assessment_date"] is not None and row["last_assessment_result"] is not None
     return {
         "child_id": str(child_id),
-        "child_status": str(ChildStatus(row["status"])),
-        "custody_status": str(CustodyStatus(row["custody_status"])) if custody_ok else None,
+        "child_status": _CHILD_STATUS[row["status"]],
+        "custody_status": _CUSTODY_STATUS[row["custody_status"]] if custody_ok else None,
         "since": row["effective_from"].isoformat() if custody_ok else None,
         "guardian": {
             "name": row["guardian_name"],
@@ -252,11 +260,11 @@ async def custody(
         else None,
         "last_assessment": {
             "date": row["last_assessment_date"].isoformat(),
-            "result": str(AssessmentResult(row["last_assessment_result"])),
+            "result": _ASSESSMENT_RESULT[row["last_assessment_result"]],
         }
         if custody_ok and assessed
         else None,
-        "risk_flags": [str(RiskFlag(f)) for f in row["risk_flags"]] if custody_ok else [],
+        "risk_flags": [_RISK_FLAG[f] for f in row["risk_flags"]] if custody_ok else [],
         "guardianship_id": str(row["id"]) if current else None,
         "access": child_service.access_document(decision),
     }
