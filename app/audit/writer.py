@@ -182,7 +182,13 @@ class AuditWriter:
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await self._connect()
+            # Held before it is ready, so that a failure below drops it like any other.
+            self._conn = conn = await self._connect()
+            # The batch goes out as the UTF-8 bytes it was built in: json's binary wire format
+            # is its text, so nothing is decoded to str and encoded back per batch.
+            await conn.set_type_codec(
+                "json", schema="pg_catalog", encoder=bytes, decoder=bytes.decode, format="binary"
+            )
         return self._conn
 
     def _drop_connection(self) -> None:
@@ -234,7 +240,7 @@ class AuditWriter:
         # One statement outside an explicit transaction: it commits by itself, in one round trip.
         # On timeout the INSERT may still commit; a record of an unserved read is the safe side
         # of that race.
-        returned = await conn.fetch(INSERT_SQL, payload.decode(), timeout=self._timeout)
+        returned = await conn.fetch(INSERT_SQL, payload, timeout=self._timeout)
         ids_by_hash: dict[str, list[int]] = {}
         for row in returned:
             ids_by_hash.setdefault(row["row_hash"], []).append(row["id"])
