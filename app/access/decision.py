@@ -73,11 +73,12 @@ class Decision:
     def document(self) -> dict[str, Any]:
         """What was released and withheld, and on what grounds, as JSON values (the shape of
         ``AccessSummary``). Built once per decision and shared by every response that carries
-        it (the door reuses statute decisions), so it is never changed."""
+        it (the door reuses statute decisions), so it is never changed; its arrays are tuples,
+        which JSON encoders write as arrays and nothing can append to."""
         return {
             "purpose": str(self.purpose) if self.purpose else None,
-            "categories_returned": [str(c) for c in self.granted],
-            "withheld": [{"category": str(c), "reason": r} for c, r in self.withheld.items()],
+            "categories_returned": tuple(str(c) for c in self.granted),
+            "withheld": tuple({"category": str(c), "reason": r} for c, r in self.withheld.items()),
             "basis": {
                 str(c): {"ground": str(g.ground), "ref": g.ref, "citation": g.citation}
                 for c, g in self.granted.items()

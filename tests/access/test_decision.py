@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import copy
+import inspect
+import uuid
+from typing import Any, cast
+
 import pytest
 
 from app.access.decision import BreakGlass, ConsentGrant, Ground, Outcome, decide
+from app.access.door import Door, Reader, Subject
 from app.access.policy import Policy, load_policy
+from app.auth.principal import Principal
+from app.models.child import AccessSummary
 from app.models.vocabulary import DataCategory as C
 from app.models.vocabulary import PurposeOfUse as P
 
@@ -193,3 +201,85 @@ class TestPolicyFile:
         )
         with pytest.raises(ValueError):
             load_policy(path)
+
+
+class TestReusedDecisions:
+    """The door decides each statute-only shape of read once and reuses the decision."""
+
+    @staticmethod
+    def door(policy: Policy) -> Door:
+        return Door(policy, audit=cast(Any, None), consents=cast(Any, None))
+
+    @staticmethod
+    def reader(agency: str, kind: str) -> Reader:
+        principal = Principal(
+            client_id="c", agency=agency, scopes=frozenset(), region="51", token_id="t", issuer="i"
+        )
+        return Reader(
+            principal=principal, agency_kind=kind, purpose_raw=None, break_glass_raw=None, request_id=None
+        )
+
+    def test_the_cache_key_covers_every_input_of_the_decision(self) -> None:
+        # The key is (reader agency, reader kind, owner agency, categories, purpose); consents and
+        # break-glass bypass it. A new input to decide() must join the key (Door._decide).
+        assert list(inspect.signature(decide).parameters) == [
+            "policy",
+            "reader_agency",
+            "reader_kind",
+            "owner_agency",
+            "categories",
+            "purpose",
+            "consents",
+            "break_glass",
+        ]
+
+    def test_each_shape_gets_its_own_decision_and_repeats_get_the_same(self, policy: Policy) -> None:
+        door = self.door(policy)
+        child = Subject(uuid.uuid4(), "civil-affairs", "510104")
+        wanted = [C.custody, C.contact, C.health]
+        shapes = {
+            "police, child protection": (self.reader("police", "police"), P.child_protection),
+            "police, emergency": (self.reader("police", "police"), P.emergency),
+            "education, child protection": (self.reader("education", "education"), P.child_protection),
+            "owner": (self.reader("civil-affairs", "civil-affairs"), None),
+        }
+        decided = {name: door._decide(r, child, wanted, p) for name, (r, p) in shapes.items()}
+        for name, (r, p) in shapes.items():
+            fresh = decide(
+                policy,
+                reader_agency=r.principal.agency,
+                reader_kind=r.agency_kind,
+                owner_agency=child.owner_agency,
+                categories=wanted,
+                purpose=p,
+            )
+            assert decided[name] == fresh, name
+            assert door._decide(r, Subject(uuid.uuid4(), "civil-affairs", "5101"), wanted, p) is decided[name]
+        assert len({id(d) for d in decided.values()}) == len(shapes)
+        assert decided["owner"].outcome is Outcome.allow and not decided["owner"].cross_agency
+        assert set(decided["police, child protection"].withheld) != set(
+            decided["education, child protection"].withheld
+        )
+
+    def test_consents_are_never_answered_from_the_cache(self, policy: Policy) -> None:
+        door = self.door(policy)
+        reader = self.reader("education", "education")
+        child = Subject(uuid.uuid4(), "civil-affairs", "510104")
+        statute = door._decide(reader, child, [C.health], P.child_protection)
+        assert C.health in statute.withheld
+        consent = ConsentGrant("c-1", frozenset({C.health}), frozenset({P.child_protection}))
+        with_consent = door._decide(reader, child, [C.health], P.child_protection, consents=[consent])
+        assert with_consent.granted[C.health].ground is Ground.consent
+        assert door._decide(reader, child, [C.health], P.child_protection) is statute
+
+    def test_a_shared_document_is_not_changed_by_serving_it(self, policy: Policy) -> None:
+        door = self.door(policy)
+        decision = door._decide(
+            self.reader("police", "police"),
+            Subject(uuid.uuid4(), "civil-affairs", "51"),
+            [C.custody],
+            P.emergency,
+        )
+        before = copy.deepcopy(decision.document)
+        AccessSummary.model_validate(decision.document).categories_returned.clear()
+        assert decision.document == before
