@@ -51,9 +51,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     log_level: str = "INFO"
     otel: bool = False
-    """FastAPI's native OpenTelemetry spans, metrics and logs, for a deployment that configures an
-    OpenTelemetry SDK. Off by default: the service's own metrics are at ``/metrics``, and looking
-    for a configured SDK costs every request a few microseconds even when there is none."""
+    """FastAPI's native OpenTelemetry spans and metrics, for a deployment that configures an
+    OpenTelemetry SDK (spans carry request paths: child ids, never names or ID numbers; FastAPI's
+    log export, which would carry exception messages, stays off). Off by default: the service's
+    own metrics are at ``/metrics``, and looking for a configured SDK costs every request a few
+    microseconds even when there is none."""
     token_failures_per_minute: int = Field(default=20, ge=1)
     break_glass_daily_limit: int = Field(default=5, ge=0, le=1000)
     """Break-glass reads one client may make in 24 hours before further uses are refused (429)."""

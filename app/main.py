@@ -142,8 +142,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         openapi_tags=TAGS,
         lifespan=lifespan,
-        # Omitted keys keep FastAPI's defaults; off, FastAPI skips its per-request telemetry probe.
-        telemetry=None if settings.otel else {"tracing": False, "metrics": False, "logs": False},
+        # Off, FastAPI skips its per-request probe for a configured SDK. On, spans and metrics only:
+        # FastAPI's log export would carry exception messages, which the service's own logs never do.
+        telemetry={"logs": False} if settings.otel else {"tracing": False, "metrics": False, "logs": False},
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
