@@ -150,7 +150,7 @@ def _check_entry(
         missing = f"{expected}" if position == expected + 1 else f"{expected} to {position - 1}"
         return Problem(
             "deleted",
-            f"chain position {missing} is missing: rows were deleted with their chain entries",
+            f"chain position {missing} is missing: chain entries were deleted, with or without their rows",
             position=expected,
         )
     if row["id"] is None:

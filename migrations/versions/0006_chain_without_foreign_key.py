@@ -8,8 +8,8 @@ The key checked, for every chain entry the sealer appended, that its row existed
 row while the sealing transaction ran: about a third of what sealing cost the database per read
 (bench/README.md). Neither protects the log. Both tables refuse UPDATE, DELETE and TRUNCATE by
 trigger, and ``childlink audit verify`` reports a chain entry whose row is gone as a deleted row,
-with its position, whether or not a key was there to stop the deletion (a superuser can disable
-either one).
+with its position. A key never stopped the role that owns the tables, which can drop it as
+easily as it can disable the triggers; the chain is what catches that role.
 """
 
 from collections.abc import Sequence
