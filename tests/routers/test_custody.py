@@ -26,6 +26,16 @@ async def civil(token: TokenFactory) -> str:
     return await token(agency="civil-affairs", scopes=CIVIL_SCOPES, region="51")
 
 
+async def child_in_care(client: httpx.AsyncClient, civil: str) -> dict[str, Any]:
+    """A registered child with a current guardianship record (kinship care, a grandmother to call)."""
+    child = await make_child(client, civil)
+    recorded = await client.post(
+        f"/v1/children/{child['id']}/guardianship", json=guardianship_body(), headers=bearer(civil)
+    )
+    assert recorded.status_code == 201, recorded.text
+    return child
+
+
 async def fetch(database_url: str, query: str) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(asyncpg_dsn(database_url))
     try:
@@ -57,11 +67,7 @@ class TestCustodyCheck:
     async def test_police_gets_status_and_whom_to_call_and_the_read_is_logged(
         self, client: httpx.AsyncClient, token: TokenFactory, civil: str, database_url: str
     ) -> None:
-        child = await make_child(client, civil)
-        recorded = await client.post(
-            f"/v1/children/{child['id']}/guardianship", json=guardianship_body(), headers=bearer(civil)
-        )
-        assert recorded.status_code == 201, recorded.text
+        child = await child_in_care(client, civil)
         police = await token(agency="police", scopes=["custody:read"], region="5101")
 
         response = await client.get(
@@ -131,10 +137,7 @@ class TestCustodyCheck:
     async def test_education_sees_status_but_not_whom_to_call(
         self, client: httpx.AsyncClient, token: TokenFactory, civil: str
     ) -> None:
-        child = await make_child(client, civil)
-        await client.post(
-            f"/v1/children/{child['id']}/guardianship", json=guardianship_body(), headers=bearer(civil)
-        )
+        child = await child_in_care(client, civil)
         school = await token(agency="education", scopes=["custody:read"], region="51")
         response = await client.get(
             f"/v1/children/{child['id']}/custody", headers={**bearer(school), **purpose("education_support")}
@@ -239,10 +242,7 @@ class TestAuditIsAPrecondition:
     async def test_read_whose_record_cannot_be_written_is_not_served(
         self, client: httpx.AsyncClient, token: TokenFactory, civil: str, app: object
     ) -> None:
-        child = await make_child(client, civil)
-        await client.post(
-            f"/v1/children/{child['id']}/guardianship", json=guardianship_body(), headers=bearer(civil)
-        )
+        child = await child_in_care(client, civil)
         police = await token(agency="police", scopes=["custody:read"], region="51")
         # The record cannot be made durable.
         async with audit_unreachable(app):
@@ -298,10 +298,7 @@ class TestDirectPath:
         database_url: str,
     ) -> None:
         http, recorder = served
-        child = await make_child(client, civil)
-        await client.post(
-            f"/v1/children/{child['id']}/guardianship", json=guardianship_body(), headers=bearer(civil)
-        )
+        child = await child_in_care(client, civil)
         police = await token(agency="police", scopes=["custody:read"], region="51")
         headers = {**bearer(police), **purpose()}
 
@@ -478,10 +475,7 @@ class TestDirectPath:
         database_url: str,
     ) -> None:
         http, recorder = served
-        child = await make_child(client, civil)
-        await client.post(
-            f"/v1/children/{child['id']}/guardianship", json=guardianship_body(), headers=bearer(civil)
-        )
+        child = await child_in_care(client, civil)
         police = await token(agency="police", scopes=["custody:read", "break-glass"], region="51")
         glass = "guardian_unreachable; Found alone at the station at 02:10, no adult answers"
         # No statute lets police read custody for statistics: only break-glass releases it.
