@@ -319,3 +319,29 @@ class TestMoreProbesAndLimits:
         codes = sorted(r.status_code for r in responses)
         assert codes.count(200) == limit
         assert codes.count(429) == 3
+
+
+class TestEmergencyIsNotABulkKey:
+    @pytest.mark.parametrize("agency", ["education", "health", "womens-federation"])
+    async def test_an_emergency_list_releases_no_address(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str, agency: str
+    ) -> None:
+        for _ in range(10):
+            await make_child(client, civil)
+        reader = await token(agency=agency, scopes=["children:read"], region="51")
+        page = await client.get("/v1/children", headers={**bearer(reader), **purpose("emergency")})
+        assert page.status_code == 200, page.text
+        items = page.json()["items"]
+        assert len(items) == 10
+        assert [c["address"] for c in items] == [None] * 10
+        assert "簇桥街道" not in page.text
+        assert {"category": "contact", "reason": "no_legal_basis"} in items[0]["access"]["withheld"]
+
+    async def test_an_emergency_read_of_one_child_withholds_contact_too(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str
+    ) -> None:
+        child = await make_child(client, civil)
+        school = await token(agency="education", scopes=["children:read"], region="51")
+        response = await read_child(client, school, child["id"], "emergency")
+        assert response.status_code == 200
+        assert response.json()["address"] is None
