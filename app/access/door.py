@@ -347,19 +347,23 @@ class Door:
                 categories=categories,
                 reason="investigation_ref_required",
             )
-        owner = (
+        region = reader.principal.region
+        opened_region = (
             await opened(session).execute(
                 insert(Investigation)
-                .values(ref=ref, agency=reader.principal.agency, opened_at=utcnow())
+                .values(agency=reader.principal.agency, ref=ref, opened_region=region, opened_at=utcnow())
                 # A no-op update, so RETURNING also answers for an existing case.
-                .on_conflict_do_update(index_elements=["ref"], set_={"ref": ref})
-                .returning(col(Investigation.agency))
+                .on_conflict_do_update(index_elements=["agency", "ref"], set_={"ref": ref})
+                .returning(col(Investigation.opened_region))
             )
         ).scalar_one()
-        if owner != reader.principal.agency:
+        # References are per agency, so another agency's identical string is another case. Within
+        # the agency a case is shared along one line of regions (a province and its counties), not
+        # between sibling regions, whose reads would otherwise hide under a case they cannot close.
+        if not (region.startswith(opened_region) or opened_region.startswith(region)):
             await self._refuse(
                 reader,
-                InvestigationNotAllowed("This case reference belongs to another agency."),
+                InvestigationNotAllowed("This case reference belongs to another region of your agency."),
                 action=action,
                 child_id=child_id,
                 categories=categories,

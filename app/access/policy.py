@@ -25,6 +25,7 @@ class Rule:
     categories: frozenset[DataCategory]
     purposes: frozenset[PurposeOfUse]
     citation: str
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,10 @@ class Policy:
     rules: tuple[Rule, ...]
     investigation_purposes: frozenset[PurposeOfUse]
     break_glass: BreakGlassPolicy
+    oversight_agency_kinds: frozenset[str]
+    """Agency kinds whose ``audit:read`` readers see every agency's records in their region (the
+    platform always does); others see their own agency's reads and reads of the records it keeps."""
+    oversight_note: str
     document: dict[str, Any]
     _index: dict[tuple[str, DataCategory, PurposeOfUse], Rule]
 
@@ -83,6 +88,7 @@ def load_policy(path: Path = DEFAULT_POLICY_PATH) -> Policy:
             categories=frozenset(DataCategory(c) for c in item["categories"]),
             purposes=frozenset(PurposeOfUse(p) for p in item["purposes"]),
             citation=item["citation"],
+            note=item.get("note"),
         )
         rules.append(rule)
         for category in rule.categories:
@@ -92,6 +98,9 @@ def load_policy(path: Path = DEFAULT_POLICY_PATH) -> Policy:
     glass_kinds = frozenset(glass.get("agency_kinds", []))
     if not glass_kinds <= kinds:
         raise ValueError("policy break_glass: unknown agency kind")
+    oversight_kinds = frozenset(document.get("oversight_agency_kinds", []))
+    if not oversight_kinds <= kinds - {ANY_AGENCY}:
+        raise ValueError("policy oversight_agency_kinds: unknown agency kind")
     return Policy(
         version=str(document["version"]),
         sha256=hashlib.sha256(raw).hexdigest(),
@@ -104,6 +113,8 @@ def load_policy(path: Path = DEFAULT_POLICY_PATH) -> Policy:
             min_justification_length=int(glass.get("min_justification_length", 20)),
             note=str(glass.get("note", "")),
         ),
+        oversight_agency_kinds=oversight_kinds,
+        oversight_note=str(document.get("oversight_note", "")),
         document=document,
         _index=index,
     )

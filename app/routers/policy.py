@@ -21,6 +21,9 @@ class PolicyRule(BaseModel):
     categories: list[DataCategory]
     purposes: list[PurposeOfUse]
     citation: str = Field(examples=["《中华人民共和国未成年人保护法》第十一条"])
+    note: str | None = Field(
+        default=None, description="Why the rule reaches as far as it does, and no further."
+    )
 
 
 class BreakGlassPublic(BaseModel):
@@ -30,6 +33,15 @@ class BreakGlassPublic(BaseModel):
     reason_codes: list[str]
     min_justification_length: int
     daily_limit_per_client: int
+    note: str
+
+
+class OversightPublic(BaseModel):
+    agency_kinds: list[str] = Field(
+        description="Agency kinds whose `audit:read` readers see every agency's records in their region "
+        "(the platform always does). Other readers see their own agency's reads and the reads of the "
+        "records their agency keeps."
+    )
     note: str
 
 
@@ -44,6 +56,7 @@ class PolicyPublic(BaseModel):
     categories: dict[str, str] = Field(description="The data categories a response may carry.")
     rules: list[PolicyRule]
     break_glass: BreakGlassPublic
+    oversight: OversightPublic
 
 
 @router.get("/policy", response_model=PolicyPublic, summary="The access policy in force")
@@ -76,6 +89,7 @@ async def get_policy(request: Request, _: Annotated[Principal, Security(require)
                 categories=sorted(r.categories),
                 purposes=sorted(r.purposes),
                 citation=r.citation,
+                note=r.note,
             )
             for r in policy.rules
         ],
@@ -85,5 +99,8 @@ async def get_policy(request: Request, _: Annotated[Principal, Security(require)
             min_justification_length=policy.break_glass.min_justification_length,
             daily_limit_per_client=request.app.state.door.break_glass_daily_limit,
             note=policy.break_glass.note,
+        ),
+        oversight=OversightPublic(
+            agency_kinds=sorted(policy.oversight_agency_kinds), note=policy.oversight_note
         ),
     )

@@ -110,17 +110,34 @@ class TestGrounds:
         assert set(d.withheld) == withheld
         assert d.outcome is Outcome.allow_redacted
 
-    def test_emergency_opens_custody_and_contact_to_any_agency(self, policy: Policy) -> None:
+    @pytest.mark.parametrize("kind", ["education", "health", "womens-federation"])
+    def test_emergency_opens_custody_but_not_contact_to_any_agency(self, policy: Policy, kind: str) -> None:
         d = decide(
             policy,
-            reader_agency="womens-federation",
-            reader_kind="womens-federation",
+            reader_agency=kind,
+            reader_kind=kind,
             owner_agency="civil-affairs",
-            categories=[C.custody, C.contact],
+            categories=[C.identity, C.custody, C.contact],
             purpose=P.emergency,
         )
-        assert d.outcome is Outcome.allow
+        assert d.outcome is Outcome.allow_redacted
         assert d.granted[C.custody].ref == "any-emergency"
+        assert "第十三条第一款第（四）项" in (d.granted[C.custody].citation or "")
+        assert d.withheld == {C.contact: "no_legal_basis"}
+
+    @pytest.mark.parametrize("kind", ["police", "civil-affairs"])
+    def test_police_and_civil_affairs_keep_contact_in_an_emergency_by_their_own_rules(
+        self, policy: Policy, kind: str
+    ) -> None:
+        d = decide(
+            policy,
+            reader_agency=f"{kind}-510107",
+            reader_kind=kind,
+            owner_agency="civil-affairs",
+            categories=[C.contact],
+            purpose=P.emergency,
+        )
+        assert d.granted[C.contact].ref != "any-emergency"
 
     def test_consent_fills_in_after_statute_for_its_purpose_only(self, policy: Policy) -> None:
         consent = ConsentGrant("c-1", frozenset({C.health}), frozenset({P.child_protection}))

@@ -549,3 +549,37 @@ def _counter(metrics: str, series: str) -> int:
         if line.startswith(series + " "):
             return int(line.rsplit(" ", 1)[1])
     return 0
+
+
+class TestEmergencyIsNotAKeyToContact:
+    """`X-Purpose-Of-Use: emergency` tells an agency who holds custody, not how to reach them."""
+
+    @pytest.mark.parametrize("spelling", ["canonical", "unhyphenated"])  # the direct path and the route
+    async def test_education_custody_check_in_an_emergency_gives_no_guardian_phone(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str, database_url: str, spelling: str
+    ) -> None:
+        child = await child_in_care(client, civil)
+        school = await token(agency="education", scopes=["custody:read"], region="51")
+        child_id = child["id"] if spelling == "canonical" else child["id"].replace("-", "")
+        response = await client.get(
+            f"/v1/children/{child_id}/custody", headers={**bearer(school), **purpose("emergency")}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["custody_status"] == "kinship_care"
+        assert "13800138000" not in response.text
+        assert body["access"]["withheld"] == [{"category": "contact", "reason": "no_legal_basis"}]
+        assert body["access"]["basis"]["custody"]["ref"] == "any-emergency"
+        (row,) = await access_log(database_url)
+        assert row["purpose"] == "emergency" and row["categories_withheld"] == ["contact"]
+
+    async def test_police_custody_check_in_an_emergency_still_gives_whom_to_call(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str
+    ) -> None:
+        child = await child_in_care(client, civil)
+        police = await token(agency="police", scopes=["custody:read"], region="51")
+        response = await client.get(
+            f"/v1/children/{child['id']}/custody", headers={**bearer(police), **purpose("emergency")}
+        )
+        assert response.status_code == 200
+        assert response.json()["guardian"]["phone"] == "13800138000"

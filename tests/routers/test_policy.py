@@ -21,6 +21,8 @@ class TestGetPolicy:
         assert "child_protection" in body["purposes"]
         assert "law_enforcement" in body["categories"]
         assert body["grounds"] == ["owner", "statute", "consent", "break_glass"]
+        assert body["oversight"]["agency_kinds"] == []
+        assert "own agency" in body["oversight"]["note"]
 
     async def test_needs_a_token(self, client: httpx.AsyncClient) -> None:
         assert (await client.get("/v1/policy")).status_code == 401
