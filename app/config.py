@@ -14,6 +14,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -141,7 +142,14 @@ class Settings(BaseSettings):
     log export, which would carry exception messages, stays off). Off by default: the service's
     own metrics are at ``/metrics``, and looking for a configured SDK costs every request a few
     microseconds even when there is none."""
-    token_failures_per_minute: int = Field(default=20, ge=1)
+    token_failures_per_source: int = Field(default=10, ge=1, le=1000)
+    """Failed secrets one source may try for one client before exponential back-off (per worker)."""
+    token_failures_per_client: int = Field(default=100, ge=1, le=100_000)
+    """Failed secrets for one client, from all sources, in an hour before every source failing
+    for it backs off after its first failure (per worker)."""
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = []
+    """Proxies (addresses or CIDRs, comma-separated) whose ``X-Forwarded-For`` names the source
+    address the token endpoint's limiter counts; empty: the connection's peer is the source."""
     break_glass_daily_limit: int = Field(default=5, ge=0, le=1000)
     """Break-glass reads one client may make in 24 hours before further uses are refused (429)."""
 
@@ -165,7 +173,7 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     feed_max_wait_seconds: int = Field(default=30, ge=0, le=60)
 
-    _split = field_validator("cors_origins", mode="before")(_split_csv)
+    _split = field_validator("cors_origins", "trusted_proxies", mode="before")(_split_csv)
     _split_events = field_validator("webhook_allowed_hosts", "webhook_retry_schedule", mode="before")(
         _split_csv
     )
