@@ -52,6 +52,10 @@ class InvalidToken(Exception):
     """The token is refused. The message is safe to show the caller."""
 
 
+class _JwksTooLarge(ValueError):
+    pass
+
+
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
     subject: str
@@ -147,12 +151,12 @@ class ExternalIssuer:
                     response.raise_for_status()
                     declared = response.headers.get("content-length", "")
                     if declared.isdigit() and int(declared) > JWKS_MAX_BYTES:
-                        raise ValueError("JWKS too large")
+                        raise _JwksTooLarge
                     body = bytearray()
                     async for chunk in response.aiter_bytes():
                         body += chunk
                         if len(body) > JWKS_MAX_BYTES:
-                            raise ValueError("JWKS too large")
+                            raise _JwksTooLarge
                     return bytes(body)
 
     async def _refresh(self) -> None:
@@ -162,8 +166,14 @@ class ExternalIssuer:
         except TimeoutError:
             logger.warning("JWKS fetch abandoned: issuer=%s reason=deadline passed", self.issuer)
             return
+        except _JwksTooLarge:
+            logger.warning(
+                "JWKS fetch abandoned: issuer=%s reason=over %d bytes", self.issuer, JWKS_MAX_BYTES
+            )
+            return
         except (httpx.HTTPError, ValueError) as exc:
-            logger.warning("JWKS fetch failed: issuer=%s reason=%s", self.issuer, exc)
+            # The exception's text can carry the URL (and a query string); its kind is enough.
+            logger.warning("JWKS fetch failed: issuer=%s reason=%s", self.issuer, type(exc).__name__)
             return
         keys: dict[str, tuple[str, Key]] = {}
         for item in document.get("keys", []) if isinstance(document, dict) else []:

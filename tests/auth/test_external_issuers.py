@@ -380,7 +380,7 @@ def drip(handler: BaseHTTPRequestHandler) -> None:
 class TestJwksFetchLimits:
     @pytest.mark.parametrize("declare_length", [True, False], ids=["declared", "chunked"])
     async def test_a_huge_jwks_is_not_read_past_the_cap(
-        self, trusting: Trusting, declare_length: bool
+        self, trusting: Trusting, declare_length: bool, auth_log: list[logging.LogRecord]
     ) -> None:
         respond = functools.partial(huge_body, declare_length=declare_length)
         http, idp = await trusting(respond=respond)
@@ -389,10 +389,14 @@ class TestJwksFetchLimits:
         assert time.monotonic() - started < 3
         # The server could push what the socket buffers hold, never the 64 MB it meant to.
         assert http.server.bytes_sent < 16 * 1024 * 1024  # type: ignore[attr-defined]
+        assert any(ISSUER in r.getMessage() and "over 65536 bytes" in r.getMessage() for r in auth_log)
 
-    async def test_a_dripping_jwks_is_abandoned_at_the_deadline(self, trusting: Trusting) -> None:
+    async def test_a_dripping_jwks_is_abandoned_at_the_deadline(
+        self, trusting: Trusting, auth_log: list[logging.LogRecord]
+    ) -> None:
         http, idp = await trusting(respond=drip, deadline=1.0)
         started = time.monotonic()
         assert_invalid_token(await http.get("/v1/me", headers=bearer(idp.token())))
         elapsed = time.monotonic() - started
         assert 0.9 <= elapsed < 3, elapsed
+        assert any(ISSUER in r.getMessage() and "deadline" in r.getMessage() for r in auth_log)
