@@ -17,6 +17,7 @@ from app.access.policy import load_policy
 from app.audit import start_audit, stop_audit
 from app.auth.clients import ClientDirectory
 from app.auth.keys import KeyRing
+from app.auth.limiter import FailureLimiter
 from app.auth.tokens import TokenVerifier
 from app.config import Settings, get_settings
 from app.db import asyncpg_dsn, create_database, resolve_database_url
@@ -151,6 +152,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.token_limiter = FailureLimiter(
+        per_source=settings.token_failures_per_source, per_client=settings.token_failures_per_client
+    )
     install_error_handlers(app)
     install_database_error_handlers(app)
     install_docs(app)

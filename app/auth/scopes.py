@@ -50,3 +50,7 @@ def parse_scopes(value: str | None) -> list[Scope]:
 
 def format_scopes(scopes: list[Scope] | frozenset[Scope] | tuple[Scope, ...]) -> str:
     return " ".join(sorted(str(s) for s in scopes))
+
+
+PRIVILEGED_SCOPES: frozenset[Scope] = frozenset({Scope.admin, Scope.audit_read})
+"""Scopes an external issuer grants only when its trust configuration opts in explicitly."""
