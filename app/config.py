@@ -116,6 +116,12 @@ class Settings(BaseSettings):
 
     env: Environment = Environment.development
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    """The service's connection: in production a restricted role (see ``childlink db roles``)."""
+    migration_database_url: str | None = None
+    """The schema owner's connection, used by ``childlink migrate`` (and the migrate step of
+    ``serve`` and ``worker``); unset: ``DATABASE_URL``, as on the embedded server."""
+    db_admin_url: str | None = None
+    """A superuser (or CREATEROLE) connection, used only by ``childlink db roles``."""
     data_dir: Path = Path(".childlink")
     """Holds the embedded PostgreSQL data folder (``pgdata``) and, in development, the keys."""
     pgdata: Path | None = None

@@ -21,6 +21,7 @@ from app.auth.limiter import FailureLimiter
 from app.auth.tokens import TokenVerifier
 from app.config import Settings, get_settings
 from app.db import asyncpg_dsn, create_database, resolve_database_url
+from app.db_roles import enforce_least_privilege
 from app.direct import DirectRoutes
 from app.docs import install_docs
 from app.errors import install_database_error_handlers, install_error_handlers
@@ -101,6 +102,7 @@ TAGS = [
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     database_url = resolve_database_url(settings)
+    await enforce_least_privilege(asyncpg_dsn(database_url), production=not settings.is_development)
     db = create_database(database_url, pool_size=settings.db_pool_size)
     keys = KeyRing(settings.resolved_key_dir, create_if_empty=settings.is_development)
     app.state.db = db

@@ -43,12 +43,12 @@ class TestAuditCommands:
         assert len(out.strip().splitlines()) == 1
 
     async def test_verify_exits_1_naming_an_edited_row(
-        self, writer: AuditWriter, conn: asyncpg.Connection, database_url: str
+        self, writer: AuditWriter, conn: asyncpg.Connection, owner_conn: asyncpg.Connection, database_url: str
     ) -> None:
         ids = await write_sealed(writer, conn, 4)
-        async with conn.transaction():
-            await conn.execute("SET LOCAL session_replication_role = replica")
-            await conn.execute("UPDATE access_log SET purpose = 'statistics' WHERE id = $1", ids[2])
+        async with owner_conn.transaction():
+            await owner_conn.execute("SET LOCAL session_replication_role = replica")
+            await owner_conn.execute("UPDATE access_log SET purpose = 'statistics' WHERE id = $1", ids[2])
         code, out, err = await childlink(database_url, "audit", "verify")
         assert code == 1
         assert f"edited (row {ids[2]}, chain position 3)" in err
