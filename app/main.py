@@ -32,6 +32,7 @@ from app.routers import (
     break_glass,
     children,
     consents,
+    due,
     guardianship,
     identity,
     oauth,
@@ -157,6 +158,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         oauth,
         identity,
+        due,  # before children: `/v1/children/due` is not a child id
         children,
         guardianship,
         consents,
