@@ -44,7 +44,7 @@ SCHEDULER = Principal(
     agency="platform",
     scopes=frozenset(),
     region="",
-    token_id="scheduler",
+    token_id="scheduler",  # noqa: S106 (a label, not a secret)
     issuer="childlink",
 )
 

@@ -76,7 +76,8 @@ WHERE c.region_code LIKE '510107005%' AND c.status = 'active' AND
 DIRECT_VISIT = """
 SELECT count(*) AS n FROM child AS c
 JOIN guardianship AS g ON g.child_id = c.id AND g.superseded_at IS NULL
-LEFT JOIN (SELECT child_id, max(visited_on) AS last FROM home_visit GROUP BY child_id) AS v ON v.child_id = c.id
+LEFT JOIN (SELECT child_id, max(visited_on) AS last FROM home_visit GROUP BY child_id) AS v
+  ON v.child_id = c.id
 WHERE c.region_code LIKE '510107005%' AND c.status = 'active' AND
   CASE WHEN v.last IS NULL THEN (c.created_at AT TIME ZONE 'Asia/Shanghai')::date + 30
        WHEN g.custody_status = 'entrusted' THEN v.last + 30
@@ -151,7 +152,8 @@ class TestOverdueScheduler:
         again = await schedulers[0].run_job(job, later)
         events = await fetch(
             database_url,
-            "SELECT type, subject, data FROM outbox_event WHERE type LIKE 'cn.gov.childlink.platform.%' ORDER BY seq",
+            "SELECT type, subject, data FROM outbox_event "
+            "WHERE type LIKE 'cn.gov.childlink.platform.%' ORDER BY seq",
         )
         assert sum(fired) == len(events) > 0
         assert again == 0
