@@ -77,7 +77,11 @@ class DueItem(SQLModel):
     name: str | None = Field(default=None, description="Null when identity data is withheld.")
     region_code: str
     what: DueWhat
-    due_on: date | None = Field(default=None, description="Null when the category it belongs to is withheld.")
+    due_on: date | None = Field(
+        default=None,
+        description="Null when the category it belongs to is withheld.",
+        schema_extra={"examples": ["2026-11-30"]},
+    )
     last_done_on: date | None = Field(default=None, description="The last assessment or visit, if any.")
     overdue: bool | None = Field(default=None, description="The due date has passed.")
 
