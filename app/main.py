@@ -34,6 +34,7 @@ from app.routers import (
     break_glass,
     children,
     consents,
+    due,
     guardianship,
     identity,
     oauth,
@@ -163,6 +164,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (
         oauth,
         identity,
+        due,  # before children: `/v1/children/due` is not a child id
         children,
         guardianship,
         consents,

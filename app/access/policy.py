@@ -36,6 +36,23 @@ class BreakGlassPolicy:
     note: str
 
 
+@dataclass(frozen=True, slots=True)
+class CustodyChangeRule:
+    event_type: str
+    agency_kinds: frozenset[str]
+    citation: str
+
+
+@dataclass(frozen=True, slots=True)
+class CareInterval:
+    """How often one kind of follow-up falls due (``care_schedule`` in the policy file)."""
+
+    default_days: int
+    first_within_days: int
+    by_category: dict[str, int]
+    by_custody_status: dict[str, int]
+
+
 @dataclass(frozen=True)
 class Policy:
     version: str
@@ -50,6 +67,10 @@ class Policy:
     oversight_note: str
     document: dict[str, Any]
     _index: dict[tuple[str, DataCategory, PurposeOfUse], Rule]
+    custody_changes: dict[str, CustodyChangeRule]
+    """Event types that change custody, by type: who may publish each."""
+    care_schedule: dict[str, CareInterval]
+    """By what falls due (``assessment``, ``home_visit``)."""
 
     @cached_property
     def investigating_kinds(self) -> frozenset[str]:
@@ -117,4 +138,25 @@ def load_policy(path: Path = DEFAULT_POLICY_PATH) -> Policy:
         oversight_note=str(document.get("oversight_note", "")),
         document=document,
         _index=index,
+        custody_changes=_custody_changes(document.get("custody_changes", {}), kinds),
+        care_schedule={
+            what: CareInterval(
+                default_days=int(item["default_days"]),
+                first_within_days=int(item["first_within_days"]),
+                by_category={str(k): int(v) for k, v in item.get("by_category", {}).items()},
+                by_custody_status={str(k): int(v) for k, v in item.get("by_custody_status", {}).items()},
+            )
+            for what, item in document.get("care_schedule", {}).items()
+            if isinstance(item, dict)
+        },
     )
+
+
+def _custody_changes(section: dict[str, Any], kinds: set[str]) -> dict[str, CustodyChangeRule]:
+    rules: dict[str, CustodyChangeRule] = {}
+    for item in section.get("rules", []):
+        agency_kinds = frozenset(item["agency_kinds"])
+        if not agency_kinds <= kinds - {ANY_AGENCY}:
+            raise ValueError(f"policy custody_changes {item['event_type']}: unknown agency kind")
+        rules[item["event_type"]] = CustodyChangeRule(item["event_type"], agency_kinds, item["citation"])
+    return rules

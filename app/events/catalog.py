@@ -144,6 +144,8 @@ class EventType:
 
 def _build(spec: TypeSpec) -> EventType:
     schema = data_schema(spec.type, spec.properties, spec.required)
+    if spec.example is not None:
+        schema["examples"] = [spec.example]
     Draft202012Validator.check_schema(schema)
     field_categories = {
         name: DataCategory(prop[CATEGORY_KEY])
@@ -158,13 +160,16 @@ def _build(spec: TypeSpec) -> EventType:
     categories = set(field_categories.values())
     for mapping in item_categories.values():
         categories.update(mapping.values())
+    validator = Draft202012Validator(schema, format_checker=_format_checker())
+    if spec.example is not None and not validator.is_valid(spec.example):
+        raise ValueError(f"{spec.type}: the example does not match the schema")
     return EventType(
         spec=spec,
         schema=schema,
         field_categories=field_categories,
         item_categories=item_categories,
         categories=frozenset(categories),
-        _validator=Draft202012Validator(schema, format_checker=_format_checker()),
+        _validator=validator,
     )
 
 

@@ -131,3 +131,21 @@ def data_schema(
         "properties": properties,
         "required": required,
     }
+
+
+def person(description: str) -> dict[str, Any]:
+    """A person to contact (a guardian, a relative the child was placed with): contact data."""
+    return _tagged(
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "relationship": {"type": "string", "minLength": 1, "maxLength": 40},
+                "phone": {"type": "string", "pattern": PHONE_PATTERN},
+            },
+        },
+        DataCategory.contact,
+        description,
+    )

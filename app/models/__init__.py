@@ -5,6 +5,7 @@ Importing this package registers every table on ``SQLModel.metadata`` (used by A
 
 from app.models.agency import Agency, AgencyKind
 from app.models.break_glass import BreakGlassReview, Investigation
+from app.models.care import HomeVisit, MissingReport, OverdueNotice
 from app.models.child import Child
 from app.models.client import ApiClient, ClientStatus
 from app.models.consent import Consent
@@ -20,6 +21,9 @@ __all__ = [
     "ClientStatus",
     "Consent",
     "Guardianship",
+    "HomeVisit",
     "Investigation",
+    "MissingReport",
     "OutboxEvent",
+    "OverdueNotice",
 ]

@@ -22,8 +22,8 @@ class TestEventTypes:
         response = await client.get("/v1/event-types", headers=bearer(education))
         assert response.status_code == 200
         items = {item["type"]: item for item in response.json()["items"]}
-        assert len(items) == 28
-        for agency in ("civil-affairs", "education", "health", "police", "womens-federation"):
+        assert len(items) == 34
+        for agency in ("civil-affairs", "education", "health", "police", "womens-federation", "platform"):
             assert any(t.startswith(f"{PREFIX}{agency}.") for t in items), agency
         dropout = items[DROPOUT]
         assert dropout["publishers"] == ["education"]
@@ -48,7 +48,7 @@ class TestEventTypes:
         assert DROPOUT in webhooks
         body = webhooks[DROPOUT]["post"]["requestBody"]["content"]["application/json"]["schema"]
         assert body["properties"]["data"]["properties"]["risk_level"]["x-data-category"] == "education"
-        assert len(webhooks) == 29  # 28 types and the test ping
+        assert len(webhooks) == 35  # 34 types and the test ping
 
 
 class TestPublish:

@@ -217,26 +217,6 @@ class TestGuardianshipHistory:
         assert response.status_code == 422
         assert (await client.get(url, headers=bearer(civil))).json()["items"] == []
 
-    async def test_police_may_record_only_emergency_interventions(
-        self, client: httpx.AsyncClient, token: TokenFactory, civil: str
-    ) -> None:
-        child = await make_child(client, civil)
-        police = await token(agency="police", scopes=["custody:write", "custody:read"], region="51")
-        url = f"/v1/children/{child['id']}/guardianship"
-        plain = await client.post(url, json=guardianship_body(), headers={**bearer(police), **purpose()})
-        assert plain.status_code == 403
-        intervention = await client.post(
-            url,
-            json=guardianship_body(
-                custody_status="temporary_state",
-                emergency_intervention=True,
-                responsible_org="成都市未成年人救助保护中心",
-            ),
-            headers={**bearer(police), **purpose()},
-        )
-        assert intervention.status_code == 201, intervention.text
-        assert intervention.json()["emergency_intervention"] is True
-
 
 class TestAuditIsAPrecondition:
     async def test_read_whose_record_cannot_be_written_is_not_served(
@@ -347,7 +327,7 @@ class TestDirectPath:
         for answer in answers:
             assert CustodyPublic.model_validate(answer.json()).model_dump(mode="json") == answer.json()
         full, no_contact, no_custody = (a.json() for a in answers[:3])
-        assert full["last_assessment"] == {"date": "2026-10-01", "result": "adequate"}
+        assert full["last_assessment"] == {"date": "2026-10-01", "result": "adequate", "event_id": None}
         assert full["since"] is not None and full["guardianship_id"] is not None
         assert no_contact["guardian"] is None and no_contact["custody_status"] == "kinship_care"
         assert no_custody["custody_status"] is None and no_custody["guardian"] is not None
