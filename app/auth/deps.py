@@ -56,6 +56,12 @@ async def _check_external_agency(state: State, claims: TokenClaims) -> None:
         raise refuse_external(claims.issuer, "the token's agency is not registered")
     if kind == AgencyKind.platform and not claims.privileged:
         raise refuse_external(claims.issuer, "the issuer is not trusted to assert a platform agency")
+    # The subject becomes the caller's client id in the access log and in per-client limits (the
+    # break-glass allowance): an external subject that names one of this service's own clients
+    # would be counted and logged as that client.
+    directory: ClientDirectory = state.client_directory
+    if await directory.get(claims.subject) is not None:
+        raise refuse_external(claims.issuer, "the token's subject names a client of this service")
 
 
 async def authenticate(state: State, authorization: str | None) -> Principal:

@@ -32,7 +32,7 @@ from app.config import Settings, TrustedIssuer
 from app.db import Database
 from app.main import create_app
 from app.models.agency import AgencyKind
-from tests.conftest import bearer, make_agency
+from tests.conftest import bearer, make_agency, make_client
 
 Claims = dict[str, Any]
 ISSUER = "https://idp.police.sichuan.example"
@@ -322,6 +322,20 @@ class TestClaimsBeyondTrust:
         assert ISSUER in message and "admin" in message
         for part in token.split("."):
             assert part not in message
+
+
+class TestSubjectIsNotALocalClient:
+    async def test_external_subject_cannot_pose_as_a_client_of_this_service(
+        self, trusting: Trusting, db: Database
+    ) -> None:
+        """A subject equal to a local client id would share that client's log entries and its
+        break-glass allowance."""
+        local_id, _ = await make_client(db, agency="police", scopes=["custody:read"], region="5101")
+        http, idp = await trusting()
+        response = await http.get("/v1/me", headers=bearer(idp.token(sub=local_id)))
+        assert_invalid_token(response)
+        assert "client of this service" in response.json()["detail"]
+        assert (await http.get("/v1/me", headers=bearer(idp.token()))).status_code == 200
 
 
 class TestPlatformAgency:
