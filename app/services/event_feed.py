@@ -60,7 +60,9 @@ async def pull_subscription(
                 )
             )
         ).scalar_one_or_none()
-        if sub is None:
+        # Another region's subscription of the same agency is as absent as another agency's: the
+        # reader would otherwise pull events from beyond its own region under its name.
+        if sub is None or not sub.region_prefix.startswith(reader.principal.region):
             raise NotFound("No subscription with this id.", code="subscription_not_found")
         if sub.mode != SubscriptionMode.pull:
             raise Conflict(
@@ -77,6 +79,7 @@ async def pull_subscription(
             )
         ).scalars()
     )
+    subs = [sub for sub in subs if sub.region_prefix.startswith(reader.principal.region)]
     if not subs:
         raise NotFound(
             "Your agency has no pull subscription; create one at `POST /v1/subscriptions` with `mode: pull`.",
