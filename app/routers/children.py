@@ -34,9 +34,15 @@ from app.models.child import (
     ChildStatus,
     ChildUpdate,
 )
+from app.routers.query import UnknownParameter, refuse_unknown_query
 from app.services import child as child_service
 
-router = APIRouter(prefix="/v1/children", tags=["children"], responses=responses(Unauthorized, Forbidden))
+router = APIRouter(
+    prefix="/v1/children",
+    tags=["children"],
+    responses=responses(Unauthorized, Forbidden, UnknownParameter),
+    dependencies=[Depends(refuse_unknown_query)],
+)
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 Reading = Annotated[Reader, Security(get_reader, scopes=[Scope.children_read])]
