@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic import AnyHttpUrl, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MAX_TOKEN_LIFETIME_SECONDS = 900
@@ -49,6 +49,13 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[AnyHttpUrl], NoDecode] = []
     db_pool_size: int = Field(default=20, ge=1, le=200)
     max_body_bytes: int = 1024 * 1024
+    docs: bool = True
+    """Serve the interactive docs (``/docs``, ``/redoc`` and their assets). ``/openapi.json``, the
+    contract integrators build against, is served either way."""
+    metrics_token: SecretStr | None = None
+    """A bearer token that ``/metrics`` accepts besides an ``admin`` token (for a Prometheus
+    scraper that holds no client). In production ``/metrics`` is never open: it wants one or the
+    other; in development it is open unless this is set."""
     log_level: str = "INFO"
     otel: bool = False
     """FastAPI's native OpenTelemetry spans and metrics, for a deployment that configures an
@@ -119,6 +126,8 @@ class Settings(BaseSettings):
                 problems.append("CHILDLINK_KEY_DIR must name the signing-key folder")
             if self.issuer == DEV_ISSUER or not self.issuer.startswith("https://"):
                 problems.append("CHILDLINK_ISSUER must be the service's https URL")
+            if self.metrics_token is not None and len(self.metrics_token.get_secret_value()) < 32:
+                problems.append("CHILDLINK_METRICS_TOKEN must be at least 32 characters")
             for item in self.trusted_issuers:
                 if not item.partition("|")[2].startswith("https://"):
                     problems.append("trusted issuer JWKS URLs must use https")

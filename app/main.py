@@ -153,7 +153,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = Metrics()
     install_error_handlers(app)
     install_database_error_handlers(app)
-    install_docs(app)
+    if settings.docs:
+        install_docs(app)
     for module in (
         oauth,
         identity,
@@ -190,6 +191,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["ETag", "X-Request-ID", "Retry-After"],
         )
     app.add_middleware(
-        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=app.state.metrics,
+        production=not settings.is_development,
     )
     return app

@@ -26,6 +26,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 _JSON_TYPES = ("application/json", "application/merge-patch+json", "application/cloudevents+json")
 _FORM_PATHS = ("/oauth/token",)
+_NO_STORE_PATHS = ("/v1/", "/oauth/")
 
 
 class JsonFormatter(logging.Formatter):
@@ -55,6 +56,11 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # uvicorn's own access log prints raw URLs; ours prints route templates instead.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request it sends at INFO with its full URL: for a webhook delivery that is
+    # the subscriber's URL, whose query string can carry the receiver's own secret. The delivery
+    # worker records outcomes itself, by subscription id.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class Metrics:
@@ -145,10 +151,18 @@ class RequestContextMiddleware:
     """Outermost middleware: request id, size and media-type gates, access log, metrics, and a
     last-resort 500 that still carries the request id."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics, production: bool = False
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        # Sent on every response: browsers must not guess a JSON error or a CSV export into HTML.
+        self.always: list[tuple[bytes, bytes]] = [(b"x-content-type-options", b"nosniff")]
+        if production:
+            # Production is served over https only (CHILDLINK_ISSUER must be https): tell browsers
+            # never to try plain http, on this host or its subdomains.
+            self.always.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -171,8 +185,13 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode()), *self.always]
+                if path.startswith(_NO_STORE_PATHS) and not any(
+                    k.lower() == b"cache-control" for k, _ in headers
+                ):
+                    # Child data, tokens and audit records: no browser, proxy or gateway keeps a copy.
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
             await send(message)
 
         async def reply(status: int, code: str, title: str, detail: str) -> None:
