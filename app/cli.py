@@ -100,6 +100,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from app.auth.keys import KeyRing
     from app.db import resolve_database_url
+    from app.server import UVICORN_OPTIONS
     from app.services import demo
 
     resolve_database_url(settings)  # starts the embedded server once, for every worker
@@ -131,9 +132,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
+        **UVICORN_OPTIONS,
     )
     return 0
 

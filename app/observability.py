@@ -126,7 +126,7 @@ def _problem(status: int, code: str, title: str, detail: str, request_id: str, p
     ).encode()
 
 
-_ids = random.Random()  # noqa: S311 (request ids are not secrets; see _new_request_id)
+_ids = random.Random()  # noqa: S311 (request ids are not secrets; see new_request_id)
 
 
 def _reseed_ids() -> None:
@@ -137,7 +137,7 @@ _reseed_ids()
 os.register_at_fork(after_in_child=_reseed_ids)  # workers forked from one parent never share ids
 
 
-def _new_request_id() -> str:
+def new_request_id() -> str:
     """16 random hex digits. A request id correlates logs; it is no secret and no credential, so
     it need not cost a system call for fresh entropy on every request."""
     return f"{_ids.getrandbits(64):016x}"
@@ -152,10 +152,19 @@ class RequestContextMiddleware:
     last-resort 500 that still carries the request id."""
 
     def __init__(
-        self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics, production: bool = False
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        metrics: Metrics,
+        production: bool = False,
+        max_header_bytes: int = 32 * 1024,
+        max_header_line_bytes: int = 8 * 1024,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
+        self.max_header_line_bytes = max_header_line_bytes
         self.metrics = metrics
         # Sent on every response: browsers must not guess a JSON error or a CSV export into HTML.
         self.always: list[tuple[bytes, bytes]] = [(b"x-content-type-options", b"nosniff")]
@@ -171,7 +180,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         headers = dict(scope.get("headers") or [])
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else _new_request_id()
+        request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         path: str = scope.get("path", "")
         method: str = scope.get("method", "GET")
@@ -210,12 +219,26 @@ class RequestContextMiddleware:
             status_holder["replied"] = True
 
         try:
+            # The server bounds a request's head as it reads it (app.server); this holds the
+            # same line under any server, per header line and in total, before anything reads them.
+            total = longest = 0
+            for name, value in scope.get("headers") or ():
+                size = len(name) + len(value) + 4  # "name: value\r\n"
+                total += size
+                longest = max(longest, size)
+            if total > self.max_header_bytes or longest > self.max_header_line_bytes:
+                await reply(
+                    431,
+                    "headers_too_large",
+                    "Request header fields too large",
+                    f"Request headers are limited to {self.max_header_line_bytes} bytes a line and "
+                    f"{self.max_header_bytes} bytes in all.",
+                )
+                return
             length = headers.get(b"content-length")
             if length is not None:
-                try:
-                    declared = int(length)
-                except ValueError:
-                    declared = -1
+                # Digits only: int() would also take "+5", " 5" and "1_0".
+                declared = int(length) if length.isdigit() else -1
                 if declared < 0:
                     await reply(400, "bad_request", "Bad request", "Invalid Content-Length.")
                     return
