@@ -266,6 +266,7 @@ def production_settings(settings: Settings) -> Settings:
             "env": Environment.production,
             "issuer": "https://childlink.example",
             "metrics_token": SecretStr("metrics-" + "m" * 40),
+            "db_pool_size": 5,  # a second app on the test database: few connections
         }
     )
 

@@ -18,7 +18,7 @@ from tests.live import live_server
 
 @pytest.fixture(scope="module")
 def server(settings: Settings) -> Iterator[tuple[str, int]]:
-    with live_server(create_app(settings)) as url:
+    with live_server(create_app(settings.model_copy(update={"db_pool_size": 2}))) as url:
         parts = urlsplit(url)
         assert parts.hostname is not None and parts.port is not None
         yield parts.hostname, parts.port

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
 from app.models import resident_id
-from app.models.common import timestamp_column, utcnow
+from app.models.common import IsoDate, timestamp_column, utcnow
 from app.models.vocabulary import DataCategory
 
 REGION_CODE_PATTERN = r"^(\d{6}|\d{9}|\d{12})$"
@@ -202,7 +202,9 @@ class ChildCreate(_ChildFields):
         min_length=1, max_length=100, description=_NAME_DESCRIPTION, schema_extra={"examples": ["扎西·多吉"]}
     )
     sex: Sex
-    birth_date: date = Field(description=_BIRTH_DATE_DESCRIPTION, schema_extra={"examples": ["2016-05-12"]})
+    birth_date: IsoDate = Field(
+        description=_BIRTH_DATE_DESCRIPTION, schema_extra={"examples": ["2016-05-12"]}
+    )
     resident_id: str | None = Field(
         default=None,
         min_length=18,
@@ -247,7 +249,7 @@ class ChildUpdate(_ChildFields):
 
     name: str | None = Field(default=None, min_length=1, max_length=100, description=_NAME_DESCRIPTION)
     sex: Sex | None = None
-    birth_date: date | None = Field(default=None, description=_BIRTH_DATE_DESCRIPTION)
+    birth_date: IsoDate | None = Field(default=None, description=_BIRTH_DATE_DESCRIPTION)
     resident_id: str | None = Field(default=None, min_length=18, max_length=18)
     region_code: str | None = Field(default=None, schema_extra={"pattern": REGION_CODE_PATTERN})
     categories: list[ChildCategory] | None = Field(default=None, min_length=1, max_length=8)
@@ -264,7 +266,7 @@ class ChildExit(SQLModel):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
     reason: ExitReason = Field(description="Why the child leaves the registry (退出).")
-    exit_date: date = Field(schema_extra={"examples": ["2026-11-01"]})
+    exit_date: IsoDate = Field(schema_extra={"examples": ["2026-11-01"]})
     note: str | None = Field(default=None, max_length=500, description="No personal data of third parties.")
 
 

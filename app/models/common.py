@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
-from typing import Any
+import re
+from datetime import UTC, date, datetime
+from typing import Annotated, Any
 
+from pydantic import AwareDatetime, BeforeValidator
 from sqlalchemy import Column, DateTime, func
 
 
@@ -74,3 +76,24 @@ def _storable_text(text: str) -> None:
         text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("text may not contain lone UTF-16 surrogates (e.g. \\ud800)") from None
+
+
+_ISO_DATE_PREFIX = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def iso_text(value: Any) -> Any:
+    """A date or time given as ISO 8601 text, as the spec says (``format: date``/``date-time``).
+
+    Pydantic would also take a number, or a string of digits, as seconds since 1970: ``0`` became
+    1970-01-01 and ``?until=0.5`` a time in 1970, which the spec calls invalid and a caller
+    never means."""
+    if isinstance(value, date):  # datetime too; from the service's own code
+        return value
+    if isinstance(value, str) and _ISO_DATE_PREFIX.match(value):
+        return value
+    raise ValueError("give an ISO 8601 date (YYYY-MM-DD) or date-time text")
+
+
+IsoDate = Annotated[date, BeforeValidator(iso_text)]
+IsoDateTime = Annotated[datetime, BeforeValidator(iso_text)]
+IsoAwareDateTime = Annotated[AwareDatetime, BeforeValidator(iso_text)]

@@ -13,7 +13,7 @@ from sqlalchemy import BigInteger, Column, Identity, String
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
-from app.models.common import BIGINT_MAX, timestamp_column, utcnow
+from app.models.common import BIGINT_MAX, IsoDateTime, timestamp_column, utcnow
 from app.models.vocabulary import DataCategory, PurposeOfUse
 
 REGION_PREFIX_PATTERN = r"^(\d{2}|\d{4}|\d{6}|\d{9}|\d{12})?$"
@@ -299,7 +299,7 @@ class ReplayRequest(SQLModel):
         description="Re-send events from this sequence on.",
         schema_extra={"examples": [1200]},
     )
-    from_time: datetime | None = Field(
+    from_time: IsoDateTime | None = Field(
         default=None, description="Or: events published at or after this time."
     )
     to_sequence: int | None = Field(

@@ -488,3 +488,30 @@ class TestUnknownQueryParameters:
         assert response.status_code == 400
         assert response.json()["parameters"] == []
         assert "扎西" not in response.text
+
+
+class TestDatesAreText:
+    async def test_a_number_for_a_date_is_refused_not_read_as_seconds_since_1970(
+        self, client: httpx.AsyncClient, civil: str
+    ) -> None:
+        child = await make_child(client, civil)
+        for exit_date in (0, 1_700_000_000, "1700000000"):
+            response = await client.post(
+                f"/v1/children/{child['id']}/exit",
+                json={"reason": "moved", "exit_date": exit_date},
+                headers=bearer(civil),
+            )
+            assert response.status_code == 422, (exit_date, response.text)
+            assert response.json()["code"] == "validation_failed"
+        listed = await client.get("/v1/children", params={"updated_since": "0.5"}, headers=bearer(civil))
+        assert listed.status_code == 422
+        assert listed.json()["code"] == "validation_failed"
+
+    async def test_other_methods_on_lookup_are_405_not_a_child_id(
+        self, client: httpx.AsyncClient, civil: str
+    ) -> None:
+        for method in ("GET", "PATCH"):
+            response = await client.request(method, "/v1/children/lookup", headers=bearer(civil))
+            assert response.status_code == 405, method
+            assert response.headers["allow"] == "POST"
+            assert response.json()["code"] == "method_not_allowed"
