@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     max_header_bytes: int = Field(default=32 * 1024, ge=4096, le=1024 * 1024)
     """A request's head (request line and headers) in bytes; more is refused with 431."""
-    max_header_line_bytes: int = Field(default=8 * 1024, ge=1024, le=1024 * 1024)
+    max_header_line_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
     """One header line (name and value) in bytes; a longer one is refused with 431."""
     docs: bool = True
     """Serve the interactive docs (``/docs``, ``/redoc`` and their assets). ``/openapi.json``, the

@@ -159,7 +159,7 @@ class RequestContextMiddleware:
         metrics: Metrics,
         production: bool = False,
         max_header_bytes: int = 32 * 1024,
-        max_header_line_bytes: int = 8 * 1024,
+        max_header_line_bytes: int = 16 * 1024,
     ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
