@@ -238,7 +238,8 @@ class TestFeedRegion:
         self, client: httpx.AsyncClient, token: TokenFactory
     ) -> None:
         # The same agency in two counties: 510108's client may not pull through 510107's
-        # subscription, by id or as "the agency's only one".
+        # subscription, by id or as "the agency's only one" (a township of 510107 may: see
+        # test_a_narrower_client_of_the_agency_sees_only_its_own_region).
         county = await token(agency="civil-affairs", scopes=SUBSCRIBER_SCOPES, region=REGION)
         neighbour = await token(agency="civil-affairs", scopes=SUBSCRIBER_SCOPES, region="510108")
         theirs = await pull(client, county, ["*"])
