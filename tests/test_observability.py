@@ -43,7 +43,7 @@ class TestProductionHeaders:
             assert response.headers["strict-transport-security"] == HSTS
 
     async def test_the_token_endpoint_keeps_its_own_no_store_once(
-        self, production_client: httpx.AsyncClient, production_token: TokenFactory
+        self, production_client: httpx.AsyncClient
     ) -> None:
         response = await production_client.post("/oauth/token", data={"grant_type": "client_credentials"})
         assert response.headers.get_list("cache-control") == ["no-store"]
