@@ -128,6 +128,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
     from app.auth.keys import KeyRing
     from app.db import resolve_database_url
+    from app.server import UVICORN_OPTIONS
     from app.services import demo
 
     resolve_database_url(settings)  # starts the embedded server once, for every worker
@@ -159,9 +160,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
+        **UVICORN_OPTIONS,
     )
     return 0
 
@@ -262,7 +261,7 @@ def _with_asyncpg(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
 
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from app.audit.verify import parse_anchor, verify
+    from app.audit.verify import ANCHOR_NOTE, anchored_note, parse_anchor, verify
 
     try:
         anchor = parse_anchor(args.anchor) if args.anchor else None
@@ -272,6 +271,8 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     if not report.ok:
         return _fail(report.summary())
     print(report.summary())
+    # On stderr: stdout stays the one line a script parses.
+    print(f"childlink: {anchored_note(anchor) if anchor else ANCHOR_NOTE}", file=sys.stderr)
     return 0
 
 
@@ -386,10 +387,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="the access log").add_subparsers(dest="action", required=True)
     audit_verify = audit.add_parser(
-        "verify", help="seal, then prove the access log intact (exit 0) or name the first bad row (exit 1)"
+        "verify",
+        help="seal, then prove the access log consistent (exit 0) or name the first bad row (exit 1); "
+        "a forged row with a correct hash is detected only against an --anchor",
     )
     audit_verify.add_argument(
-        "--anchor", metavar="POSITION:HASH", help="a chain head printed by an earlier verify, kept elsewhere"
+        "--anchor",
+        metavar="POSITION:HASH",
+        help="a chain head printed by an earlier verify and kept outside the database: without one, a "
+        "forged row appended with a correct hash, or a chain rewritten to its end, is not detected",
     )
     audit_verify.set_defaults(func=cmd_audit_verify)
     audit.add_parser("seal", help="append every committed record to the hash chain now").set_defaults(

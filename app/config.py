@@ -15,6 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     IPvAnyNetwork,
+    SecretStr,
     TypeAdapter,
     ValidationError,
     field_validator,
@@ -141,6 +142,17 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[AnyHttpUrl], NoDecode] = []
     db_pool_size: int = Field(default=20, ge=1, le=200)
     max_body_bytes: int = 1024 * 1024
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096, le=1024 * 1024)
+    """A request's head (request line and headers) in bytes; more is refused with 431."""
+    max_header_line_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    """One header line (name and value) in bytes; a longer one is refused with 431."""
+    docs: bool = True
+    """Serve the interactive docs (``/docs``, ``/redoc`` and their assets). ``/openapi.json``, the
+    contract integrators build against, is served either way."""
+    metrics_token: SecretStr | None = None
+    """A bearer token that ``/metrics`` accepts besides an ``admin`` token (for a Prometheus
+    scraper that holds no client). In production ``/metrics`` is never open: it wants one or the
+    other; in development it is open unless this is set."""
     log_level: str = "INFO"
     otel: bool = False
     """FastAPI's native OpenTelemetry spans and metrics, for a deployment that configures an
@@ -234,6 +246,8 @@ class Settings(BaseSettings):
                 problems.append("CHILDLINK_ISSUER must be the service's https URL")
             if any(not item.jwks_url.startswith("https://") for item in self.trusted_issuers):
                 problems.append("trusted issuer JWKS URLs must use https")
+            if self.metrics_token is not None and len(self.metrics_token.get_secret_value()) < 32:
+                problems.append("CHILDLINK_METRICS_TOKEN must be at least 32 characters")
             if problems:
                 raise ValueError("; ".join(problems))
         return self

@@ -160,7 +160,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_database_error_handlers(app)
-    install_docs(app)
+    if settings.docs:
+        install_docs(app)
     for module in (
         oauth,
         identity,
@@ -198,6 +199,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["ETag", "X-Request-ID", "Retry-After"],
         )
     app.add_middleware(
-        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=app.state.metrics,
+        production=not settings.is_development,
+        max_header_bytes=settings.max_header_bytes,
+        max_header_line_bytes=settings.max_header_line_bytes,
     )
     return app

@@ -26,9 +26,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import Settings
+from app.config import Environment, Settings
 from app.db import Database, asyncpg_dsn
 from app.main import create_app
 from app.models.agency import Agency, AgencyKind
@@ -309,3 +310,46 @@ def bearer(value: str) -> dict[str, str]:
 
 def random_code(prefix: str = "agency") -> str:
     return f"{prefix}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session")
+def production_settings(settings: Settings) -> Settings:
+    """The test settings as production runs them (https issuer, a metrics token)."""
+    return settings.model_copy(
+        update={
+            "env": Environment.production,
+            "issuer": "https://childlink.example",
+            "metrics_token": SecretStr("metrics-" + "m" * 40),
+            "db_pool_size": 5,  # a second app on the test database: few connections
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+async def production_app(app: Any, production_settings: Settings) -> AsyncIterator[Any]:
+    # After the development app, which creates the signing key production only loads.
+    application = create_app(production_settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def production_client(production_app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=production_app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def production_token(db: Database, production_client: httpx.AsyncClient) -> TokenFactory:
+    """Like ``token``, minted by the production app (its issuer differs)."""
+
+    async def mint(*, agency: str = "police", scopes: list[str] | None = None, region: str = "") -> str:
+        client_id, secret = await make_client(db, agency=agency, scopes=scopes, region=region)
+        response = await production_client.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    return mint

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
 from app.models.child import AccessSummary
-from app.models.common import timestamp_column, utcnow
+from app.models.common import IsoDate, timestamp_column, utcnow
 
 PHONE_PATTERN = r"^\+?[0-9][0-9 -]{4,19}$"
 
@@ -117,15 +117,15 @@ class GuardianshipCreate(SQLModel):
     responsible_org_duty_phone: str | None = Field(
         default=None, schema_extra={"pattern": PHONE_PATTERN, "examples": ["028-85000000"]}
     )
-    effective_from: date = Field(schema_extra={"examples": ["2026-09-01"]})
-    effective_to: date | None = None
+    effective_from: IsoDate = Field(schema_extra={"examples": ["2026-09-01"]})
+    effective_to: IsoDate | None = None
     entrustment_confirmation_ref: str | None = Field(
         default=None,
         max_length=100,
         description="Reference of the signed 委托监护责任确认书 (required when entrusted).",
     )
-    entrustment_confirmed_on: date | None = None
-    last_assessment_date: date | None = None
+    entrustment_confirmed_on: IsoDate | None = None
+    last_assessment_date: IsoDate | None = None
     last_assessment_result: AssessmentResult | None = None
     risk_flags: list[RiskFlag] = Field(default_factory=list, max_length=len(RiskFlag))
     emergency_intervention: bool = Field(

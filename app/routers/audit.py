@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -15,6 +14,7 @@ from app.audit import access_log as access_log_service
 from app.audit.access_log import AccessLogPage
 from app.db import get_session
 from app.errors import BadRequest, Forbidden, Unauthorized, Unprocessable, responses
+from app.models.common import IsoDateTime
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=responses(Unauthorized))
 
@@ -40,9 +40,9 @@ async def list_access_log(
         str | None, Query(max_length=64, description="Only this action, e.g. `custody.read`.")
     ] = None,
     since: Annotated[
-        datetime | None, Query(description="Logged at or after this time (ISO 8601; UTC if no offset).")
+        IsoDateTime | None, Query(description="Logged at or after this time (ISO 8601; UTC if no offset).")
     ] = None,
-    until: Annotated[datetime | None, Query(description="Logged before this time.")] = None,
+    until: Annotated[IsoDateTime | None, Query(description="Logged before this time.")] = None,
     after: Annotated[
         str | None, Query(max_length=64, description="`next_cursor` from the previous page.")
     ] = None,

@@ -14,10 +14,14 @@ from app.db import get_session
 from app.errors import BadRequest, Forbidden, Unauthorized, Unprocessable, responses
 from app.models.care import DuePage, DueWhat
 from app.models.common import utcnow
+from app.routers.query import UnknownParameter, refuse_unknown_query
 from app.services import due as due_service
 
 router = APIRouter(
-    prefix="/v1/children", tags=["care schedule"], responses=responses(Unauthorized, Forbidden)
+    prefix="/v1/children",
+    tags=["care schedule"],
+    responses=responses(Unauthorized, Forbidden, UnknownParameter),
+    dependencies=[Depends(refuse_unknown_query)],
 )
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]

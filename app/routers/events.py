@@ -25,6 +25,7 @@ from app.errors import (
 )
 from app.events.lifecycle import get_notifier
 from app.events.notify import Notifier
+from app.models.common import BIGINT_MAX
 from app.models.event import (
     IDEMPOTENCY_KEY_PATTERN,
     CloudEventIn,
@@ -129,7 +130,9 @@ async def read_feed(
     door: DoorDep,
     reader: Annotated[Reader, Security(get_reader, scopes=[Scope.events_read])],
     notifier: Annotated[Notifier, Depends(get_notifier)],
-    after: Annotated[int, Query(ge=0, description="The `next_after` of your previous page; 0 to start.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=BIGINT_MAX, description="The `next_after` of your previous page; 0 to start.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="At most this many events.")] = 100,
     wait: Annotated[
         float,

@@ -63,3 +63,20 @@ class TestAuditCommands:
         assert "deleted" in err
         code, _, err = await childlink(database_url, "audit", "verify", "--anchor", "nonsense")
         assert code == 2
+
+    async def test_verify_says_a_forged_row_with_a_correct_hash_needs_an_anchor(
+        self, writer: AuditWriter, conn: asyncpg.Connection, database_url: str
+    ) -> None:
+        await write_sealed(writer, conn, 2)
+        code, out, err = await childlink(database_url, "audit", "verify")
+        assert code == 0, err
+        assert "consistent, not authentic" in err
+        assert "forged row with a correct hash" in err
+        assert "--anchor POSITION:HASH" in err
+        head = out.strip().rsplit("chain head ", 1)[1]
+        code, out, err = await childlink(database_url, "audit", "verify", "--anchor", head)
+        assert code == 0, err
+        assert f"anchored at position {head.split(':')[0]}" in err
+        assert "rows after it are only as trustworthy as the database" in err
+        code, help_text, _ = await childlink(database_url, "audit", "verify", "--help")
+        assert "forged row appended with a correct hash" in " ".join(help_text.split())

@@ -563,3 +563,28 @@ class TestEmergencyIsNotAKeyToContact:
         )
         assert response.status_code == 200
         assert response.json()["guardian"]["phone"] == "13800138000"
+
+
+class TestCustodyQueryParameters:
+    async def test_an_unknown_parameter_on_the_custody_check_is_refused_on_the_direct_path_too(
+        self,
+        served: tuple[httpx.AsyncClient, ServedBy],
+        token: TokenFactory,
+        civil: str,
+        client: httpx.AsyncClient,
+    ) -> None:
+        http, recorder = served
+        child = await child_in_care(client, civil)
+        police = await token(agency="police", scopes=["custody:read"], region="5101")
+        for child_id in (child["id"], routed(child["id"])):
+            response = await http.get(
+                f"/v1/children/{child_id}/custody",
+                params={"resident_id": "510107201605120249"},
+                headers={**bearer(police), **purpose()},
+            )
+            assert response.status_code == 400, response.text
+            assert response.json()["code"] == "unknown_parameter"
+        assert recorder.handlers == ["route", "route"]
+        plain = await http.get(f"/v1/children/{child['id']}/custody", headers={**bearer(police), **purpose()})
+        assert plain.status_code == 200
+        assert recorder.handlers[-1] == "direct"

@@ -139,6 +139,17 @@ class TestDueList:
         )
         assert outside.status_code == 403
 
+    async def test_an_unknown_parameter_is_refused_not_ignored(
+        self, client: httpx.AsyncClient, civil: str
+    ) -> None:
+        response = await client.get(
+            "/v1/children/due",
+            params={"what": "assessment", "region": TOWNSHIP, "category": "left_behind"},
+            headers=bearer(civil),
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["code"] == "unknown_parameter"
+
 
 class TestOverdueScheduler:
     async def test_each_overdue_notice_fires_once_across_concurrent_workers(
