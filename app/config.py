@@ -141,6 +141,8 @@ class Settings(BaseSettings):
     """An external issuer's JWKS must arrive whole within this long, or the fetch is abandoned."""
     cors_origins: Annotated[list[AnyHttpUrl], NoDecode] = []
     db_pool_size: int = Field(default=20, ge=1, le=200)
+    audit_checkpoint_seconds: float = Field(default=300.0, ge=1, le=86_400)
+    """How often the sealer signs the access-log chain head (``GET /v1/audit/checkpoints``)."""
     max_body_bytes: int = 1024 * 1024
     max_header_bytes: int = Field(default=32 * 1024, ge=4096, le=1024 * 1024)
     """A request's head (request line and headers) in bytes; more is refused with 431."""

@@ -23,7 +23,7 @@ import asyncpg
 
 logger = logging.getLogger(__name__)
 
-APPEND_ONLY_TABLES = ("access_log", "access_log_chain")
+APPEND_ONLY_TABLES = ("access_log", "access_log_chain", "access_log_checkpoint")
 """Tables the service may read and append to, never change: the access log and its chain."""
 READ_ONLY_TABLES = ("alembic_version",)
 STARTUP_CHECK_TIMEOUT_SECONDS = 3.0

@@ -148,10 +148,18 @@ async def seal_committed(conn: asyncpg.Connection, *, within: float = 10.0) -> i
 
 
 Connect = Callable[[], Coroutine[Any, Any, asyncpg.Connection]]
+AfterRound = Callable[[asyncpg.Connection], Coroutine[Any, Any, object]]
 
 
-async def seal_forever(connect: Connect, *, interval: float = 1.0, batch_size: int = DEFAULT_BATCH) -> None:
-    """The background task: a sealing round every ``interval`` seconds until cancelled.
+async def seal_forever(
+    connect: Connect,
+    *,
+    interval: float = 1.0,
+    batch_size: int = DEFAULT_BATCH,
+    after_round: AfterRound | None = None,
+) -> None:
+    """The background task: a sealing round every ``interval`` seconds until cancelled, each
+    followed by ``after_round`` (the checkpointer) on the same connection.
 
     Errors are logged and retried on a fresh connection next round; an unsealed row is only
     sealed late, never lost, so nothing here fails a request.
@@ -163,6 +171,8 @@ async def seal_forever(connect: Connect, *, interval: float = 1.0, batch_size: i
                 if conn is None or conn.is_closed():
                     conn = await connect()
                 await seal(conn, batch_size=batch_size)
+                if after_round is not None:
+                    await after_round(conn)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
                 logger.warning(
                     "access log sealing failed: %s %s", type(exc).__name__, getattr(exc, "sqlstate", "") or ""

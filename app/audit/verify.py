@@ -29,11 +29,14 @@ database. :data:`ANCHOR_NOTE` says so to the operator.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 
-from app.audit.records import content_from_row, row_hash
+from app.audit.checkpoints import Checkpoint
+from app.audit.records import content_from_row, format_logged_at, row_hash
 from app.audit.sealer import GENESIS, chain_hash, seal_committed
 
 ANCHOR_NOTE = (
@@ -58,8 +61,11 @@ SELECT c.position, c.row_id, c.chain_hash, c.watermark::text AS watermark,
        a.basis, a.break_glass, a.investigation_ref, a.row_hash
 FROM access_log_chain AS c
 LEFT JOIN access_log AS a ON a.id = c.row_id
+WHERE c.position > $1
 ORDER BY c.position
 """
+
+_ENTRY = "SELECT row_id, chain_hash, watermark::text AS watermark FROM access_log_chain WHERE position = $1"
 
 _UNSEALED = """
 SELECT a.id, a.txid >= $1::text::xid8 AS pending
@@ -122,31 +128,55 @@ async def verify(
     conn: asyncpg.Connection,
     *,
     anchor: tuple[int, str] | None = None,
+    checkpoints: Sequence[Checkpoint] = (),
+    since: Checkpoint | None = None,
     seal_first: bool = True,
     seal_within: float = 10.0,
 ) -> VerifyReport:
-    """Check the whole log; see the module docstring for what is detected."""
+    """Check the log; see the module docstring for what is detected.
+
+    ``checkpoints`` (verified signatures: a kept list, or the database's own) are held against the
+    chain like anchors, and each one's ``complete_before`` against every row sealed after it.
+    With ``since`` (one of them, trusted) the walk starts at its position and checks only what
+    follows: quick, but a row edited before it in place, chain untouched, waits for a full run."""
     if seal_first:
         await seal_committed(conn, within=seal_within)
+    marks = _Marks(anchor, checkpoints if since is None else [*checkpoints, since])
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         problem: Problem | None = None
         expected, previous, watermark = 1, GENESIS, 0
-        async for row in conn.cursor(_WALK, prefetch=2000):
-            position = row["position"]
-            problem = _check_entry(row, expected, previous, anchor)
-            if problem is not None:
-                break
-            previous = row["chain_hash"]
-            watermark = max(watermark, int(row["watermark"]))
-            expected = position + 1
-        verified = expected - 1
-        if problem is None and anchor is not None and anchor[0] > verified:
-            problem = Problem(
-                "deleted",
-                f"the chain ends at position {verified}, before the anchor at {anchor[0]}: "
-                "its last entries were removed",
-                position=verified + 1,
-            )
+        if since is not None:
+            start = await conn.fetchrow(_ENTRY, since.position)
+            if start is None:
+                problem = Problem(
+                    "deleted",
+                    f"the chain has no position {since.position}, which the checkpoint signed at "
+                    f"{format_logged_at(since.signed_at)} holds: its entries were removed",
+                    position=since.position,
+                )
+            elif start["chain_hash"] != since.chain_hash:
+                problem = Problem(
+                    "rewritten",
+                    "the chain hash differs from the signed checkpoint for this position",
+                    since.position,
+                    start["row_id"],
+                )
+            else:
+                expected, previous = since.position + 1, since.chain_hash
+                watermark = int(start["watermark"])
+        first = expected
+        if problem is None:
+            async for row in conn.cursor(_WALK, first - 1, prefetch=2000):
+                position = row["position"]
+                problem = _check_entry(row, expected, previous) or marks.check(row)
+                if problem is not None:
+                    break
+                previous = row["chain_hash"]
+                watermark = max(watermark, int(row["watermark"]))
+                expected = position + 1
+        last = expected - 1
+        if problem is None:
+            problem = marks.beyond(last)
         unsealed = 0
         for row in await conn.fetch(_UNSEALED, str(watermark)):
             if row["pending"]:
@@ -158,12 +188,65 @@ async def verify(
                     "watermark: it was added behind the chain's back",
                     row_id=row["id"],
                 )
-    return VerifyReport(verified, unsealed, verified, previous, problem)
+    return VerifyReport(last - first + 1, unsealed, last, previous, problem)
 
 
-def _check_entry(
-    row: asyncpg.Record, expected: int, previous: str, anchor: tuple[int, str] | None
-) -> Problem | None:
+class _Marks:
+    """Chain heads recorded outside the walk: the anchor and the signed checkpoints."""
+
+    def __init__(self, anchor: tuple[int, str] | None, checkpoints: Sequence[Checkpoint]) -> None:
+        self.hashes: dict[int, tuple[str, str]] = {}
+        for checkpoint in checkpoints:
+            self.hashes[checkpoint.position] = (
+                checkpoint.chain_hash,
+                f"the signed checkpoint of {format_logged_at(checkpoint.signed_at)}",
+            )
+        if anchor is not None:
+            self.hashes.setdefault(anchor[0], (anchor[1], "the anchor recorded"))
+        # complete_before only rises with position; a row past a checkpoint is held to the
+        # latest one below it, found by walking these in order alongside the chain.
+        self._floors = sorted((c.position, c.complete_before, c.signed_at) for c in checkpoints)
+        self._next = 0
+        self._floor: tuple[int, datetime, datetime] | None = None
+
+    def check(self, row: asyncpg.Record) -> Problem | None:
+        position, row_id = row["position"], row["row_id"]
+        while self._next < len(self._floors) and self._floors[self._next][0] < position:
+            candidate = self._floors[self._next]
+            if self._floor is None or candidate[1] > self._floor[1]:
+                self._floor = candidate
+            self._next += 1
+        mark = self.hashes.get(position)
+        if mark is not None and row["chain_hash"] != mark[0]:
+            return Problem(
+                "rewritten", f"the chain hash differs from {mark[1]} for this position", position, row_id
+            )
+        if self._floor is not None and row["logged_at"] < self._floor[1]:
+            return Problem(
+                "forged",
+                f"sealed after the checkpoint at position {self._floor[0]} (signed "
+                f"{format_logged_at(self._floor[2])}) yet dated {format_logged_at(row['logged_at'])}, "
+                f"before {format_logged_at(self._floor[1])}, by which that checkpoint had sealed "
+                "everything: the row was written afterwards and backdated",
+                position,
+                row_id,
+            )
+        return None
+
+    def beyond(self, last: int) -> Problem | None:
+        """The chain ends at ``last``: a mark past it means its tail was removed."""
+        past = [position for position in self.hashes if position > last]
+        if not past:
+            return None
+        return Problem(
+            "deleted",
+            f"the chain ends at position {last}, before {self.hashes[max(past)][1]} at position "
+            f"{max(past)}: its last entries were removed",
+            position=last + 1,
+        )
+
+
+def _check_entry(row: asyncpg.Record, expected: int, previous: str) -> Problem | None:
     position, row_id = row["position"], row["row_id"]
     if position != expected:
         missing = f"{expected}" if position == expected + 1 else f"{expected} to {position - 1}"
@@ -182,9 +265,5 @@ def _check_entry(
             "the row hash does not match the chain: the row and its hash were rewritten",
             position,
             row_id,
-        )
-    if anchor is not None and position == anchor[0] and row["chain_hash"] != anchor[1]:
-        return Problem(
-            "rewritten", "the chain hash differs from the anchor recorded for this position", position, row_id
         )
     return None
