@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 import asyncpg
 import orjson
 
+from app.audit import partitions as partition_service
 from app.audit.checkpoints import (
     Checkpoint,
     CheckpointInvalid,
@@ -21,6 +24,7 @@ from app.audit.checkpoints import (
     take_checkpoint,
     tokens_in,
 )
+from app.audit.partitions import ArchiveError, verify_archive
 from app.audit.sealer import seal_committed
 from app.audit.verify import ANCHOR_NOTE, anchored_note, parse_anchor, verify
 from app.auth.keys import KeyRing
@@ -111,6 +115,70 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_verify_any(args: argparse.Namespace, settings: Settings) -> int:
+    return cmd_verify_archive(args, settings) if args.archive else cmd_verify(args, settings)
+
+
+def cmd_verify_archive(args: argparse.Namespace, settings: Settings) -> int:
+    try:
+        jwks = _read_json(args.jwks) if args.jwks else _platform_jwks(settings)
+        if jwks is None:
+            raise ArchiveError("no JWKS to check the archive's signature with: pass --jwks FILE")
+        report = verify_archive(Path(args.archive), jwks)
+    except (ArchiveError, CheckpointInvalid) as exc:
+        return _fail(f"archive TAMPERED or unreadable: {exc}")
+    print(report.summary())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
+    keys = KeyRing(settings.resolved_key_dir, create_if_empty=settings.is_development)
+    out_dir = Path(args.out) if args.out else settings.audit_archive_dir
+    # Detaching needs the tables' owner, the role migrations run as.
+    owner_url = settings.migration_database_url or resolve_database_url(settings)
+
+    async def run() -> list[str]:
+        conn = await asyncpg.connect(asyncpg_dsn(owner_url))
+        done: list[str] = []
+        try:
+            await seal_committed(conn)
+            attached = await partition_service.partitions(conn)
+            if args.partition:
+                chosen = [p for p in attached if p.name == args.partition]
+                if not chosen:
+                    raise ArchiveError(f"{args.partition} is not an attached access-log partition")
+            else:
+                chosen = await partition_service.expired(
+                    conn, now=datetime.now(UTC), retention_days=settings.audit_retention_days
+                )
+            for partition in chosen:
+                manifest = await partition_service.export_partition(
+                    conn, partition, out_dir, keys=keys, issuer=settings.issuer
+                )
+                # Read back from disk and checked whole before the partition leaves the log.
+                report = verify_archive(manifest, keys.jwks())
+                if args.no_detach:
+                    done.append(
+                        f"exported {partition.name} to {manifest} ({report.rows} records); kept attached"
+                    )
+                    continue
+                await partition_service.detach(conn, report)
+                done.append(
+                    f"exported {partition.name} to {manifest} ({report.rows} records), verified, detached"
+                )
+        finally:
+            await conn.close()
+        return done
+
+    try:
+        done = asyncio.run(run())
+    except ArchiveError as exc:
+        return _fail(str(exc))
+    for line in done or ["no partition past retention"]:
+        print(line)
+    return 0
+
+
 def cmd_seal(args: argparse.Namespace, settings: Settings) -> int:
     sealed = _with_conn(settings, lambda conn: seal_committed(conn))
     print(f"sealed {sealed} access log records")
@@ -162,7 +230,31 @@ def register(sub: Any) -> None:
         action="store_true",
         help="start at the newest trusted checkpoint (kept, else stored) and check only what follows",
     )
-    audit_verify.set_defaults(func=cmd_verify)
+    audit_verify.add_argument(
+        "--archive",
+        metavar="MANIFEST",
+        help="check an exported partition archive instead of the live log (its manifest file; the data "
+        "file beside it)",
+    )
+    audit_verify.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="processes walking ranges of the chain at once (default: one per CPU)",
+    )
+    audit_verify.set_defaults(func=cmd_verify_any)
+    audit_export = audit.add_parser(
+        "export",
+        help="export every partition past CHILDLINK_AUDIT_RETENTION_DAYS to a signed archive, verify it, "
+        "detach it (as the tables' owner); the detached table is kept until you drop it",
+    )
+    audit_export.add_argument(
+        "--out", metavar="DIR", help="archive folder (default CHILDLINK_AUDIT_ARCHIVE_DIR)"
+    )
+    audit_export.add_argument("--partition", metavar="NAME", help="export this partition, expired or not")
+    audit_export.add_argument("--no-detach", action="store_true", help="export and verify only")
+    audit_export.set_defaults(func=cmd_export)
     audit.add_parser("seal", help="append every committed record to the hash chain now").set_defaults(
         func=cmd_seal
     )

@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.policy import Policy
+from app.audit import partitions as partition_service
 from app.db import Database
 from app.models.common import utcnow
 from app.services import due as due_service
@@ -76,4 +77,12 @@ def registered_jobs(policy: Policy) -> list[TimedJob]:
     async def care_overdue(session: AsyncSession, now: datetime) -> int:
         return await due_service.fire_overdue(session, now, policy=policy)
 
-    return [TimedJob("care.overdue", CARE_OVERDUE_EVERY_SECONDS, care_overdue)]
+    return [
+        TimedJob("care.overdue", CARE_OVERDUE_EVERY_SECONDS, care_overdue),
+        # The access log's monthly partitions, kept MONTHS_AHEAD ahead of the calendar.
+        TimedJob(
+            "audit.partitions",
+            partition_service.CREATE_PARTITIONS_EVERY_SECONDS,
+            partition_service.create_ahead,
+        ),
+    ]

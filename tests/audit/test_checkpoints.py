@@ -63,7 +63,10 @@ async def rechain_from(owner_conn: asyncpg.Connection, position: int) -> None:
     for row in rows:
         previous = chain_hash(previous, row["row_hash"])
         statements.append(
-            ("UPDATE access_log_chain SET chain_hash = $2 WHERE position = $1", (row["position"], previous))
+            (
+                "UPDATE access_log_chain SET chain_hash = $2, row_hash = $3 WHERE position = $1",
+                (row["position"], previous, row["row_hash"]),
+            )
         )
     await as_attacker(owner_conn, *statements)
 
