@@ -103,7 +103,7 @@ RANGES_PER_WORKER = 4
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """The first thing found wrong; ``kind`` is deleted, edited, inserted or rewritten."""
+    """The first thing found wrong; ``kind`` is deleted, edited, inserted, rewritten or forged."""
 
     kind: str
     detail: str
