@@ -63,20 +63,32 @@ class Checkpoint:
 
 
 class CheckpointPublic(BaseModel):
-    position: int = Field(description="The chain position signed.")
-    chain_hash: str = Field(description="The chain hash at that position (sha256, hex).")
-    signed_at: datetime
-    complete_before: datetime = Field(
-        description="Every record logged before this time is sealed at or below `position`."
+    position: int = Field(description="The chain position signed.", examples=[120_000])
+    chain_hash: str = Field(
+        description="The chain hash at that position (sha256, hex).",
+        examples=["9f2c4be1d0a7e35c8b6f1a2d3e4c5b6a79808172635445362718293a4b5c6d7e"],
     )
-    kid: str = Field(description="The signing key, as published at `/.well-known/jwks.json`.")
+    signed_at: datetime = Field(
+        description="When the platform signed it (UTC).", examples=["2026-12-01T08:05:00Z"]
+    )
+    complete_before: datetime = Field(
+        description="Every record logged before this time is sealed at or below `position`.",
+        examples=["2026-12-01T08:04:00Z"],
+    )
+    kid: str = Field(
+        description="The signing key, as published at `/.well-known/jwks.json`.",
+        examples=["k-20261201080000-1a2b3c4d"],
+    )
     jws: str = Field(
-        description="The evidence: a compact JWS (ES256) over the fields above. Keep it, with the JWKS."
+        description="The evidence: a compact JWS (ES256) over the fields above. Keep it, with the JWKS.",
+        examples=[
+            "eyJhbGciOiJFUzI1NiIsImtpZCI6ImstMjAyNjEyMDEwODAwMDAtMWEyYjNjNGQifQ.eyJwb3NpdGlvbiI6MTIwMDAwfQ.c2ln"
+        ],
     )
 
 
 class CheckpointPage(BaseModel):
-    items: list[CheckpointPublic]
+    items: list[CheckpointPublic] = Field(description="Oldest first.")
     next_after: int | None = Field(
         description="Pass as `after` for the next (newer) page; null on the last page."
     )
