@@ -168,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_database_error_handlers(app)
     if settings.docs:
         install_docs(app)
+    app.include_router(due.other_methods)  # before children: `PATCH /v1/children/{id}` would take it
     for module in (
         oauth,
         identity,

@@ -191,7 +191,9 @@ class TestOtherMethods:
         self, client: httpx.AsyncClient, token: TokenFactory
     ) -> None:
         civil = await token(agency="civil-affairs", scopes=["children:read", "children:write"])
-        response = await client.patch("/v1/children/due", headers=bearer(civil), json={})
+        response = await client.patch(
+            "/v1/children/due?what=assessment&limit=50", headers=bearer(civil), json={}
+        )
         assert response.status_code == 405
         assert response.json()["code"] == "method_not_allowed"
         assert response.headers["allow"] == "GET"
