@@ -11,7 +11,7 @@ from app.access.deps import DoorDep, get_reader
 from app.access.door import Reader
 from app.auth.scopes import Scope
 from app.db import get_session
-from app.errors import BadRequest, Forbidden, Unauthorized, Unprocessable, responses
+from app.errors import BadRequest, Forbidden, MethodNotAllowed, Unauthorized, Unprocessable, responses
 from app.models.care import DuePage, DueWhat
 from app.models.common import utcnow
 from app.routers.query import UnknownParameter, refuse_unknown_query
@@ -72,3 +72,10 @@ async def list_due(
         now=utcnow(),
     )
     return DuePage(items=items, next_cursor=next_cursor)
+
+
+@router.api_route("/due", methods=["PATCH"], include_in_schema=False)
+async def due_other_methods() -> None:
+    """`/due` is a fixed path, not a child id: `PATCH /v1/children/{child_id}` answers 405 here
+    (with the `Allow` the spec gives), not 422 "not a UUID"."""
+    raise MethodNotAllowed("The due list is read with GET.", headers={"Allow": "GET"})
