@@ -30,6 +30,7 @@ from app.routers import (
     access_report,
     audit,
     break_glass,
+    cases,
     children,
     consents,
     guardianship,
@@ -37,6 +38,7 @@ from app.routers import (
     oauth,
     ops,
     policy,
+    referrals,
 )
 from app.routers import events as events_router
 from app.routers import subscriptions as subscriptions_router
@@ -165,6 +167,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit,
         break_glass,
         ops,
+        cases,
+        referrals,
     ):
         app.include_router(module.router)
     app.include_router(events_router.router)

@@ -44,6 +44,11 @@ class PolicyPublic(BaseModel):
     categories: dict[str, str] = Field(description="The data categories a response may carry.")
     rules: list[PolicyRule]
     break_glass: BreakGlassPublic
+    cases: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Coordinated handling: the purposes a referral serves, deadline bounds and the "
+        "escalation interval.",
+    )
 
 
 @router.get("/policy", response_model=PolicyPublic, summary="The access policy in force")
@@ -66,7 +71,7 @@ async def get_policy(request: Request, _: Annotated[Principal, Security(require)
         version=policy.version,
         sha256=policy.sha256,
         description=policy.description,
-        grounds=["owner", "statute", "consent", "break_glass"],
+        grounds=["owner", "statute", "consent", "referral", "break_glass"],
         purposes={p.value: PURPOSE_DESCRIPTIONS[p] for p in PurposeOfUse},
         categories={c.value: CATEGORY_DESCRIPTIONS[c] for c in DataCategory},
         rules=[
@@ -86,4 +91,5 @@ async def get_policy(request: Request, _: Annotated[Principal, Security(require)
             daily_limit_per_client=request.app.state.door.break_glass_daily_limit,
             note=policy.break_glass.note,
         ),
+        cases=policy.document.get("cases", {}),
     )

@@ -1,0 +1,136 @@
+"""Event types the platform itself emits for coordinated handling (``cn.gov.childlink.platform.*``):
+cases, referrals and actions. Each carries references (ids, agencies, deadlines) and the case's
+kind, which is the only personal data in them: a dropout case's kind is education data, a
+medical-aid case's health data (``KIND_CATEGORY``), so the door releases these events like the
+case itself, and a referral's receiver gets them on the ground ``referral``.
+
+They are emitted by the case and referral services and the deadline scheduler, never accepted at
+``POST /v1/events``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.events import schema as s
+from app.events.types import CIVIL, EDUCATION, HEALTH, POLICE, WOMENS, TypeSpec
+from app.models.case import KIND_CATEGORY, CaseKind
+from app.models.referral import ReferralStatus
+from app.models.vocabulary import DataCategory
+
+_ANY = (CIVIL, EDUCATION, HEALTH, POLICE, WOMENS)
+
+
+def _agency(description: str) -> dict[str, Any]:
+    return {"type": "string", "minLength": 1, "maxLength": 64, "description": description}
+
+
+def _when(description: str) -> dict[str, Any]:
+    return {"type": "string", "format": "date-time", "description": description}
+
+
+_CASE = {
+    "case_id": s.reference("The case."),
+    "kind": s.code(
+        s.enum_values(CaseKind),
+        DataCategory.welfare,
+        "The case's kind; released with its category (dropout: education, medical_aid: health ...).",
+        item_categories={str(k): v for k, v in KIND_CATEGORY.items()},
+    ),
+    "lead_agency": _agency("The agency leading the case."),
+}
+
+_REFERRAL = {
+    **_CASE,
+    "referral_id": s.reference("The referral."),
+    "from_agency": _agency("The referring agency."),
+    "to_agency": _agency("The receiving agency."),
+    "to_region": {
+        "type": "string",
+        "pattern": s.REGION_PATTERN,
+        "description": "The division it is addressed to.",
+    },
+    "status": {"type": "string", "enum": s.enum_values(ReferralStatus), "description": "Its state now."},
+    "respond_by": _when("Accept or decline by then."),
+    "complete_by": _when("Complete by then."),
+}
+_REFERRAL_REQUIRED = ("case_id", "kind", "referral_id", "from_agency", "to_agency", "status")
+
+_OVERDUE = {
+    "deadline": {
+        "type": "string",
+        "enum": ["respond_by", "complete_by", "due_on"],
+        "description": "Which deadline passed.",
+    },
+    "due_at": _when("When it was due."),
+    "step": {
+        "type": "integer",
+        "minimum": 0,
+        "description": "0 when it first became overdue, then 1, 2 ... for each escalation interval since.",
+    },
+    "escalated_to_region": {
+        "type": "string",
+        "pattern": r"^\d{0,12}$",
+        "description": "The division one level above the receiver's, told of the overdue step.",
+    },
+}
+
+
+def _referral_spec(what: str, title: str, description: str) -> TypeSpec:
+    return TypeSpec(
+        f"platform.referral.{what}",
+        title,
+        description,
+        _ANY,
+        dict(_REFERRAL),
+        _REFERRAL_REQUIRED,
+        registry_only=True,
+    )
+
+
+PLATFORM_SPECS: tuple[TypeSpec, ...] = (
+    TypeSpec(
+        "platform.case.opened",
+        "Case opened (协同处置)",
+        "An agency opened a case about the child and leads it.",
+        _ANY,
+        {
+            **_CASE,
+            "priority": {"type": "string", "enum": ["routine", "soon", "urgent"], "description": "How soon."},
+        },
+        ("case_id", "kind", "lead_agency"),
+        registry_only=True,
+    ),
+    TypeSpec(
+        "platform.case.closed",
+        "Case closed",
+        "The lead agency closed the case; read it for the outcome.",
+        _ANY,
+        dict(_CASE),
+        ("case_id", "kind", "lead_agency"),
+        registry_only=True,
+    ),
+    _referral_spec(
+        "requested", "Referral requested (转介)", "A case was referred to an agency, with deadlines."
+    ),
+    _referral_spec("accepted", "Referral accepted (受理)", "The receiving agency took the referral up."),
+    _referral_spec(
+        "declined", "Referral declined", "The receiving agency declined; the reason is on the referral."
+    ),
+    _referral_spec(
+        "completed",
+        "Referral completed",
+        "The receiving agency completed it; the outcome is on the referral.",
+    ),
+    _referral_spec("withdrawn", "Referral withdrawn", "The referring agency withdrew it."),
+    TypeSpec(
+        "platform.referral.overdue",
+        "Referral overdue",
+        "An open referral passed a deadline (step 0), or is still unanswered one more escalation "
+        "interval later (step 1, 2 ...). Sent to the referrer and to the receiver's level above.",
+        _ANY,
+        {**_REFERRAL, **_OVERDUE},
+        (*_REFERRAL_REQUIRED, "deadline", "due_at", "step"),
+        registry_only=True,
+    ),
+)
