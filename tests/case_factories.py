@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -10,7 +11,7 @@ import httpx
 from tests.conftest import TokenFactory, bearer
 from tests.factories import CIVIL_SCOPES, make_child, purpose
 
-CASE_SCOPES = ["children:read", "cases:write", "events:read"]
+CASE_SCOPES = ["children:read", "cases:write", "events:read", "events:publish"]
 CHILD_REGION = "510107005003"
 TOWNSHIP = "510107005"
 
@@ -59,7 +60,13 @@ def referral_body(**overrides: Any) -> dict[str, Any]:
 async def open_case(
     client: httpx.AsyncClient, lead: str, child_id: str, *, kind: str = "dropout", **overrides: Any
 ) -> dict[str, Any]:
-    body = {"child_id": child_id, "kind": kind, "priority": "soon", "summary": "Absent 12 school days.", **overrides}
+    body = {
+        "child_id": child_id,
+        "kind": kind,
+        "priority": "soon",
+        "summary": "Absent 12 school days.",
+        **overrides,
+    }
     response = await client.post("/v1/cases", json=body, headers=as_(lead))
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()
@@ -67,7 +74,9 @@ async def open_case(
 
 
 async def refer(client: httpx.AsyncClient, lead: str, case_id: str, **overrides: Any) -> dict[str, Any]:
-    response = await client.post(f"/v1/cases/{case_id}/referrals", json=referral_body(**overrides), headers=as_(lead))
+    response = await client.post(
+        f"/v1/cases/{case_id}/referrals", json=referral_body(**overrides), headers=as_(lead)
+    )
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()
     return result
@@ -75,3 +84,6 @@ async def refer(client: httpx.AsyncClient, lead: str, case_id: str, **overrides:
 
 async def story_child(client: httpx.AsyncClient, registrar: str) -> dict[str, Any]:
     return await make_child(client, registrar, region=CHILD_REGION)
+
+
+ROOT_README = Path(__file__).resolve().parent.parent / "README.md"

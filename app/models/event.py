@@ -82,6 +82,12 @@ class CloudEventIn(BaseModel):
         default=None, max_length=500, description="Accepted and ignored: the catalog's schema applies."
     )
     data: dict[str, Any] = Field(description="The payload; validated against the type's JSON Schema.")
+    childlinkcase: uuid.UUID | None = Field(
+        default=None,
+        description="The case (协同处置) this event belongs to, one your agency leads or has a referral "
+        "on, about the same child: it appears on the case, and the case's open referrals release it to "
+        "their receivers.",
+    )
 
     @field_validator("time")
     @classmethod
@@ -124,6 +130,7 @@ class CloudEventOut(BaseModel):
         examples=["health,law_enforcement"],
     )
     childlinkpublisherid: str | None = Field(default=None, description="The publisher's own `id`.")
+    childlinkcase: uuid.UUID | None = Field(default=None, description="The case the event belongs to.")
 
 
 class EventTypePublic(BaseModel):

@@ -116,6 +116,24 @@ async def load_visible(
     return case
 
 
+async def require_linkable(
+    session: AsyncSession, reader: Reader, case_id: uuid.UUID, *, child_id: uuid.UUID
+) -> None:
+    """An event may name an open case about the same child that the publisher is involved in;
+    404 for any other (the same answer whether the case exists or not), 409 for a closed one."""
+    status = (
+        await session.execute(
+            select(col(Case.status)).where(
+                col(Case.id) == case_id, col(Case.child_id) == child_id, involved(reader)
+            )
+        )
+    ).scalar_one_or_none()
+    if status is None:
+        raise CaseNotFound("No case with this id about this child.")
+    if status != CaseStatus.open:
+        raise CaseClosed("Events cannot be added to a closed case.")
+
+
 async def decide(session: AsyncSession, door: Door, reader: Reader, case: Case, action: str) -> Decision:
     """The door's decision on reading this case's record (logged across agencies)."""
     return await door.admit(

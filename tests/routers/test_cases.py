@@ -56,7 +56,9 @@ class TestOpenCase:
         reader = await token(agency="education", scopes=["children:read"], region="51")
 
         response = await client.post(
-            "/v1/cases", json={"child_id": child["id"], "kind": "dropout", "summary": "x"}, headers=as_(reader)
+            "/v1/cases",
+            json={"child_id": child["id"], "kind": "dropout", "summary": "x"},
+            headers=as_(reader),
         )
 
         assert response.status_code == 403
@@ -70,7 +72,9 @@ class TestWhoSeesACase:
         case = await open_case(client, parties["education"], child["id"])
 
         seen = await client.get(f"/v1/cases/{case['id']}", headers=as_(parties["police"]))
-        unknown = await client.get("/v1/cases/00000000-0000-0000-0000-000000000000", headers=as_(parties["police"]))
+        unknown = await client.get(
+            "/v1/cases/00000000-0000-0000-0000-000000000000", headers=as_(parties["police"])
+        )
         listed = await client.get("/v1/cases", headers=as_(parties["police"]))
 
         assert seen.status_code == unknown.status_code == 404
@@ -92,7 +96,11 @@ class TestWhoSeesACase:
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["summary"] == "Absent 12 school days."
-        assert body["access"]["basis"]["education"] == {"ground": "referral", "ref": referral["id"], "citation": None}
+        assert body["access"]["basis"]["education"] == {
+            "ground": "referral",
+            "ref": referral["id"],
+            "citation": None,
+        }
         logged = [r for r in await access_log(database_url) if r["action"] == "case.read"]
         assert len(logged) == 1
         assert logged[0]["agency"] == "womens-federation"
@@ -140,7 +148,8 @@ class TestListCases:
 
         first = await client.get("/v1/cases?kind=dropout&limit=2", headers=as_(parties["education"]))
         second = await client.get(
-            f"/v1/cases?kind=dropout&limit=2&cursor={first.json()['next_cursor']}", headers=as_(parties["education"])
+            f"/v1/cases?kind=dropout&limit=2&cursor={first.json()['next_cursor']}",
+            headers=as_(parties["education"]),
         )
 
         ids = [c["id"] for c in first.json()["items"] + second.json()["items"]]
@@ -161,7 +170,9 @@ class TestCloseCase:
         referral = await refer(client, parties["education"], case["id"])
 
         refused = await client.post(
-            f"/v1/cases/{case['id']}/close", json={"outcome": "returned-to-school"}, headers=as_(parties["education"])
+            f"/v1/cases/{case['id']}/close",
+            json={"outcome": "returned-to-school"},
+            headers=as_(parties["education"]),
         )
         closed = await client.post(
             f"/v1/cases/{case['id']}/close",
