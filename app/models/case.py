@@ -164,7 +164,10 @@ class CasePublic(BaseModel):
     region_code: str
     kind: CaseKind | None = Field(description="Left out when the case's category is withheld.")
     priority: CasePriority
-    summary: str | None = Field(description="Left out when the case's category is withheld.")
+    summary: str | None = Field(
+        description="Left out when the case's category is withheld.",
+        examples=["Absent 12 school days since 3 November."],
+    )
     status: CaseStatus
     lead_agency: str
     outcome: str | None = None

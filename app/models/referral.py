@@ -182,7 +182,9 @@ class ReferralComplete(BaseModel):
 
 
 class ReferralWithdraw(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"reason": "The family moved out of the county."}]}
+    )
 
     reason: str | None = Field(default=None, max_length=1000)
 
@@ -194,7 +196,10 @@ class ReferralPublic(BaseModel):
     from_agency: str
     to_agency: str
     to_region: str | None
-    request: str | None = Field(description="Left out when the case's category is withheld.")
+    request: str | None = Field(
+        description="Left out when the case's category is withheld.",
+        examples=["Home visit by the village child director (儿童主任)."],
+    )
     categories: list[DataCategory]
     respond_by: datetime
     complete_by: datetime
