@@ -11,6 +11,7 @@ from app.config import Settings
 from app.db import asyncpg_dsn
 from app.events import vault
 from app.events.notify import Notifier
+from app.events.scheduler import Scheduler, registered_jobs
 from app.events.sender import WebhookSender
 from app.events.worker import DeliveryWorker
 
@@ -44,6 +45,7 @@ async def start_events(app: FastAPI, settings: Settings) -> None:
             settings=settings,
             notifier=notifier,
             box=box,
+            scheduler=Scheduler(app.state.db, registered_jobs(app.state.door.policy)),
         )
         app.state.delivery_worker = worker
         app.state.delivery_worker_task = asyncio.create_task(worker.run(), name="delivery-worker")

@@ -18,6 +18,7 @@ from app.audit.writer import AuditWriter
 from app.config import Settings
 from app.db import asyncpg_dsn, create_database, resolve_database_url
 from app.events.notify import Notifier
+from app.events.scheduler import Scheduler, registered_jobs
 from app.events.worker import DeliveryWorker
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,12 @@ async def serve_worker(settings: Settings, *, once: bool = False) -> int:
     )
     notifier = Notifier(dsn)
     worker = DeliveryWorker(
-        db=db, door=door, kinds=AgencyKinds(db.engine), settings=settings, notifier=notifier
+        db=db,
+        door=door,
+        kinds=AgencyKinds(db.engine),
+        settings=settings,
+        notifier=notifier,
+        scheduler=Scheduler(db, registered_jobs(door.policy)),
     )
     try:
         if once:
