@@ -33,6 +33,7 @@ from app.routers import (
     cases,
     children,
     consents,
+    consultations,
     guardianship,
     identity,
     oauth,
@@ -169,6 +170,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ops,
         cases,
         referrals,
+        consultations,
     ):
         app.include_router(module.router)
     app.include_router(events_router.router)

@@ -88,6 +88,16 @@ def _referral_spec(what: str, title: str, description: str) -> TypeSpec:
     )
 
 
+_ACTION = {
+    **_CASE,
+    "action_id": s.reference("The action."),
+    "assigned_agency": _agency("The agency the action is assigned to."),
+    "due_at": _when("When it is due."),
+    "status": {"type": "string", "enum": ["open", "completed"], "description": "Its state now."},
+}
+_ACTION_REQUIRED = ("case_id", "kind", "action_id", "assigned_agency", "due_at", "status")
+
+
 PLATFORM_SPECS: tuple[TypeSpec, ...] = (
     TypeSpec(
         "platform.case.opened",
@@ -131,6 +141,34 @@ PLATFORM_SPECS: tuple[TypeSpec, ...] = (
         _ANY,
         {**_REFERRAL, **_OVERDUE},
         (*_REFERRAL_REQUIRED, "deadline", "due_at", "step"),
+        registry_only=True,
+    ),
+    TypeSpec(
+        "platform.action.assigned",
+        "Action assigned (会商决定)",
+        "A joint consultation on the case assigned an action to an agency, with a due date.",
+        _ANY,
+        dict(_ACTION),
+        _ACTION_REQUIRED,
+        registry_only=True,
+    ),
+    TypeSpec(
+        "platform.action.completed",
+        "Action completed",
+        "The assigned agency completed the action; the outcome is on the case.",
+        _ANY,
+        dict(_ACTION),
+        _ACTION_REQUIRED,
+        registry_only=True,
+    ),
+    TypeSpec(
+        "platform.action.overdue",
+        "Action overdue",
+        "An open action passed its due date (step 0), or is still open one more escalation interval "
+        "later (step 1, 2 ...). Sent to the lead and to the level above the child's division.",
+        _ANY,
+        {**_ACTION, **{k: v for k, v in _OVERDUE.items() if k != "due_at"}},
+        (*_ACTION_REQUIRED, "deadline", "step"),
         registry_only=True,
     ),
 )

@@ -67,6 +67,7 @@ class Scheduler:
 
 
 REFERRAL_OVERDUE_EVERY_SECONDS = 60.0
+ACTION_OVERDUE_EVERY_SECONDS = 60.0
 
 
 def registered_jobs(policy: Policy) -> list[TimedJob]:
@@ -75,4 +76,10 @@ def registered_jobs(policy: Policy) -> list[TimedJob]:
     async def referral_overdue(session: AsyncSession, now: datetime) -> int:
         return await deadline_service.fire_overdue(session, now, policy=policy)
 
-    return [TimedJob("referral.overdue", REFERRAL_OVERDUE_EVERY_SECONDS, referral_overdue)]
+    async def action_overdue(session: AsyncSession, now: datetime) -> int:
+        return await deadline_service.fire_overdue_actions(session, now, policy=policy)
+
+    return [
+        TimedJob("referral.overdue", REFERRAL_OVERDUE_EVERY_SECONDS, referral_overdue),
+        TimedJob("action.overdue", ACTION_OVERDUE_EVERY_SECONDS, action_overdue),
+    ]

@@ -9,11 +9,13 @@ from app.models.case import Case
 from app.models.child import Child
 from app.models.client import ApiClient, ClientStatus
 from app.models.consent import Consent
+from app.models.consultation import Action, Consultation
 from app.models.guardianship import Guardianship
 from app.models.outbox import OutboxEvent
 from app.models.referral import DeadlineStep, Referral
 
 __all__ = [
+    "Action",
     "Agency",
     "AgencyKind",
     "ApiClient",
@@ -22,6 +24,7 @@ __all__ = [
     "Child",
     "ClientStatus",
     "Consent",
+    "Consultation",
     "DeadlineStep",
     "Guardianship",
     "Investigation",

@@ -6,7 +6,6 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Index, String
@@ -15,6 +14,7 @@ from sqlmodel import SQLModel
 
 from app.models.child import AccessSummary
 from app.models.common import timestamp_column, utcnow
+from app.models.consultation import ActionPublic, ConsultationPublic
 from app.models.referral import ReferralPublic
 from app.models.vocabulary import DataCategory
 
@@ -177,7 +177,12 @@ class CasePublic(BaseModel):
     updated_at: datetime
     closed_at: datetime | None = None
     referrals: list[ReferralPublic] = Field(default_factory=list)
-    actions: list[Any] = Field(default_factory=list, description="Actions decided by consultations.")
+    consultations: list[ConsultationPublic] = Field(
+        default_factory=list, description="Joint consultations (会商)."
+    )
+    actions: list[ActionPublic] = Field(
+        default_factory=list, description="Every action the consultations decided."
+    )
     linked_events: list[LinkedEvent] = Field(default_factory=list)
     access: AccessSummary
 

@@ -32,10 +32,12 @@ from app.models.case import (
 )
 from app.models.child import Child
 from app.models.common import utcnow
+from app.models.consultation import Action, ActionPublic, ActionStatus, ConsultationPublic
 from app.models.referral import OPEN_STATUSES, Referral, ReferralPublic, ReferralStatus
 from app.models.vocabulary import DataCategory
 from app.services import cursor as cursor_codec
 from app.services import outbox
+from app.services.case_view import for_case
 from app.services.child import access_summary
 
 MAX_PAGE = 200
@@ -68,17 +70,20 @@ def _open_statuses() -> list[str]:
 
 
 def involved(reader: Reader) -> Any:
-    """SQL condition: the case is in the reader's region and the reader's agency leads it or has a
-    referral on it addressed to a division the reader covers."""
+    """SQL condition: the case is in the reader's region and the reader's agency leads it, has a
+    referral on it addressed to a division the reader covers, or has an action assigned on it."""
     principal = reader.principal
     referral = exists().where(
         col(Referral.case_id) == col(Case.id),
         col(Referral.to_agency) == principal.agency,
         col(Referral.target_region).startswith(principal.region, autoescape=True),
     )
+    action = exists().where(
+        col(Action.case_id) == col(Case.id), col(Action.assigned_agency) == principal.agency
+    )
     return and_(
         col(Case.region_code).startswith(principal.region, autoescape=True),
-        or_(col(Case.lead_agency) == principal.agency, referral),
+        or_(col(Case.lead_agency) == principal.agency, referral, action),
     )
 
 
@@ -177,6 +182,9 @@ def render(
     *,
     referrals: Sequence[Referral] = (),
     events: Sequence[LinkedEvent] = (),
+    consultations: Sequence[ConsultationPublic] = (),
+    actions: Sequence[ActionPublic] = (),
+    late_actions: bool = False,
 ) -> CasePublic:
     released = decision.allows(KIND_CATEGORY[case.kind])
     return CasePublic(
@@ -190,11 +198,15 @@ def render(
         lead_agency=case.lead_agency,
         outcome=case.outcome if released else None,
         outcome_note=case.outcome_note if released else None,
-        overdue=any(r.overdue_since is not None and r.status in OPEN_STATUSES for r in referrals),
+        overdue=late_actions
+        or any(a.overdue for a in actions)
+        or any(r.overdue_since is not None and r.status in OPEN_STATUSES for r in referrals),
         created_at=case.created_at,
         updated_at=case.updated_at,
         closed_at=case.closed_at,
         referrals=[render_referral(r, decision, case.kind) for r in referrals],
+        consultations=list(consultations),
+        actions=list(actions),
         linked_events=list(events) if released else [],
         access=access_summary(decision),
     )
@@ -223,11 +235,14 @@ async def _linked_events(session: AsyncSession, case_id: uuid.UUID) -> list[Link
 async def detail(
     session: AsyncSession, door: Door, reader: Reader, case: Case, decision: Decision
 ) -> CasePublic:
+    consultations, actions = await for_case(session, case, decision)
     return render(
         case,
         decision,
         referrals=await _referrals(session, case.id),
         events=await _linked_events(session, case.id),
+        consultations=consultations,
+        actions=actions,
     )
 
 
@@ -379,7 +394,12 @@ async def list_cases(
             col(Referral.status).in_(_open_statuses()),
             col(Referral.overdue_since).is_not(None),
         )
-        query = query.where(late if overdue else ~late)
+        late_action = exists().where(
+            col(Action.case_id) == col(Case.id),
+            col(Action.status) == str(ActionStatus.open),
+            col(Action.overdue_since).is_not(None),
+        )
+        query = query.where(or_(late, late_action) if overdue else ~or_(late, late_action))
     if cursor:
         stamp, ident = cursor_codec.decode(cursor)
         query = query.where(
@@ -398,11 +418,26 @@ async def list_cases(
         )
         for referral in found.scalars():
             referrals_by_case[referral.case_id].append(referral)
+    late_actions = set()
+    if page:
+        late_actions = set(
+            (
+                await session.execute(
+                    select(col(Action.case_id)).where(
+                        col(Action.case_id).in_(list(referrals_by_case)),
+                        col(Action.status) == str(ActionStatus.open),
+                        col(Action.overdue_since).is_not(None),
+                    )
+                )
+            ).scalars()
+        )
     for case in page:
         try:
             decision = await decide(session, door, reader, case, "case.list")
         except AccessDenied:
             continue
-        items.append(render(case, decision, referrals=referrals_by_case[case.id]))
+        items.append(
+            render(case, decision, referrals=referrals_by_case[case.id], late_actions=case.id in late_actions)
+        )
     next_cursor = cursor_codec.encode(page[-1].created_at, page[-1].id) if len(rows) > limit else None
     return items, next_cursor

@@ -83,6 +83,41 @@ def upgrade() -> None:
         postgresql_where=sa.text("status IN ('requested', 'accepted')"),
     )
 
+    op.create_table(
+        "consultation",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("case_id", sa.Uuid(), sa.ForeignKey("case.id"), nullable=False),
+        sa.Column("held_at", TS, nullable=False),
+        sa.Column("agencies", postgresql.ARRAY(sa.String()), nullable=False),
+        sa.Column("summary", sa.String(4000), nullable=False),
+        sa.Column("recorded_by_agency", sa.String(64), nullable=False),
+        sa.Column("recorded_by_client", sa.String(64), nullable=False),
+        sa.Column("created_at", TS, nullable=False, server_default=NOW),
+    )
+    op.create_index("ix_consultation_case", "consultation", ["case_id", "held_at"])
+    op.create_table(
+        "action",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("case_id", sa.Uuid(), sa.ForeignKey("case.id"), nullable=False),
+        sa.Column("consultation_id", sa.Uuid(), sa.ForeignKey("consultation.id"), nullable=False),
+        sa.Column("assigned_agency", sa.String(64), sa.ForeignKey("agency.code"), nullable=False),
+        sa.Column("description", sa.String(2000), nullable=False),
+        sa.Column("due_at", TS, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("outcome", sa.String(2000)),
+        sa.Column("next_deadline_at", TS),
+        sa.Column("overdue_since", TS),
+        sa.Column("completed_at", TS),
+        sa.Column("created_at", TS, nullable=False, server_default=NOW),
+        sa.Column("updated_at", TS, nullable=False, server_default=NOW),
+        sa.CheckConstraint("status IN ('open','completed')", name="action_status_valid"),
+    )
+    op.create_index("ix_action_case", "action", ["case_id", "created_at"])
+    op.create_index("ix_action_assigned", "action", ["assigned_agency", "created_at", "id"])
+    op.create_index(
+        "ix_action_open_deadline", "action", ["next_deadline_at"], postgresql_where=sa.text("status = 'open'")
+    )
+
     # One row per deadline step the scheduler fired (step 0: marked overdue; step n: the n-th
     # escalation). The primary key makes each step happen once, whatever runs it.
     op.create_table(
@@ -106,5 +141,7 @@ def downgrade() -> None:
     op.drop_index("ix_outbox_event_case", "outbox_event")
     op.drop_column("outbox_event", "case_id")
     op.drop_table("deadline_step")
+    op.drop_table("action")
+    op.drop_table("consultation")
     op.drop_table("referral")
     op.drop_table("case")
