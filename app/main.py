@@ -40,6 +40,7 @@ from app.routers import (
     ops,
     policy,
     referrals,
+    timeline,
 )
 from app.routers import events as events_router
 from app.routers import subscriptions as subscriptions_router
@@ -171,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         cases,
         referrals,
         consultations,
+        timeline,
     ):
         app.include_router(module.router)
     app.include_router(events_router.router)

@@ -144,6 +144,25 @@ PLATFORM_SPECS: tuple[TypeSpec, ...] = (
         registry_only=True,
     ),
     TypeSpec(
+        "platform.consultation.recorded",
+        "Joint consultation recorded (会商)",
+        "The lead recorded a joint consultation on the case; read the case for its summary.",
+        _ANY,
+        {
+            **_CASE,
+            "consultation_id": s.reference("The consultation."),
+            "held_at": _when("When it took place."),
+            "agencies": {
+                "type": "array",
+                "items": {"type": "string", "maxLength": 64},
+                "maxItems": 20,
+                "description": "Agencies that took part.",
+            },
+        },
+        ("case_id", "kind", "consultation_id", "held_at"),
+        registry_only=True,
+    ),
+    TypeSpec(
         "platform.action.assigned",
         "Action assigned (会商决定)",
         "A joint consultation on the case assigned an action to an agency, with a due date.",

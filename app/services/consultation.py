@@ -84,6 +84,17 @@ async def record(
     )
     session.add(consultation)
     await session.flush()
+    await case_service.emit(
+        session,
+        reader,
+        case,
+        "consultation.recorded",
+        {
+            "consultation_id": str(consultation.id),
+            "held_at": consultation.held_at.isoformat(),
+            "agencies": consultation.agencies,
+        },
+    )
     actions = []
     for item in data.decisions:
         action = Action(

@@ -132,6 +132,8 @@ def upgrade() -> None:
     )
 
     op.add_column("outbox_event", sa.Column("case_id", sa.Uuid()))
+    # A child's timeline: its events newest first, one index range per page.
+    op.create_index("ix_outbox_event_subject_seq", "outbox_event", ["subject", "seq"])
     op.create_index(
         "ix_outbox_event_case", "outbox_event", ["case_id", "seq"], postgresql_where=sa.text("case_id IS NOT NULL")
     )
@@ -139,6 +141,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_outbox_event_case", "outbox_event")
+    op.drop_index("ix_outbox_event_subject_seq", "outbox_event")
     op.drop_column("outbox_event", "case_id")
     op.drop_table("deadline_step")
     op.drop_table("action")
