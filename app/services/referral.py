@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.access.case_policy import case_policy
+from app.access.case_reads import admit_case_reads
 from app.access.decision import Decision
 from app.access.door import AccessDenied, Door, Reader
 from app.errors import BadRequest, Conflict, Forbidden, NotFound
@@ -270,12 +271,17 @@ async def inbox(
     query = query.order_by(col(Referral.created_at).desc(), col(Referral.id).desc()).limit(limit + 1)
     rows = (await session.execute(query)).all()
     page = rows[:limit]
-    decisions: dict[uuid.UUID, Decision | None] = {}
-    items = []
-    for referral, case in page:
-        if case.id not in decisions:
-            decisions[case.id] = await _decision(session, door, reader, case)
-        items.append(case_service.render_referral(referral, decisions[case.id], case.kind))
+    cases = list({case.id: case for _, case in page}.values())
+    decided = await admit_case_reads(
+        session,
+        door,
+        reader,
+        action="referral.list",
+        reads=[case_service.case_read(c) for c in cases],
+        query=filters,
+    )
+    decisions = {c.id: d for c, d in zip(cases, decided, strict=True)}
+    items = [case_service.render_referral(r, decisions[c.id], c.kind) for r, c in page]
     last = page[-1][0] if page else None
     next_cursor = (
         cursor_codec.encode(last.created_at, last.id) if last is not None and len(rows) > limit else None

@@ -182,6 +182,23 @@ class TestInbox:
         assert stranger.status_code == 404
 
 
+class TestInboxAccessLog:
+    async def test_a_page_is_one_record_naming_every_child_read_on_the_same_grounds(
+        self, client: httpx.AsyncClient, parties: dict[str, str], database_url: str
+    ) -> None:
+        children = [await story_child(client, parties["registrar"]) for _ in range(3)]
+        for child in children:
+            case = await open_case(client, parties["education"], child["id"])
+            await refer(client, parties["education"], case["id"])
+
+        page = await client.get("/v1/referrals?direction=incoming", headers=as_(parties["supervisor"]))
+
+        assert len(page.json()["items"]) == 3
+        (record,) = [r for r in await access_log(database_url) if r["action"] == "referral.list"]
+        assert sorted(str(c) for c in record["child_ids"]) == sorted(c["id"] for c in children)
+        assert json.loads(record["basis"])["education"]["ground"] == "statute"
+
+
 class TestDropoutStory:
     async def test_flag_refer_decline_refer_again_visit_and_close(
         self, client: httpx.AsyncClient, parties: dict[str, str], database_url: str
