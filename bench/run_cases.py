@@ -62,7 +62,8 @@ INSERT INTO referral (id, case_id, child_id, from_agency, to_agency, target_regi
                       updated_at)
 SELECT gen_random_uuid(), k.id, k.child_id, 'education', 'civil-affairs', k.region_code,
        'Home visit (bench).', ARRAY['contact', 'education', 'identity'], now() + interval '3 days',
-       now() + interval '30 days', 'requested', now() + interval '3 days', $1::text, k.created_at, k.created_at
+       now() + interval '30 days', 'requested', now() + interval '3 days', $1::text,
+       k.created_at, k.created_at
 FROM "case" AS k WHERE k.opened_by_client = $1::text
 """
 
