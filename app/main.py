@@ -32,14 +32,18 @@ from app.routers import (
     access_report,
     audit,
     break_glass,
+    cases,
     children,
     consents,
+    consultations,
     due,
     guardianship,
     identity,
     oauth,
     ops,
     policy,
+    referrals,
+    timeline,
 )
 from app.routers import events as events_router
 from app.routers import subscriptions as subscriptions_router
@@ -174,6 +178,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit,
         break_glass,
         ops,
+        cases,
+        referrals,
+        consultations,
+        timeline,
     ):
         app.include_router(module.router)
     app.include_router(events_router.router)

@@ -18,6 +18,7 @@ class Scope(StrEnum):
     audit_read = "audit:read"
     break_glass = "break-glass"
     admin = "admin"
+    cases_write = "cases:write"
 
 
 SCOPE_DESCRIPTIONS: dict[str, str] = {
@@ -33,6 +34,7 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     Scope.audit_read: "Review the access log and break-glass uses.",
     Scope.break_glass: "Read in an emergency with a stated justification.",
     Scope.admin: "Register agencies and API clients (platform operator).",
+    Scope.cases_write: "Open and close cases, refer them and answer referrals (协同处置).",
 }
 
 

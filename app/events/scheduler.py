@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.access.policy import Policy
 from app.db import Database
 from app.models.common import utcnow
+from app.services import deadline as deadline_service
 from app.services import due as due_service
 
 logger = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class Scheduler:
 
 
 CARE_OVERDUE_EVERY_SECONDS = 300.0
+REFERRAL_OVERDUE_EVERY_SECONDS = 60.0
+ACTION_OVERDUE_EVERY_SECONDS = 60.0
 
 
 def registered_jobs(policy: Policy) -> list[TimedJob]:
@@ -76,4 +79,14 @@ def registered_jobs(policy: Policy) -> list[TimedJob]:
     async def care_overdue(session: AsyncSession, now: datetime) -> int:
         return await due_service.fire_overdue(session, now, policy=policy)
 
-    return [TimedJob("care.overdue", CARE_OVERDUE_EVERY_SECONDS, care_overdue)]
+    async def referral_overdue(session: AsyncSession, now: datetime) -> int:
+        return await deadline_service.fire_overdue(session, now, policy=policy)
+
+    async def action_overdue(session: AsyncSession, now: datetime) -> int:
+        return await deadline_service.fire_overdue_actions(session, now, policy=policy)
+
+    return [
+        TimedJob("care.overdue", CARE_OVERDUE_EVERY_SECONDS, care_overdue),
+        TimedJob("referral.overdue", REFERRAL_OVERDUE_EVERY_SECONDS, referral_overdue),
+        TimedJob("action.overdue", ACTION_OVERDUE_EVERY_SECONDS, action_overdue),
+    ]

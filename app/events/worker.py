@@ -126,7 +126,7 @@ RETURNING d.id AS delivery_id, d.attempts, d.webhook_id, due.previous_lease,
     s.id AS subscription_id, s.agency, s.created_by_client, s.reader_region, s.url, s.secret,
     s.previous_secret, s.previous_secret_expires_at, s.purpose_of_use, now() AS claimed_at,
     e.id, e.seq, e.type, e.source, e.subject, e.time, e.data, e.data_categories, e.region_code,
-    e.publisher_agency, e.publisher_event_id
+    e.publisher_agency, e.publisher_event_id, e.case_id
 """
 
 
@@ -325,6 +325,7 @@ class DeliveryWorker:
                     action="event.deliver",
                     subject=job.event.subject_for_door(),
                     categories=job.event.data_categories,
+                    case_id=job.event.case_id,
                 )
                 await session.commit()
         except (Forbidden, NotFound) as exc:
