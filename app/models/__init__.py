@@ -14,6 +14,7 @@ from app.models.consultation import Action, Consultation
 from app.models.guardianship import Guardianship
 from app.models.outbox import OutboxEvent
 from app.models.referral import DeadlineStep, Referral
+from app.models.report import Report, ReportIdempotency, ReportOutcome
 
 __all__ = [
     "Action",
@@ -34,4 +35,7 @@ __all__ = [
     "OutboxEvent",
     "OverdueNotice",
     "Referral",
+    "Report",
+    "ReportIdempotency",
+    "ReportOutcome",
 ]

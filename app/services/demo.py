@@ -30,6 +30,7 @@ _COMMON = [
     Scope.events_publish,
     Scope.events_read,
     Scope.subscriptions_manage,
+    Scope.reports_file,
 ]
 
 DEMO_AGENCIES: list[tuple[str, str, AgencyKind, list[Scope]]] = [

@@ -21,7 +21,7 @@ from app.access.decision import Decision
 from app.access.door import AccessDenied, Door, Reader
 from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.models.agency import Agency
-from app.models.case import KIND_CATEGORY, Case, CaseStatus
+from app.models.case import KIND_CATEGORY, Case, CaseKind, CaseStatus
 from app.models.child import Child
 from app.models.common import utcnow
 from app.models.referral import (
@@ -181,6 +181,9 @@ async def transition(
         raise NotReferralParty(f"Only the receiving agency may {action} a referral.")
     if not receiver_step and not _is_referrer(reader, referral, case):
         raise NotReferralParty("Only the referring agency may withdraw a referral.")
+    if not receiver_step and case.kind == CaseKind.mandatory_report:
+        # The filer of a mandatory report cannot take it back from the police; the lead closes the case.
+        raise NotReferralParty("A mandatory report's referrals are not withdrawn; its lead closes the case.")
     # Decided while the referral still stands: answering it is the receiver's last read under it.
     decision = await _decision(session, door, reader, case)
     field = _TEXT_FIELD.get(action)

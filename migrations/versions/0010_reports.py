@@ -1,0 +1,72 @@
+"""Mandatory reports: the report beside its case, the filer's idempotency keys, each receiver's
+outcome.
+
+Revision ID: 0010
+Revises: 0009
+Create Date: 2026-12-01
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0010"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+NOW = sa.text("now()")
+TS = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "report",
+        sa.Column("id", sa.Uuid(), primary_key=True),
+        sa.Column("case_id", sa.Uuid(), sa.ForeignKey("case.id"), nullable=False),
+        sa.Column("child_id", sa.Uuid(), sa.ForeignKey("child.id"), nullable=False),
+        sa.Column("region_code", sa.String(12), nullable=False),
+        sa.Column("concern", sa.String(32), nullable=False),
+        sa.Column("urgency", sa.String(24), nullable=False),
+        sa.Column("observed", sa.String(4000), nullable=False),
+        sa.Column("observed_at", TS, nullable=False),
+        sa.Column("reporter_role", sa.String(100), nullable=False),
+        sa.Column("reporter_name", sa.String(100), nullable=False),
+        sa.Column("reporter_phone", sa.String(32), nullable=False),
+        sa.Column("filed_by_agency", sa.String(64), sa.ForeignKey("agency.code"), nullable=False),
+        sa.Column("filed_by_client", sa.String(64), nullable=False),
+        sa.Column("policy_version", sa.String(64), nullable=False),
+        sa.Column("created_at", TS, nullable=False, server_default=NOW),
+        sa.UniqueConstraint("case_id", name="report_case_unique"),
+    )
+    op.create_index("ix_report_filer", "report", ["filed_by_agency", "created_at", "id"])
+    op.create_index("ix_report_created", "report", ["created_at", "id"])
+    op.create_table(
+        "report_idempotency",
+        sa.Column("client_id", sa.String(64), primary_key=True),
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("request_hash", sa.String(64), nullable=False),
+        sa.Column("report_id", sa.Uuid(), nullable=False),
+        sa.Column("created_at", TS, nullable=False, server_default=NOW),
+    )
+    op.create_table(
+        "report_outcome",
+        sa.Column("referral_id", sa.Uuid(), sa.ForeignKey("referral.id"), primary_key=True),
+        sa.Column("report_id", sa.Uuid(), sa.ForeignKey("report.id"), nullable=False),
+        sa.Column("agency", sa.String(64), sa.ForeignKey("agency.code"), nullable=False),
+        sa.Column("result", sa.String(32), nullable=False),
+        sa.Column("case_reference", sa.String(64)),
+        sa.Column("note", sa.String(2000)),
+        sa.Column("recorded_at", TS, nullable=False, server_default=NOW),
+    )
+    op.create_index("ix_report_outcome_report_id", "report_outcome", ["report_id"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_report_outcome_report_id", table_name="report_outcome")
+    op.drop_table("report_outcome")
+    op.drop_table("report_idempotency")
+    op.drop_index("ix_report_created", table_name="report")
+    op.drop_index("ix_report_filer", table_name="report")
+    op.drop_table("report")
