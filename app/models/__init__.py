@@ -14,7 +14,7 @@ from app.models.consultation import Action, Consultation
 from app.models.guardianship import Guardianship
 from app.models.outbox import OutboxEvent
 from app.models.referral import DeadlineStep, Referral
-from app.models.report import Report, ReportIdempotency, ReportOutcome
+from app.models.report import Report, ReportIdempotency, ReportOutcome, ReportSubject
 
 __all__ = [
     "Action",
@@ -38,4 +38,5 @@ __all__ = [
     "Report",
     "ReportIdempotency",
     "ReportOutcome",
+    "ReportSubject",
 ]

@@ -11,10 +11,10 @@ and the reporter, whose identity is the data category ``reporter``.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Index, String, UniqueConstraint
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
@@ -88,6 +88,27 @@ POLICE_RESULTS: frozenset[ReportResult] = frozenset(
 """Results only police record (受案/立案/不予立案)."""
 
 
+class ReportSubject(SQLModel, table=True):
+    """A child not (yet) in the registry, as the reporter described them. Its id stands in for
+    the child's on the report's case and referrals (region-scoped like a child) until civil
+    affairs links the report to a registered child (``POST /v1/reports/{id}/link``)."""
+
+    __tablename__ = "report_subject"
+
+    id: uuid.UUID = SQLField(default_factory=uuid.uuid4, primary_key=True)
+    region_code: str = SQLField(max_length=12)
+    name: str | None = SQLField(default=None, max_length=100)
+    sex: str | None = SQLField(default=None, max_length=8)
+    birth_date: date | None = None
+    approximate_age: int | None = None
+    location_note: str | None = SQLField(default=None, max_length=500)
+    linked_child_id: uuid.UUID | None = SQLField(default=None, foreign_key="child.id")
+    linked_at: datetime | None = SQLField(
+        default=None, sa_column=timestamp_column(nullable=True, default_now=False)
+    )
+    created_at: datetime = SQLField(default_factory=utcnow, sa_column=timestamp_column())
+
+
 class Report(SQLModel, table=True):
     __table_args__ = (
         Index("ix_report_filer", "filed_by_agency", "created_at", "id"),
@@ -97,7 +118,9 @@ class Report(SQLModel, table=True):
 
     id: uuid.UUID = SQLField(default_factory=uuid.uuid4, primary_key=True)
     case_id: uuid.UUID = SQLField(foreign_key="case.id")
-    child_id: uuid.UUID = SQLField(foreign_key="child.id")
+    child_id: uuid.UUID
+    """The registered child, or the subject's id until the report is linked."""
+    subject_id: uuid.UUID | None = SQLField(default=None, foreign_key="report_subject.id")
     region_code: str = SQLField(max_length=12)
     concern: ReportConcern = SQLField(sa_type=String(32))
     urgency: ReportUrgency = SQLField(sa_type=String(24))
@@ -146,6 +169,32 @@ class ReporterIn(BaseModel):
     phone: str = Field(pattern=r"^\+?[0-9][0-9 -]{4,30}$", description="Confidential (category `reporter`).")
 
 
+class ReportSubjectIn(BaseModel):
+    """A child not in the registry: what the reporter knows."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    sex: str | None = Field(default=None, pattern=r"^(male|female)$")
+    birth_date: date | None = None
+    approximate_age: int | None = Field(default=None, ge=0, le=17)
+    region_code: str = Field(
+        pattern=r"^(\d{9}|\d{12})$",
+        description="Where the child was met: a township (9 digits) or village (12 digits) code.",
+    )
+    location_note: str | None = Field(
+        default=None, max_length=500, description="Where exactly (e.g. 'bus station, north gate')."
+    )
+
+
+class ReportLink(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"child_id": "0f8fad5b-d9cb-469f-a165-70867728950e"}]}
+    )
+
+    child_id: uuid.UUID = Field(description="The registered child the report is about.")
+
+
 class ReportCreate(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
@@ -164,7 +213,10 @@ class ReportCreate(BaseModel):
         },
     )
 
-    child_id: uuid.UUID = Field(description="The child, registered and in your region.")
+    child_id: uuid.UUID | None = Field(default=None, description="The child, registered and in your region.")
+    subject: ReportSubjectIn | None = Field(
+        default=None, description="Instead of `child_id`, for a child not in the registry."
+    )
     concern: ReportConcern
     urgency: ReportUrgency
     observed: str = Field(min_length=1, max_length=4000, description="What was seen or heard. No ID numbers.")
@@ -177,6 +229,12 @@ class ReportCreate(BaseModel):
         if value.tzinfo is None:
             raise ValueError("a time needs a UTC offset")
         return value
+
+    @model_validator(mode="after")
+    def _one_child(self) -> ReportCreate:
+        if (self.child_id is None) == (self.subject is None):
+            raise ValueError("give either `child_id` or `subject`")
+        return self
 
 
 class ReportAcknowledge(BaseModel):
@@ -220,6 +278,18 @@ class ReportStatus(StrEnum):
     """The report's case is closed."""
 
 
+class SubjectPublic(BaseModel):
+    id: uuid.UUID
+    region_code: str
+    name: str | None = None
+    sex: str | None = None
+    birth_date: date | None = None
+    approximate_age: int | None = None
+    location_note: str | None = None
+    linked_child_id: uuid.UUID | None = None
+    linked_at: datetime | None = None
+
+
 class ReporterPublic(BaseModel):
     role: str
     name: str
@@ -248,7 +318,11 @@ class ReportPublic(BaseModel):
 
     id: uuid.UUID
     case_id: uuid.UUID | None = Field(description="The report's case; receivers only.")
-    child_id: uuid.UUID
+    child_id: uuid.UUID = Field(description="The registered child, or the subject's id until linked.")
+    subject: SubjectPublic | None = Field(
+        default=None, description="The unregistered child as reported; receivers only."
+    )
+    linked: bool = Field(default=True, description="Whether the report is about a registered child.")
     region_code: str
     concern: ReportConcern
     urgency: ReportUrgency

@@ -23,7 +23,7 @@ from app.errors import (
     responses,
 )
 from app.models.event import IDEMPOTENCY_KEY_PATTERN
-from app.models.report import ReportCreate, ReportOutcomeCreate, ReportPublic
+from app.models.report import ReportCreate, ReportLink, ReportOutcomeCreate, ReportPublic
 from app.services import report as report_service
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=responses(Unauthorized, Forbidden))
@@ -70,7 +70,9 @@ async def file_report(
         ),
     ],
 ) -> Any:
-    """Report a child in danger (Minors Protection Law art. 11) in one call. The report is routed
+    """Report a child in danger (Minors Protection Law art. 11) in one call, about a registered
+    `child_id` or, for a child not in the registry, a `subject` met in a township or village of
+    your region. The report is routed
     by the policy's `report_routing` to police, civil affairs and the other agencies its concern
     names, whose clients cover the child's county; each gets `platform.report.received` at once
     and must acknowledge by its `acknowledge_by`, or it escalates. The answer lists the receivers
@@ -122,3 +124,19 @@ async def record_outcome(
     临时监护, 救助, family follow-up ...) after acknowledging. Completes your referral; the filer
     then sees the report handled by you. Further handling continues as the report's case."""
     return await report_service.record_outcome(session, door, reader, report_id, data=data)
+
+
+@router.post(
+    "/{report_id}/link",
+    response_model=ReportPublic,
+    summary="Link a report to a registered child",
+    responses=responses(BadRequest, NotFound, Conflict, Unprocessable),
+)
+async def link_report(
+    session: Session, door: DoorDep, reader: Answering, report_id: uuid.UUID, data: ReportLink
+) -> Any:
+    """A report filed about an unregistered child (`subject`) is linked by a receiving civil-affairs
+    agency to the child it registered or found: from then on the report, its case and its
+    referrals are about that child. Until then they stand on the subject, region-scoped like a
+    child. Linking again to the same child answers the same; to another child is a 409."""
+    return await report_service.link(session, door, reader, report_id, data=data)

@@ -98,9 +98,10 @@ async def create(
         raise InvalidReceiver("A case is referred to another agency, not to its lead.")
     if await session.get(Agency, data.to_agency) is None:
         raise InvalidReceiver("No agency with this code is registered.", code="unknown_agency")
+    # A report's case about an unregistered child stands on its subject's division.
     child_region = (
         await session.execute(select(col(Child.region_code)).where(col(Child.id) == case.child_id))
-    ).scalar_one()
+    ).scalar_one_or_none() or case.region_code
     if data.to_region is not None and not child_region.startswith(data.to_region):
         raise RegionOutsideChild("`to_region` must be the child's division or one containing it.")
     categories = sorted({str(c) for c in data.categories} | {str(KIND_CATEGORY[case.kind])})

@@ -18,7 +18,7 @@ import hashlib
 import uuid
 
 import orjson
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -39,11 +39,14 @@ from app.models.report import (
     ReportCreate,
     ReporterPublic,
     ReportIdempotency,
+    ReportLink,
     ReportOutcome,
     ReportOutcomeCreate,
     ReportPublic,
     ReportReceiver,
     ReportStatus,
+    ReportSubject,
+    SubjectPublic,
 )
 from app.models.vocabulary import DataCategory
 from app.services import case as case_service
@@ -53,6 +56,7 @@ from app.services.child import access_summary
 from app.services.event import IdempotencyKeyReused
 
 POLICE = "police"
+CIVIL_AFFAIRS = "civil-affairs"
 REQUEST = (
     "Mandatory report (强制报告): acknowledge (受理) by `respond_by` at POST /v1/reports/{id}/acknowledge "
     "and record the outcome by `complete_by`."
@@ -92,6 +96,18 @@ class OutcomeRecorded(Conflict):
     code, title = "outcome_recorded", "Your outcome is already recorded"
 
 
+class SubjectOutsideRegion(Unprocessable):
+    code, title = "subject_outside_region", "The subject lies outside your region"
+
+
+class AlreadyLinked(Conflict):
+    code, title = "already_linked", "The report is linked to another child"
+
+
+class NotLinkable(Forbidden):
+    code, title = "not_linkable", "Only a receiving civil-affairs agency links a report"
+
+
 class ResultNotForAgency(Unprocessable):
     code, title = "result_not_for_agency", "Only police record this result"
 
@@ -129,14 +145,22 @@ async def file(
     replayed = await _replay(session, reader, idempotency_key, digest)
     if replayed is not None:
         return await _filer_view(session, replayed), True
-    child = (
-        await session.execute(
-            select(col(Child.id), col(Child.region_code)).where(col(Child.id) == data.child_id)
-        )
-    ).first()
-    if child is None or not reader.principal.covers_region(child.region_code):
-        await door.refuse_unseen(reader, action="report.file", child_id=data.child_id)
-    assert child is not None
+    subject: ReportSubject | None = None
+    if data.subject is not None:
+        if not reader.principal.covers_region(data.subject.region_code):
+            raise SubjectOutsideRegion("The subject's `region_code` lies outside your token's region.")
+        subject = ReportSubject(**data.subject.model_dump())
+        child_id, child_region = subject.id, subject.region_code
+    else:
+        child = (
+            await session.execute(
+                select(col(Child.id), col(Child.region_code)).where(col(Child.id) == data.child_id)
+            )
+        ).first()
+        if child is None or not reader.principal.covers_region(child.region_code):
+            await door.refuse_unseen(reader, action="report.file", child_id=data.child_id)
+        assert child is not None
+        child_id, child_region = child.id, child.region_code
     report_id = uuid.uuid4()
     # The key first: a concurrent filing with the same key waits here for this one to commit,
     # then answers as a replay instead of filing the report twice.
@@ -161,7 +185,7 @@ async def file(
     routing = report_policy(door.policy)
     route = routing.by_concern[str(data.concern)]
     clock = routing.by_urgency[str(data.urgency)]
-    county = child.region_code[:6]
+    county = child_region[:6]
     receivers = [
         (r.code, r.kind)
         for r in await session.execute(_RECEIVERS, {"kinds": list(route.agency_kinds), "county": county})
@@ -169,9 +193,12 @@ async def file(
     police = [code for code, kind in receivers if kind == POLICE]
     lead = police[0] if police else (receivers[0][0] if receivers else reader.principal.agency)
     now = utcnow()
+    if subject is not None:
+        session.add(subject)
+        await session.flush()
     case = Case(
-        child_id=child.id,
-        region_code=child.region_code,
+        child_id=child_id,
+        region_code=child_region,
         kind=CaseKind.mandatory_report,
         priority=URGENCY_PRIORITY[data.urgency],
         summary=f"Mandatory report (强制报告): {data.concern}, {data.urgency}. The report has what was seen.",
@@ -183,8 +210,9 @@ async def file(
     report = Report(
         id=report_id,
         case_id=case.id,
-        child_id=child.id,
-        region_code=child.region_code,
+        child_id=child_id,
+        subject_id=subject.id if subject is not None else None,
+        region_code=child_region,
         concern=data.concern,
         urgency=data.urgency,
         observed=data.observed,
@@ -204,7 +232,7 @@ async def file(
         session.add(
             Referral(
                 case_id=case.id,
-                child_id=child.id,
+                child_id=child_id,
                 from_agency=reader.principal.agency,
                 to_agency=code,
                 target_region=county,
@@ -221,8 +249,8 @@ async def file(
         session,
         reader.principal,
         type=f"{case_service.PREFIX}report.received.v1",
-        subject=child.id,
-        region_code=child.region_code,
+        subject=child_id,
+        region_code=child_region,
         data={
             "case_id": str(case.id),
             "kind": str(case.kind),
@@ -253,6 +281,21 @@ async def _referrals(session: AsyncSession, case_id: uuid.UUID) -> list[Referral
 async def _outcomes(session: AsyncSession, report_id: uuid.UUID) -> dict[uuid.UUID, ReportOutcome]:
     rows = await session.execute(select(ReportOutcome).where(col(ReportOutcome.report_id) == report_id))
     return {o.referral_id: o for o in rows.scalars()}
+
+
+async def _subject(session: AsyncSession, report: Report) -> SubjectPublic | None:
+    if report.subject_id is None:
+        return None
+    subject = await session.get(ReportSubject, report.subject_id)
+    assert subject is not None
+    return SubjectPublic.model_validate(subject, from_attributes=True)
+
+
+async def _is_linked(session: AsyncSession, report: Report) -> bool:
+    if report.subject_id is None:
+        return True
+    subject = await session.get(ReportSubject, report.subject_id)
+    return subject is not None and subject.linked_child_id is not None
 
 
 def _status(case: Case, referrals: list[Referral]) -> ReportStatus:
@@ -293,6 +336,7 @@ async def _filer_view(session: AsyncSession, report_id: uuid.UUID) -> ReportPubl
         id=report.id,
         case_id=None,
         child_id=report.child_id,
+        linked=await _is_linked(session, report),
         region_code=report.region_code,
         concern=report.concern,
         urgency=report.urgency,
@@ -338,6 +382,8 @@ async def _receiver_view(
         id=report.id,
         case_id=case.id,
         child_id=report.child_id,
+        subject=await _subject(session, report) if released else None,
+        linked=await _is_linked(session, report),
         region_code=report.region_code,
         concern=report.concern,
         urgency=report.urgency,
@@ -454,4 +500,51 @@ async def record_outcome(
         )
     )
     await session.flush()
+    return await _receiver_view(session, door, reader, report, case, decision)
+
+
+async def link(
+    session: AsyncSession, door: Door, reader: Reader, report_id: uuid.UUID, *, data: ReportLink
+) -> ReportPublic:
+    """Link a report about an unregistered child to the registered child (civil affairs, as a
+    receiver): the report, its case and its referrals are about that child from then on. Linking
+    again to the same child answers the same; to another child it is a 409."""
+    report, case, own, _ = await _load(session, door, reader, report_id, "report.link")
+    if own is None or reader.agency_kind != CIVIL_AFFAIRS:
+        raise NotLinkable("A receiving civil-affairs agency links the report to a registered child.")
+    if report.subject_id is None:
+        if report.child_id == data.child_id:
+            return await _receiver_view(
+                session, door, reader, report, case, await _decide(session, door, reader, case, "report.link")
+            )
+        raise AlreadyLinked("The report is about a registered child already.")
+    subject = await session.get(ReportSubject, report.subject_id, with_for_update=True)
+    assert subject is not None
+    if subject.linked_child_id is not None and subject.linked_child_id != data.child_id:
+        raise AlreadyLinked("The report is linked to another child.")
+    child = (
+        await session.execute(
+            select(col(Child.id), col(Child.region_code)).where(col(Child.id) == data.child_id)
+        )
+    ).first()
+    if child is None or not reader.principal.covers_region(child.region_code):
+        await door.refuse_unseen(reader, action="report.link", child_id=data.child_id)
+    assert child is not None
+    if subject.linked_child_id is None:
+        now = utcnow()
+        subject.linked_child_id = child.id
+        subject.linked_at = now
+        session.add(subject)
+        await session.execute(
+            update(Referral).where(col(Referral.case_id) == case.id).values(child_id=child.id, updated_at=now)
+        )
+        case.child_id = child.id
+        case.region_code = child.region_code
+        case.updated_at = now
+        report.child_id = child.id
+        report.region_code = child.region_code
+        session.add(case)
+        session.add(report)
+        await session.flush()
+    decision = await _decide(session, door, reader, case, "report.link")
     return await _receiver_view(session, door, reader, report, case, decision)

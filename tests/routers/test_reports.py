@@ -338,3 +338,70 @@ class TestDeadlines:
             "civil-affairs": True,
             "police": False,
         }
+
+
+SUBJECT = {
+    "name": "小明",
+    "sex": "male",
+    "approximate_age": 8,
+    "region_code": "510107005",
+    "location_note": "Bus station, north gate",
+}
+
+
+class TestUnregisteredChild:
+    async def test_a_report_about_a_subject_is_routed_then_linked_to_a_newly_registered_child(
+        self, client: httpx.AsyncClient, parties: dict[str, str]
+    ) -> None:
+        body = report_body(None, subject=dict(SUBJECT), concern="no_guardian")
+        del body["child_id"]
+        filed = await file(client, parties["school"], body)
+        assert filed.status_code == 201, filed.text
+        assert filed.json()["linked"] is False and filed.json()["subject"] is None  # receivers only
+        assert sorted(r["agency"] for r in filed.json()["receivers"]) == ["civil-affairs", "police"]
+        url = f"/v1/reports/{filed.json()['id']}"
+        ack = await client.post(f"{url}/acknowledge", headers=as_(parties["registrar"]))
+        assert ack.status_code == 200, ack.text
+        assert ack.json()["subject"]["location_note"] == "Bus station, north gate"
+
+        child = await make_child(client, parties["registrar"], region=CHILD_REGION)
+        linked = await client.post(
+            f"{url}/link", json={"child_id": child["id"]}, headers=as_(parties["registrar"])
+        )
+        again = await client.post(
+            f"{url}/link", json={"child_id": child["id"]}, headers=as_(parties["registrar"])
+        )
+        other = await make_child(client, parties["registrar"], region=CHILD_REGION)
+        clash = await client.post(
+            f"{url}/link", json={"child_id": other["id"]}, headers=as_(parties["registrar"])
+        )
+
+        assert linked.status_code == 200, linked.text
+        assert linked.json()["child_id"] == child["id"] and linked.json()["linked"] is True
+        assert again.json()["child_id"] == child["id"]
+        assert clash.status_code == 409 and clash.json()["code"] == "already_linked"
+        case = await client.get(f"/v1/cases/{linked.json()['case_id']}", headers=as_(parties["police"]))
+        assert case.json()["child_id"] == child["id"]
+        assert all(r["child_id"] == child["id"] for r in case.json()["referrals"])
+
+    async def test_a_six_digit_region_for_a_subject_is_refused_and_nothing_is_written(
+        self, client: httpx.AsyncClient, parties: dict[str, str], database_url: str
+    ) -> None:
+        body = report_body(None, subject={**SUBJECT, "region_code": "510107"})
+        del body["child_id"]
+        response = await file(client, parties["school"], body)
+
+        assert response.status_code == 422
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert await rows(database_url, "report_subject") == 0 and await rows(database_url, "report") == 0
+
+    async def test_only_a_receiving_civil_affairs_agency_links(
+        self, client: httpx.AsyncClient, parties: dict[str, str], child: dict[str, Any]
+    ) -> None:
+        body = report_body(None, subject=dict(SUBJECT))
+        del body["child_id"]
+        filed = (await file(client, parties["school"], body)).json()
+        response = await client.post(
+            f"/v1/reports/{filed['id']}/link", json={"child_id": child["id"]}, headers=as_(parties["police"])
+        )
+        assert response.status_code == 403 and response.json()["code"] == "not_linkable"
