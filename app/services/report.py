@@ -23,36 +23,29 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.access.decision import Decision
 from app.access.door import Door, Reader
 from app.access.report_policy import report_policy
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
-from app.models.case import Case, CaseKind, CaseStatus
+from app.models.case import Case, CaseKind
 from app.models.child import Child
 from app.models.common import utcnow
-from app.models.referral import OPEN_STATUSES, Referral, ReferralAction, ReferralStatus
+from app.models.referral import Referral, ReferralAction, ReferralStatus
 from app.models.report import (
     POLICE_RESULTS,
     URGENCY_PRIORITY,
-    ReceiverStatus,
     Report,
     ReportCreate,
-    ReporterPublic,
     ReportIdempotency,
     ReportLink,
     ReportOutcome,
     ReportOutcomeCreate,
     ReportPublic,
-    ReportReceiver,
-    ReportStatus,
     ReportSubject,
-    SubjectPublic,
 )
 from app.models.vocabulary import DataCategory
 from app.services import case as case_service
-from app.services import outbox
+from app.services import outbox, report_view
 from app.services import referral as referral_service
-from app.services.child import access_summary
 from app.services.event import IdempotencyKeyReused
 
 POLICE = "police"
@@ -61,13 +54,6 @@ REQUEST = (
     "Mandatory report (强制报告): acknowledge (受理) by `respond_by` at POST /v1/reports/{id}/acknowledge "
     "and record the outcome by `complete_by`."
 )
-_RECEIVER_STATUS = {
-    ReferralStatus.requested: ReceiverStatus.received,
-    ReferralStatus.accepted: ReceiverStatus.acknowledged,
-    ReferralStatus.completed: ReceiverStatus.handled,
-    ReferralStatus.declined: ReceiverStatus.declined,
-    ReferralStatus.withdrawn: ReceiverStatus.withdrawn,
-}
 # Agencies of the routed kinds with a live client whose region covers the child's county.
 _RECEIVERS = text(
     """
@@ -144,7 +130,7 @@ async def file(
     digest = request_hash(data)
     replayed = await _replay(session, reader, idempotency_key, digest)
     if replayed is not None:
-        return await _filer_view(session, replayed), True
+        return await report_view.filer_view(session, replayed), True
     subject: ReportSubject | None = None
     if data.subject is not None:
         if not reader.principal.covers_region(data.subject.region_code):
@@ -180,7 +166,7 @@ async def file(
     if claimed is None:
         again = await _replay(session, reader, idempotency_key, digest)
         assert again is not None
-        return await _filer_view(session, again), True
+        return await report_view.filer_view(session, again), True
 
     routing = report_policy(door.policy)
     route = routing.by_concern[str(data.concern)]
@@ -263,143 +249,10 @@ async def file(
         },
         case_id=case.id,
     )
-    view = await _filer_view(session, report.id)
+    view = await report_view.filer_view(session, report.id)
     routed = {kind for _, kind in receivers}
     view.unrouted_agency_kinds = [k for k in route.agency_kinds if k not in routed]
     return view, False
-
-
-async def _referrals(session: AsyncSession, case_id: uuid.UUID) -> list[Referral]:
-    rows = await session.execute(
-        select(Referral)
-        .where(col(Referral.case_id) == case_id)
-        .order_by(col(Referral.to_agency), col(Referral.id))
-    )
-    return list(rows.scalars())
-
-
-async def _outcomes(session: AsyncSession, report_id: uuid.UUID) -> dict[uuid.UUID, ReportOutcome]:
-    rows = await session.execute(select(ReportOutcome).where(col(ReportOutcome.report_id) == report_id))
-    return {o.referral_id: o for o in rows.scalars()}
-
-
-async def _subject(session: AsyncSession, report: Report) -> SubjectPublic | None:
-    if report.subject_id is None:
-        return None
-    subject = await session.get(ReportSubject, report.subject_id)
-    assert subject is not None
-    return SubjectPublic.model_validate(subject, from_attributes=True)
-
-
-async def _is_linked(session: AsyncSession, report: Report) -> bool:
-    if report.subject_id is None:
-        return True
-    subject = await session.get(ReportSubject, report.subject_id)
-    return subject is not None and subject.linked_child_id is not None
-
-
-def _status(case: Case, referrals: list[Referral]) -> ReportStatus:
-    if case.status == CaseStatus.closed:
-        return ReportStatus.closed
-    answered = [r for r in referrals if r.status in (ReferralStatus.accepted, ReferralStatus.completed)]
-    if not answered:
-        return ReportStatus.received
-    if all(r.status == ReferralStatus.completed for r in answered):
-        return ReportStatus.handled
-    return ReportStatus.acknowledged
-
-
-def _receiver(referral: Referral, outcome: ReportOutcome | None, *, full: bool) -> ReportReceiver:
-    return ReportReceiver(
-        agency=referral.to_agency,
-        referral_id=referral.id,
-        status=_RECEIVER_STATUS[referral.status],
-        acknowledge_by=referral.respond_by,
-        handle_by=referral.complete_by,
-        acknowledged_at=referral.answered_at if referral.status != ReferralStatus.declined else None,
-        handled_at=outcome.recorded_at if outcome is not None else None,
-        overdue=referral.overdue_since is not None and referral.status in OPEN_STATUSES,
-        result=outcome.result if outcome is not None and full else None,
-        case_reference=outcome.case_reference if outcome is not None and full else None,
-    )
-
-
-async def _filer_view(session: AsyncSession, report_id: uuid.UUID) -> ReportPublic:
-    """The filer's view: the status, who received, acknowledged and handled it, and when."""
-    report = await session.get(Report, report_id)
-    assert report is not None
-    case = await session.get(Case, report.case_id)
-    assert case is not None
-    referrals = await _referrals(session, case.id)
-    outcomes = await _outcomes(session, report.id)
-    return ReportPublic(
-        id=report.id,
-        case_id=None,
-        child_id=report.child_id,
-        linked=await _is_linked(session, report),
-        region_code=report.region_code,
-        concern=report.concern,
-        urgency=report.urgency,
-        status=_status(case, referrals),
-        observed_at=report.observed_at,
-        filed_by_agency=report.filed_by_agency,
-        receivers=[_receiver(r, outcomes.get(r.id), full=False) for r in referrals],
-        created_at=report.created_at,
-    )
-
-
-def _categories(reader: Reader, door: Door) -> list[DataCategory]:
-    if reader.agency_kind in report_policy(door.policy).reporter_readers:
-        return [DataCategory.law_enforcement, DataCategory.reporter]
-    return [DataCategory.law_enforcement]
-
-
-async def _decide(session: AsyncSession, door: Door, reader: Reader, case: Case, action: str) -> Decision:
-    """The door's decision on a receiver's read (the case's lead reads as owner, the others on
-    their referral while it is open), on record."""
-    return await door.admit(
-        session,
-        reader,
-        action=action,
-        subject=case_service.subject(case),
-        categories=_categories(reader, door),
-        case_id=case.id,
-    )
-
-
-async def _receiver_view(
-    session: AsyncSession, door: Door, reader: Reader, report: Report, case: Case, decision: Decision
-) -> ReportPublic:
-    """A receiver's view as ``decision`` releases it. The reporter is shown only to the policy's
-    ``reporter_readers``, whatever else might release the category."""
-    referrals = await _referrals(session, case.id)
-    outcomes = await _outcomes(session, report.id)
-    released = decision.allows(DataCategory.law_enforcement)
-    shows_reporter = reader.agency_kind in report_policy(door.policy).reporter_readers and decision.allows(
-        DataCategory.reporter
-    )
-    return ReportPublic(
-        id=report.id,
-        case_id=case.id,
-        child_id=report.child_id,
-        subject=await _subject(session, report) if released else None,
-        linked=await _is_linked(session, report),
-        region_code=report.region_code,
-        concern=report.concern,
-        urgency=report.urgency,
-        status=_status(case, referrals),
-        observed=report.observed if released else None,
-        observed_at=report.observed_at,
-        filed_by_agency=report.filed_by_agency,
-        reporter=ReporterPublic(
-            role=report.reporter_role, name=report.reporter_name, phone=report.reporter_phone
-        )
-        if shows_reporter
-        else None,
-        receivers=[_receiver(r, outcomes.get(r.id), full=released) for r in referrals],
-        created_at=report.created_at,
-        access=access_summary(decision),
-    )
 
 
 def _own_referral(reader: Reader, referrals: list[Referral]) -> Referral | None:
@@ -421,7 +274,7 @@ async def _load(
     if report is None or case is None:
         await door.record_refusal(reader, action=action, reason="not_found")
         raise ReportNotFound("No report with this id.")
-    own = _own_referral(reader, await _referrals(session, case.id))
+    own = _own_referral(reader, await report_view.load_referrals(session, case.id))
     is_lead = case.lead_agency == reader.principal.agency and reader.principal.covers_region(case.region_code)
     filed = report.filed_by_agency == reader.principal.agency and reader.principal.covers_region(
         report.region_code
@@ -436,9 +289,9 @@ async def get(session: AsyncSession, door: Door, reader: Reader, report_id: uuid
     """A receiver's view of the report, or the filer's status view."""
     report, case, _, filer_only = await _load(session, door, reader, report_id, "report.read")
     if filer_only:
-        return await _filer_view(session, report.id)
-    decision = await _decide(session, door, reader, case, "report.read")
-    return await _receiver_view(session, door, reader, report, case, decision)
+        return await report_view.filer_view(session, report.id)
+    decision = await report_view.decide(session, door, reader, case, "report.read")
+    return await report_view.receiver_view(session, door, reader, report, case, decision)
 
 
 async def acknowledge(
@@ -450,14 +303,14 @@ async def acknowledge(
     report, case, own, _ = await _load(session, door, reader, report_id, "report.acknowledge")
     if own is None:
         raise NotReportReceiver("Only a receiver of the report acknowledges it.")
-    decision = await _decide(session, door, reader, case, "report.acknowledge")
+    decision = await report_view.decide(session, door, reader, case, "report.acknowledge")
     if own.status == ReferralStatus.requested:
         await referral_service.transition(session, door, reader, own.id, ReferralAction.accept)
     elif own.status not in (ReferralStatus.accepted, ReferralStatus.completed):
         raise referral_service.InvalidTransition(
             f"Your referral of this report is `{own.status}`.", extra={"current_status": str(own.status)}
         )
-    return await _receiver_view(session, door, reader, report, case, decision)
+    return await report_view.receiver_view(session, door, reader, report, case, decision)
 
 
 async def record_outcome(
@@ -471,7 +324,7 @@ async def record_outcome(
     if data.result in POLICE_RESULTS and reader.agency_kind != POLICE:
         raise ResultNotForAgency(f"`{data.result}` is a police result (受案/立案/不予立案).")
     # Decided while the referral stands: recording the outcome is the receiver's last read under it.
-    decision = await _decide(session, door, reader, case, "report.outcome")
+    decision = await report_view.decide(session, door, reader, case, "report.outcome")
     existing = await session.get(ReportOutcome, own.id)
     if existing is not None:
         if (existing.result, existing.case_reference, existing.note) == (
@@ -479,7 +332,7 @@ async def record_outcome(
             data.case_reference,
             data.note,
         ):
-            return await _receiver_view(session, door, reader, report, case, decision)
+            return await report_view.receiver_view(session, door, reader, report, case, decision)
         raise OutcomeRecorded("Your agency's outcome of this report is already recorded.")
     if own.status == ReferralStatus.requested:
         raise NotAcknowledged("Acknowledge (受理) the report before recording its outcome.")
@@ -500,7 +353,7 @@ async def record_outcome(
         )
     )
     await session.flush()
-    return await _receiver_view(session, door, reader, report, case, decision)
+    return await report_view.receiver_view(session, door, reader, report, case, decision)
 
 
 async def link(
@@ -514,8 +367,13 @@ async def link(
         raise NotLinkable("A receiving civil-affairs agency links the report to a registered child.")
     if report.subject_id is None:
         if report.child_id == data.child_id:
-            return await _receiver_view(
-                session, door, reader, report, case, await _decide(session, door, reader, case, "report.link")
+            return await report_view.receiver_view(
+                session,
+                door,
+                reader,
+                report,
+                case,
+                await report_view.decide(session, door, reader, case, "report.link"),
             )
         raise AlreadyLinked("The report is about a registered child already.")
     subject = await session.get(ReportSubject, report.subject_id, with_for_update=True)
@@ -546,5 +404,5 @@ async def link(
         session.add(case)
         session.add(report)
         await session.flush()
-    decision = await _decide(session, door, reader, case, "report.link")
-    return await _receiver_view(session, door, reader, report, case, decision)
+    decision = await report_view.decide(session, door, reader, case, "report.link")
+    return await report_view.receiver_view(session, door, reader, report, case, decision)
