@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Response, Security, status
+from fastapi import APIRouter, Depends, Header, Query, Response, Security, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.deps import DoorDep, get_reader
@@ -23,8 +23,18 @@ from app.errors import (
     responses,
 )
 from app.models.event import IDEMPOTENCY_KEY_PATTERN
-from app.models.report import ReportCreate, ReportLink, ReportOutcomeCreate, ReportPublic
+from app.models.report import (
+    ReportConcern,
+    ReportCreate,
+    ReportLink,
+    ReportOutcomeCreate,
+    ReportPage,
+    ReportPublic,
+    ReportStatus,
+    ReportUrgency,
+)
 from app.services import report as report_service
+from app.services import report_list
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"], responses=responses(Unauthorized, Forbidden))
 
@@ -85,6 +95,46 @@ async def file_report(
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return view
+
+
+@router.get(
+    "", response_model=ReportPage, summary="List reports", responses=responses(BadRequest, Unprocessable)
+)
+async def list_reports(
+    session: Session,
+    door: DoorDep,
+    reader: Reading,
+    role: Annotated[
+        Literal["received", "filed"],
+        Query(description="`received`: routed to your agency (or led by it); `filed`: your own reports."),
+    ] = "received",
+    report_status: Annotated[ReportStatus | None, Query(alias="status")] = None,
+    urgency: ReportUrgency | None = None,
+    concern: ReportConcern | None = None,
+    overdue: Annotated[bool | None, Query(description="With (or without) an overdue receiver.")] = None,
+    region: Annotated[str | None, Query(pattern=r"^\d{2,12}$", description="Division-code prefix.")] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` from the previous page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=report_list.MAX_PAGE)] = 50,
+) -> Any:
+    """Reports newest first. A receiver's list is released by the access layer (purpose
+    `child_protection`) and never carries the reporter, which is read one report at a time; a
+    filer's list shows its reports' status."""
+    items, next_cursor = await report_list.list_reports(
+        session,
+        door,
+        reader,
+        role=role,
+        status=report_status,
+        urgency=urgency,
+        concern=concern,
+        overdue=overdue,
+        region=region,
+        cursor=cursor,
+        limit=limit,
+    )
+    return ReportPage(items=items, next_cursor=next_cursor)
 
 
 @router.get(

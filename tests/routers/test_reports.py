@@ -405,3 +405,29 @@ class TestUnregisteredChild:
             f"/v1/reports/{filed['id']}/link", json={"child_id": child["id"]}, headers=as_(parties["police"])
         )
         assert response.status_code == 403 and response.json()["code"] == "not_linkable"
+
+
+class TestLists:
+    async def test_receivers_filter_their_inbox_and_the_filer_sees_its_own_without_the_reporter(
+        self, client: httpx.AsyncClient, parties: dict[str, str], child: dict[str, Any]
+    ) -> None:
+        urgent = (await file(client, parties["school"], report_body(child["id"]))).json()
+        danger = (
+            await file(client, parties["school"], report_body(child["id"], urgency="immediate_danger"))
+        ).json()
+        await client.post(f"/v1/reports/{urgent['id']}/acknowledge", headers=as_(parties["police"]))
+
+        inbox = await client.get("/v1/reports", headers=as_(parties["police"]))
+        pending = await client.get("/v1/reports?status=received", headers=as_(parties["police"]))
+        in_danger = await client.get("/v1/reports?urgency=immediate_danger", headers=as_(parties["police"]))
+        filed = await client.get("/v1/reports?role=filed", headers=as_(parties["school"]))
+        womens = await client.get("/v1/reports", headers=as_(parties["womens"]))
+
+        assert [r["id"] for r in inbox.json()["items"]] == [danger["id"], urgent["id"]]
+        assert [r["id"] for r in pending.json()["items"]] == [danger["id"]]
+        assert [r["id"] for r in in_danger.json()["items"]] == [danger["id"]]
+        assert [r["id"] for r in filed.json()["items"]] == [danger["id"], urgent["id"]]
+        assert womens.json()["items"] == []
+        for response in (inbox, filed):
+            assert all(s not in response.text for s in SECRETS)
+            assert all(r["reporter"] is None for r in response.json()["items"])
