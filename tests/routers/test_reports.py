@@ -121,6 +121,15 @@ class TestFiling:
         assert all(s not in response.text for s in SECRETS)
         assert await rows(database_url, "report") == 0 and await rows(database_url, "case") == 0
 
+    async def test_a_malformed_reporter_is_refused_without_echoing_it(
+        self, client: httpx.AsyncClient, parties: dict[str, str], child: dict[str, Any]
+    ) -> None:
+        reporter = {**REPORTER, "phone": "王晓梅 at 13812345678 ext"}
+        response = await file(client, parties["school"], report_body(child["id"], reporter=reporter))
+
+        assert response.status_code == 422
+        assert all(s not in response.text for s in SECRETS)
+
     async def test_a_child_outside_the_filers_region_is_404_and_nothing_is_written(
         self, client: httpx.AsyncClient, token: TokenFactory, child: dict[str, Any], database_url: str
     ) -> None:
