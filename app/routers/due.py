@@ -14,7 +14,7 @@ from app.db import get_session
 from app.errors import BadRequest, Forbidden, MethodNotAllowed, Unauthorized, Unprocessable, responses
 from app.models.care import DuePage, DueWhat
 from app.models.common import utcnow
-from app.routers.query import UnknownParameter, refuse_unknown_query
+from app.routers.query import UnknownParameter, answers_before_parameters, refuse_unknown_query
 from app.services import due as due_service
 
 router = APIRouter(
@@ -75,6 +75,7 @@ async def list_due(
 
 
 @router.api_route("/due", methods=["PATCH"], include_in_schema=False)
+@answers_before_parameters
 async def due_other_methods() -> None:
     """`/due` is a fixed path, not a child id: `PATCH /v1/children/{child_id}` answers 405 here
     (with the `Allow` the spec gives), not 422 "not a UUID"."""
