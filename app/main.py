@@ -166,6 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_database_error_handlers(app)
     if settings.docs:
         install_docs(app)
+    app.include_router(due.wrong_methods)
     for module in (
         oauth,
         identity,
