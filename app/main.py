@@ -40,6 +40,7 @@ from app.routers import (
     oauth,
     ops,
     policy,
+    statistics,
 )
 from app.routers import events as events_router
 from app.routers import subscriptions as subscriptions_router
@@ -172,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         policy,
         audit,
         break_glass,
+        statistics,
         ops,
     ):
         app.include_router(module.router)

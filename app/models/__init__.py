@@ -11,6 +11,7 @@ from app.models.client import ApiClient, ClientStatus
 from app.models.consent import Consent
 from app.models.guardianship import Guardianship
 from app.models.outbox import OutboxEvent
+from app.models.statistics import ChildHistory, ChildTally
 
 __all__ = [
     "Agency",
@@ -18,6 +19,8 @@ __all__ = [
     "ApiClient",
     "BreakGlassReview",
     "Child",
+    "ChildHistory",
+    "ChildTally",
     "ClientStatus",
     "Consent",
     "Guardianship",

@@ -1,0 +1,494 @@
+"""Counts for joint meetings (摸底排查): children, their entries and exits, services delivered.
+
+Each function admits the read through :func:`app.access.aggregate.admit_aggregate` (one
+access-log record, no child ids) before anything is counted, counts in SQL with ``GROUP BY``,
+and releases the table under disclosure control (:mod:`app.services.disclosure`) unless the
+reader asks for exact counts of its own records.
+
+Where the counts come from: current counts by region, category, sex and status read
+``child_tally``, kept by the registry's own writes (a few thousand rows for a province, however
+many children); any other dimension, and any ``as_of`` date, reads ``child_history``, the
+registry as it stood at the end of that day (China Standard Time). SQL is built from fixed
+fragments chosen by enum; every value is a bound parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.access.aggregate import admit_aggregate
+from app.access.door import Door, Reader
+from app.errors import BadRequest, Forbidden
+from app.models.child import CATEGORY_DATA, ChildCategory
+from app.models.statistics import (
+    REGION_DIGITS,
+    Cell,
+    ChildDimension,
+    Count,
+    Disclosure,
+    FlowDimension,
+    Lang,
+    Margin,
+    Period,
+    RegionLevel,
+    ServiceDimension,
+    StatisticsTable,
+    StatusFilter,
+)
+from app.models.vocabulary import DataCategory
+from app.services import disclosure
+from app.services import statistics_labels as labels
+
+CHINA = timezone(timedelta(hours=8))
+MAX_DIMENSIONS = 4
+_TALLY_DIMENSIONS = {
+    ChildDimension.region,
+    ChildDimension.category,
+    ChildDimension.sex,
+    ChildDimension.status,
+}
+_EVENT_PREFIX = "cn.gov.childlink."
+_REGISTRY_EVENTS = "cn.gov.childlink.civil-affairs.child.%"
+_PERIOD_FORMAT = {
+    Period.week: 'IYYY-"W"IW',
+    Period.month: "YYYY-MM",
+    Period.quarter: 'YYYY-"Q"Q',
+    Period.year: "YYYY",
+}
+_ALL_REGISTRY_CATEGORIES = sorted({DataCategory.welfare, *CATEGORY_DATA.values()})
+_SERVICE_CATEGORIES = [
+    DataCategory.welfare,
+    DataCategory.custody,
+    DataCategory.education,
+    DataCategory.health,
+    DataCategory.disability,
+    DataCategory.law_enforcement,
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What every statistics query shares: where, how released, how labelled."""
+
+    region: str | None
+    level: RegionLevel
+    exact: bool
+    lang: Lang
+
+
+def _today() -> date:
+    return datetime.now(CHINA).date()
+
+
+def _prefix(reader: Reader, region: str | None) -> str:
+    """The region prefix to count in: the asked one, inside the reader's own region."""
+    scope = reader.principal.region
+    if region is None or scope.startswith(region):
+        return scope
+    if region.startswith(scope):
+        return region
+    raise Forbidden("The region lies outside the caller's region.", code="outside_region")
+
+
+def _unique(dimensions: Sequence[Any]) -> list[Any]:
+    seen = list(dict.fromkeys(dimensions))
+    if len(seen) > MAX_DIMENSIONS:
+        raise BadRequest(f"Group by at most {MAX_DIMENSIONS} dimensions.", code="too_many_dimensions")
+    return seen
+
+
+def _sort_key(value: str) -> tuple[int, Any]:
+    return (0, int(value)) if value.isdigit() and len(value) <= 3 else (1, value)
+
+
+def _key_order(key: tuple[str, ...]) -> tuple[tuple[int, Any], ...]:
+    return tuple(_sort_key(v) for v in key)
+
+
+async def _grouped(
+    session: AsyncSession, sql: str, params: dict[str, Any], width: int
+) -> dict[tuple[str, ...], int]:
+    rows = (await session.execute(text(sql), params)).all()
+    return {tuple(str(v) for v in row[:width]): int(row[width]) for row in rows if int(row[width]) > 0}
+
+
+def _margins_from(cells: dict[tuple[str, ...], int], dimensions: Sequence[str]) -> dict[str, dict[str, int]]:
+    margins: dict[str, dict[str, int]] = {d: {} for d in dimensions}
+    for key, n in cells.items():
+        for position, dimension in enumerate(dimensions):
+            margins[dimension][key[position]] = margins[dimension].get(key[position], 0) + n
+    return margins
+
+
+def _select(expressions: Sequence[str], source: str, where: Sequence[str], count: str) -> str:
+    columns = [f"{e} AS d{i}" for i, e in enumerate(expressions)]
+    group = f" GROUP BY {', '.join(f'd{i}' for i in range(len(expressions)))}" if expressions else ""
+    # Every fragment is one of this module's constants; values travel as bound parameters.
+    select = ", ".join([*columns, f"{count} AS n"])
+    return f"SELECT {select} FROM {source} WHERE {' AND '.join(where)}{group}"  # noqa: S608
+
+
+def _release(
+    door: Door,
+    raw: disclosure.RawTable,
+    *,
+    measure: str,
+    query: dict[str, Any],
+    reference: date,
+    options: Options,
+) -> StatisticsTable:
+    rules = door.policy.statistics
+    release = disclosure.exact if options.exact else disclosure.control
+    table = release(raw, threshold=rules.threshold, rounding_base=rules.rounding_base)
+    dimensions = list(table.dimensions)
+    return StatisticsTable(
+        measure=measure,
+        dimensions=dimensions,
+        query=query,
+        reference_date=reference,
+        policy_version=door.policy.version,
+        disclosure=Disclosure(
+            method=table.method, threshold=table.threshold, rounding_base=table.rounding_base
+        ),
+        headings=labels.headings([*dimensions, "count", "suppressed", "total"], options.lang),
+        cells=[
+            Cell(values=dict(zip(dimensions, key, strict=True)), count=r.count, suppressed=r.suppressed)
+            for key, r in sorted(table.cells.items(), key=lambda item: _key_order(item[0]))
+        ],
+        margins=[
+            Margin(dimension=d, value=v, count=r.count, suppressed=r.suppressed)
+            for d in dimensions
+            for v, r in sorted(table.margins.get(d, {}).items(), key=lambda item: _sort_key(item[0]))
+        ],
+        total=Count(count=table.total.count, suppressed=table.total.suppressed),
+    )
+
+
+# -- children -------------------------------------------------------------------------------
+
+
+def _child_categories(
+    dimensions: Sequence[ChildDimension], category: ChildCategory | None
+) -> list[DataCategory]:
+    revealed = {DataCategory.welfare}
+    for d in dimensions:
+        if d in (ChildDimension.sex, ChildDimension.age, ChildDimension.age_band, ChildDimension.ethnicity):
+            revealed.add(DataCategory.identity)
+        elif d is ChildDimension.category:
+            revealed.update(_ALL_REGISTRY_CATEGORIES)
+        elif d is ChildDimension.custody_status:
+            revealed.add(DataCategory.custody)
+    if category is not None:
+        revealed.add(CATEGORY_DATA[category])
+    return sorted(revealed)
+
+
+def _age_band_sql(door: Door) -> str:
+    age = "date_part('year', age(CAST(:reference AS date), h.birth_date))::int"
+    branches = " ".join(
+        f"WHEN {age} BETWEEN {int(b.start)} AND {int(b.end)} THEN '{_literal(b.label)}'"
+        for b in door.policy.statistics.age_bands
+    )
+    return f"CASE {branches} ELSE 'other' END"
+
+
+def _literal(value: str) -> str:
+    if not all(ch.isalnum() or ch in "-+ " for ch in value):
+        raise ValueError("policy age band labels are letters, digits, '-', '+' and spaces")
+    return value
+
+
+def _child_expression(door: Door, dimension: ChildDimension, level: RegionLevel, alias: str) -> str:
+    digits = REGION_DIGITS[level]
+    return {
+        ChildDimension.region: f"left({alias}.region_code, {digits})",
+        ChildDimension.category: "cat.c" if alias == "h" else "t.category",
+        ChildDimension.sex: f"{alias}.sex",
+        ChildDimension.status: f"{alias}.status",
+        ChildDimension.age: "date_part('year', age(CAST(:reference AS date), h.birth_date))::int",
+        ChildDimension.age_band: _age_band_sql(door) if alias == "h" else "",
+        ChildDimension.ethnicity: "coalesce(h.ethnicity, 'unknown')",
+        ChildDimension.care_arrangement: "coalesce(h.care_arrangement, 'none')",
+        ChildDimension.custody_status: "coalesce(g.custody_status, 'none')",
+    }[dimension]
+
+
+def _child_sql(
+    door: Door,
+    dimensions: Sequence[ChildDimension],
+    *,
+    level: RegionLevel,
+    fast: bool,
+    category: ChildCategory | None,
+    status: StatusFilter,
+    owner: bool,
+    as_of: date | None,
+) -> str:
+    """One ``GROUP BY`` over the tally (``fast``) or the history; a ``category`` dimension counts
+    a child once per category."""
+    by_category = ChildDimension.category in dimensions
+    if fast:
+        where = ["t.region_code LIKE :prefix"]
+        if category is not None:
+            where.append("t.category = :category")
+        elif by_category:
+            where.append("t.category <> '*'")
+        else:
+            where.append("t.category = '*'")
+        if status is not StatusFilter.any:
+            where.append("t.status = :status")
+        if owner:
+            where.append("t.owner_agency = :owner")
+        expressions = [_child_expression(door, d, level, "t") for d in dimensions]
+        return _select(expressions, "child_tally t", where, "sum(t.n)")
+    source = "child_history h"
+    if ChildDimension.custody_status in dimensions:
+        if as_of is None:
+            source += " LEFT JOIN guardianship g ON g.child_id = h.child_id AND g.superseded_at IS NULL"
+        else:
+            source += (
+                " LEFT JOIN LATERAL (SELECT gg.custody_status FROM guardianship gg"
+                " WHERE gg.child_id = h.child_id AND gg.recorded_at <= :moment"
+                " AND (gg.superseded_at IS NULL OR gg.superseded_at > :moment)"
+                " ORDER BY gg.recorded_at DESC LIMIT 1) g ON true"
+            )
+    if by_category:
+        source += " CROSS JOIN LATERAL unnest(h.categories) AS cat(c)"
+    where = ["h.region_code LIKE :prefix"]
+    if as_of is None:
+        where.append("h.valid_to IS NULL")
+    else:
+        where.append("h.valid_from <= :moment AND (h.valid_to IS NULL OR h.valid_to > :moment)")
+    if category is not None:
+        where.append("h.categories @> ARRAY[CAST(:category AS varchar)]")
+        if by_category:
+            where.append("cat.c = :category")
+    if status is not StatusFilter.any:
+        where.append("h.status = :status")
+    if owner:
+        where.append("h.owner_agency = :owner")
+    expressions = [_child_expression(door, d, level, "h") for d in dimensions]
+    return _select(expressions, source, where, "count(*)")
+
+
+async def count_children(
+    session: AsyncSession,
+    door: Door,
+    reader: Reader,
+    *,
+    group_by: Sequence[ChildDimension],
+    options: Options,
+    category: ChildCategory | None,
+    status: StatusFilter,
+    as_of: date | None,
+) -> StatisticsTable:
+    """Children in the reader's region by the asked dimensions, with margins and total; one
+    aggregate access-log record."""
+    dimensions = _unique(group_by)
+    today = _today()
+    if as_of is not None and as_of > today:
+        raise BadRequest("as_of lies in the future.", code="invalid_as_of")
+    prefix = _prefix(reader, options.region)
+    query: dict[str, Any] = {
+        "group_by": [str(d) for d in dimensions],
+        "level": str(options.level),
+        "region": prefix,
+        "status": str(status),
+        "exact": options.exact,
+    }
+    if category is not None:
+        query["category"] = str(category)
+    if as_of is not None:
+        query["as_of"] = as_of.isoformat()
+    await admit_aggregate(
+        door,
+        reader,
+        action="statistics.children",
+        query=query,
+        categories=_child_categories(dimensions, category),
+    )
+    reference = as_of or today
+    params: dict[str, Any] = {
+        "prefix": prefix + "%",
+        "category": str(category) if category else None,
+        "status": str(status),
+        "owner": reader.principal.agency,
+        "reference": reference,
+        "moment": datetime.combine(reference + timedelta(days=1), time(0), CHINA),
+    }
+    fast = as_of is None and set(dimensions) <= _TALLY_DIMENSIONS
+
+    def sql(over: Sequence[ChildDimension]) -> str:
+        return _child_sql(
+            door,
+            over,
+            level=options.level,
+            fast=fast,
+            category=category,
+            status=status,
+            owner=options.exact,
+            as_of=as_of,
+        )
+
+    params = {k: v for k, v in params.items() if v is not None}
+    cells = await _grouped(session, sql(dimensions), params, len(dimensions))
+    names = [str(d) for d in dimensions]
+    if ChildDimension.category in dimensions:
+        # A child in two categories is in two cells: totals other than by category count it once.
+        others = [d for d in dimensions if d is not ChildDimension.category]
+        once = await _grouped(session, sql(others), params, len(others))
+        margins = _margins_from(once, [str(d) for d in others])
+        margins[str(ChildDimension.category)] = _margins_from(cells, names)[str(ChildDimension.category)]
+        total = sum(once.values())
+    else:
+        margins = _margins_from(cells, names)
+        total = sum(cells.values())
+    raw = disclosure.RawTable(tuple(names), cells, margins, total)
+    return _release(door, raw, measure="children", query=query, reference=reference, options=options)
+
+
+# -- flows and services ---------------------------------------------------------------------
+
+
+def _window(start: date | None, end: date | None) -> tuple[date, date]:
+    today = _today()
+    end = end or today
+    if start is None:
+        first = end.replace(day=1)
+        month = first.month - 11
+        year = first.year + (month - 1) // 12
+        start = first.replace(year=year, month=(month - 1) % 12 + 1)
+    if start > end:
+        raise BadRequest("from is after to.", code="invalid_period")
+    if (end - start).days > 366 * 20:
+        raise BadRequest("Ask for at most twenty years at a time.", code="invalid_period")
+    return start, end
+
+
+async def count_flows(
+    session: AsyncSession,
+    door: Door,
+    reader: Reader,
+    *,
+    group_by: Sequence[FlowDimension],
+    options: Options,
+    period: Period,
+    start: date | None,
+    end: date | None,
+) -> StatisticsTable:
+    """Entries (新增, by registration date) and exits (退出, by exit date, with the reason) per
+    period; one aggregate access-log record."""
+    dimensions = _unique(group_by)
+    start, end = _window(start, end)
+    prefix = _prefix(reader, options.region)
+    query: dict[str, Any] = {
+        "group_by": [str(d) for d in dimensions],
+        "period": str(period),
+        "level": str(options.level),
+        "region": prefix,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "exact": options.exact,
+    }
+    await admit_aggregate(
+        door, reader, action="statistics.flows", query=query, categories=[DataCategory.welfare]
+    )
+    source = (
+        "(SELECT 'entry' AS direction, 'new' AS reason,"
+        " (c.created_at AT TIME ZONE 'Asia/Shanghai')::date AS day,"
+        " c.region_code, c.owner_agency FROM child c"
+        " UNION ALL SELECT 'exit', c.exit_reason, c.exit_date, c.region_code, c.owner_agency"
+        " FROM child c WHERE c.status = 'exited') f"
+    )
+    expressions = {
+        FlowDimension.period: f"to_char(f.day, '{_PERIOD_FORMAT[period]}')",
+        FlowDimension.direction: "f.direction",
+        FlowDimension.reason: "f.reason",
+        FlowDimension.region: f"left(f.region_code, {REGION_DIGITS[options.level]})",
+    }
+    where = ["f.region_code LIKE :prefix", "f.day >= :start", "f.day <= :end"]
+    if options.exact:
+        where.append("f.owner_agency = :owner")
+    sql = _select([expressions[d] for d in dimensions], source, where, "count(*)")
+    params = {"prefix": prefix + "%", "start": start, "end": end, "owner": reader.principal.agency}
+    cells = await _grouped(session, sql, params, len(dimensions))
+    names = [str(d) for d in dimensions]
+    raw = disclosure.RawTable(tuple(names), cells, _margins_from(cells, names), sum(cells.values()))
+    return _release(door, raw, measure="flows", query=query, reference=end, options=options)
+
+
+def short_type(event_type: str) -> str:
+    """``cn.gov.childlink.health.check.completed.v1`` -> ``health.check.completed``."""
+    name = event_type.removeprefix(_EVENT_PREFIX)
+    head, _, version = name.rpartition(".")
+    return head if version.startswith("v") and version[1:].isdigit() else name
+
+
+async def count_services(
+    session: AsyncSession,
+    door: Door,
+    reader: Reader,
+    *,
+    group_by: Sequence[ServiceDimension],
+    options: Options,
+    period: Period,
+    start: date | None,
+    end: date | None,
+    event_type: str | None,
+) -> StatisticsTable:
+    """Events published about children in the region (home visits, health checks, aid granted,
+    dropout flagged and returned, caring-mother pairings ...) by type, publisher, region and
+    period; registry entries and exits are counted by ``flows``. One aggregate access-log record."""
+    dimensions = _unique(group_by)
+    start, end = _window(start, end)
+    prefix = _prefix(reader, options.region)
+    query: dict[str, Any] = {
+        "group_by": [str(d) for d in dimensions],
+        "period": str(period),
+        "level": str(options.level),
+        "region": prefix,
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        "exact": options.exact,
+    }
+    if event_type:
+        query["type"] = event_type
+    await admit_aggregate(
+        door, reader, action="statistics.services", query=query, categories=_SERVICE_CATEGORIES
+    )
+    day = "(e.time AT TIME ZONE 'Asia/Shanghai')::date"
+    expressions = {
+        ServiceDimension.type: "regexp_replace(substr(e.type, 18), '\\.v[0-9]+$', '')",
+        ServiceDimension.publisher: "e.publisher_agency",
+        ServiceDimension.region: f"left(e.region_code, {REGION_DIGITS[options.level]})",
+        ServiceDimension.period: f"to_char({day}, '{_PERIOD_FORMAT[period]}')",
+    }
+    where = [
+        "e.region_code LIKE :prefix",
+        "e.type NOT LIKE :registry",
+        "e.time >= :start_at",
+        "e.time < :end_at",
+    ]
+    params: dict[str, Any] = {
+        "prefix": prefix + "%",
+        "registry": _REGISTRY_EVENTS,
+        "start_at": datetime.combine(start, time(0), CHINA),
+        "end_at": datetime.combine(end + timedelta(days=1), time(0), CHINA),
+    }
+    if event_type:
+        where.append("(e.type = :type OR regexp_replace(substr(e.type, 18), '\\.v[0-9]+$', '') = :type)")
+        params["type"] = event_type
+    if options.exact:
+        where.append("e.publisher_agency = :owner")
+        params["owner"] = reader.principal.agency
+    sql = _select([expressions[d] for d in dimensions], "outbox_event e", where, "count(*)")
+    cells = await _grouped(session, sql, params, len(dimensions))
+    names = [str(d) for d in dimensions]
+    raw = disclosure.RawTable(tuple(names), cells, _margins_from(cells, names), sum(cells.values()))
+    return _release(door, raw, measure="services", query=query, reference=end, options=options)
