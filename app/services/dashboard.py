@@ -72,7 +72,7 @@ def bar_chart(items: Sequence[tuple[str, Count]], threshold: int, *, title: str)
     return (
         f'<svg class="chart" role="img" aria-label="{html.escape(title)}" '
         f'viewBox="0 0 460 {max(height, 28)}" '
-        f'width="100%" xmlns="http://www.w3.org/2000/svg">{"".join(rows)}</svg>'
+        f'width="100%" style="max-width:620px" xmlns="http://www.w3.org/2000/svg">{"".join(rows)}</svg>'
     )
 
 

@@ -14,6 +14,7 @@ fragments chosen by enum; every value is a bound parameter.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
@@ -46,6 +47,7 @@ from app.services import disclosure
 from app.services import statistics_labels as labels
 
 CHINA = timezone(timedelta(hours=8))
+_LEADING_AGE = re.compile(r"^(\d{1,3})(?!\d)")
 MAX_DIMENSIONS = 4
 _TALLY_DIMENSIONS = {
     ChildDimension.region,
@@ -104,7 +106,9 @@ def _unique(dimensions: Sequence[Any]) -> list[Any]:
 
 
 def _sort_key(value: str) -> tuple[int, Any]:
-    return (0, int(value)) if value.isdigit() and len(value) <= 3 else (1, value)
+    """Ages and age bands (``3-5`` before ``12-14``) by number, everything else as text."""
+    match = _LEADING_AGE.match(value)
+    return (0, int(match.group(1))) if match else (1, value)
 
 
 def _key_order(key: tuple[str, ...]) -> tuple[tuple[int, Any], ...]:

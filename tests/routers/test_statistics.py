@@ -41,8 +41,13 @@ async def _seed(client: httpx.AsyncClient, civil: str) -> list[dict[str, Any]]:
         for i in range(n):
             made.append(
                 await make_child(
-                    client, civil, region=township + "001", sex=sex, categories=[category],
-                    birth=date(2012 + i % 8, 3, 1), with_id=False,
+                    client,
+                    civil,
+                    region=township + "001",
+                    sex=sex,
+                    categories=[category],
+                    birth=date(2012 + i % 8, 3, 1),
+                    with_id=False,
                 )
             )
     return made
@@ -144,7 +149,10 @@ class TestCountsAgreeWithTheRows:
                 headers=bearer(civil),
             )
         ).json()
-        assert {c["values"]["category"]: c["count"] for c in body["cells"]} == {"left_behind": 6, "low_income": 6}
+        assert {c["values"]["category"]: c["count"] for c in body["cells"]} == {
+            "left_behind": 6,
+            "low_income": 6,
+        }
         assert body["total"]["count"] == 6
 
 
@@ -170,7 +178,9 @@ class TestSuppressionHolds:
         # Secondary suppression: the margin minus the only other cell would give the girls.
         assert boys["suppressed"]
         # Overlapping queries: the township's total and the boys counted another way.
-        boys_elsewhere = await ask(group_by="region", level="township", region=COUNTY_A, category="left_behind")
+        boys_elsewhere = await ask(
+            group_by="region", level="township", region=COUNTY_A, category="left_behind"
+        )
         township_total = cells[COUNTY_A + "006"]["count"]
         boys_cell = await ask(group_by="sex,category", region=COUNTY_A + "006")
         candidates = set()
@@ -184,7 +194,11 @@ class TestSuppressionHolds:
                 if not left["suppressed"] and _round5(total) != left["count"]:
                     continue
                 male_cells = [c for c in boys_cell["cells"] if c["values"]["sex"] == "male"]
-                if male_cells and not male_cells[0]["suppressed"] and _round5(boys_value) != male_cells[0]["count"]:
+                if (
+                    male_cells
+                    and not male_cells[0]["suppressed"]
+                    and _round5(boys_value) != male_cells[0]["count"]
+                ):
                     continue
                 candidates.add(girls_value)
         assert len(candidates) > 1, candidates
@@ -253,7 +267,9 @@ class TestAccessLog:
         self, client: httpx.AsyncClient, token: TokenFactory
     ) -> None:
         reader = await token(agency="police", scopes=["children:read"], region="51")
-        response = await client.get("/v1/statistics/children", params={"group_by": "sex"}, headers=bearer(reader))
+        response = await client.get(
+            "/v1/statistics/children", params={"group_by": "sex"}, headers=bearer(reader)
+        )
         assert response.status_code == 403
 
     async def test_a_region_outside_the_readers_is_refused(
@@ -319,8 +335,9 @@ class TestOtherDimensions:
     ) -> None:
         today = date.today()
         for years in (1, 4, 4, 13):
-            await make_child(client, civil, birth=today.replace(year=today.year - years) - timedelta(days=1),
-                             with_id=False)
+            await make_child(
+                client, civil, birth=today.replace(year=today.year - years) - timedelta(days=1), with_id=False
+            )
         body = (
             await client.get(
                 "/v1/statistics/children",
@@ -353,7 +370,9 @@ class TestExports:
         params = {"group_by": "region,category", "level": "township"}
         body = (await client.get("/v1/statistics/children", params=params, headers=bearer(police))).json()
         response = await client.get(
-            "/v1/statistics/children", params={**params, "format": "xlsx", "lang": "zh"}, headers=bearer(police)
+            "/v1/statistics/children",
+            params={**params, "format": "xlsx", "lang": "zh"},
+            headers=bearer(police),
         )
         assert response.status_code == 200
         sheet = openpyxl.load_workbook(io.BytesIO(response.content)).active
@@ -396,8 +415,11 @@ class TestFlowsAndServices:
             published = await client.post(
                 "/v1/events",
                 json={
-                    "specversion": "1.0", "id": f"hc-{i}", "source": "/health/test",
-                    "type": "cn.gov.childlink.health.check.completed.v1", "subject": child["id"],
+                    "specversion": "1.0",
+                    "id": f"hc-{i}",
+                    "source": "/health/test",
+                    "type": "cn.gov.childlink.health.check.completed.v1",
+                    "subject": child["id"],
                     "data": {"checked_on": date.today().isoformat(), "result": "normal"},
                 },
                 headers={**bearer(health), "Idempotency-Key": f"hc-{i}"},
@@ -405,7 +427,8 @@ class TestFlowsAndServices:
             assert published.status_code == 202, published.text
         body = (
             await client.get(
-                "/v1/statistics/services", params={"group_by": "type,publisher", "exact": "true"},
+                "/v1/statistics/services",
+                params={"group_by": "type,publisher", "exact": "true"},
                 headers=bearer(health),
             )
         ).json()
@@ -421,7 +444,9 @@ class TestPolicy:
     ) -> None:
         reader = await token(agency=agency, scopes=STATS, region="51")
         response = await client.get(
-            "/v1/statistics/children", params={"group_by": "category,custody_status,sex"}, headers=bearer(reader)
+            "/v1/statistics/children",
+            params={"group_by": "category,custody_status,sex"},
+            headers=bearer(reader),
         )
         assert response.status_code == 200, response.text
 
@@ -443,4 +468,3 @@ class TestPolicy:
             headers={**bearer(womens), "X-Purpose-Of-Use": "child_protection"},
         )
         assert refused.status_code == 403
-
