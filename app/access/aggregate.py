@@ -1,7 +1,7 @@
 """Admitting aggregate reads (statistics): counts, never a child's record.
 
 A statistics read names no child, so it is decided on the reader's agency kind alone: the
-policy's ``statistics-*`` rules must grant, for purpose ``statistics``, every data category the
+policy's ``statistics.rules`` (never the record rules) must grant every data category the
 query's dimensions and filters reveal (counting by sex reveals identity data, by custody status
 custody data). Each read, allowed or refused, is one access-log record of its own with the query
 and no child ids, written before anything is computed, so it appears in no guardian's access
@@ -118,7 +118,7 @@ async def admit_aggregate(
     basis: dict[str, Any] = {}
     missing = []
     for category in wanted:
-        rule = door.policy.statute(reader.agency_kind, category, PurposeOfUse.statistics)
+        rule = door.policy.statistics.grant(reader.agency_kind, category)
         if rule is None:
             missing.append(category)
         else:

@@ -69,6 +69,13 @@ class StatisticsPolicy:
     threshold: int
     rounding_base: int
     age_bands: tuple[AgeBand, ...]
+    rules: dict[str, Rule]
+    """By agency kind: the categories it may count by. Kept apart from the record rules so that a
+    read of a child's record stating purpose ``statistics`` is never granted anything by them."""
+
+    def grant(self, agency_kind: str, category: DataCategory) -> Rule | None:
+        rule = self.rules.get(agency_kind)
+        return rule if rule is not None and category in rule.categories else None
 
 
 @dataclass(frozen=True)
@@ -168,11 +175,11 @@ def load_policy(path: Path = DEFAULT_POLICY_PATH) -> Policy:
             for what, item in document.get("care_schedule", {}).items()
             if isinstance(item, dict)
         },
-        statistics=_statistics(document.get("statistics", {})),
+        statistics=_statistics(document.get("statistics", {}), kinds),
     )
 
 
-def _statistics(section: dict[str, Any]) -> StatisticsPolicy:
+def _statistics(section: dict[str, Any], kinds: set[str]) -> StatisticsPolicy:
     bands = tuple(
         AgeBand(str(b["label"]), str(b.get("label_zh", b["label"])), int(b["from"]), int(b["to"]))
         for b in section.get("age_bands", [])
@@ -184,7 +191,19 @@ def _statistics(section: dict[str, Any]) -> StatisticsPolicy:
     rounding_base = int(section.get("rounding_base", 5))
     if threshold < 1 or rounding_base < 1:
         raise ValueError("policy statistics: threshold and rounding_base must be at least 1")
-    return StatisticsPolicy(threshold=threshold, rounding_base=rounding_base, age_bands=bands)
+    rules: dict[str, Rule] = {}
+    for item in section.get("rules", []):
+        if item["agency_kind"] not in kinds - {ANY_AGENCY} or item["agency_kind"] in rules:
+            raise ValueError(f"policy statistics rule {item['id']}: unknown or repeated agency kind")
+        rules[item["agency_kind"]] = Rule(
+            id=item["id"],
+            agency_kind=item["agency_kind"],
+            categories=frozenset(DataCategory(c) for c in item["categories"]),
+            purposes=frozenset(PurposeOfUse(p) for p in item["purposes"]),
+            citation=item["citation"],
+            note=item.get("note"),
+        )
+    return StatisticsPolicy(threshold=threshold, rounding_base=rounding_base, age_bands=bands, rules=rules)
 
 
 def _custody_changes(section: dict[str, Any], kinds: set[str]) -> dict[str, CustodyChangeRule]:
