@@ -5,8 +5,8 @@ drill-down (townships x category x sex), at concurrency 8, on N synthetic childr
 
 Makes its own database (``childlink_bench_stats``), migrates it, seeds children with
 ``generate_series`` (triggers off, then history and tally built in one statement each, as the
-registry's trigger would have kept them), and times the exact SQL the service runs on the tally
-(``app.services.statistics``), through asyncpg, p50/p99 over ``--rounds`` queries each.
+registry's trigger would have kept them), and times whole answers of the API in process (the app
+over ASGI, a real token, each read's access-log record), p50/p99 over ``--rounds`` requests each.
 """
 
 from __future__ import annotations
@@ -14,13 +14,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import asyncpg
+import httpx
 
 from app.cli import migrate
 from app.config import Settings
 from app.db import asyncpg_dsn
+from app.main import create_app
+from app.models.agency import Agency, AgencyKind
+from app.models.client import ClientCreate
+from app.services import client as client_service
 
 DB = "childlink_bench_stats"
 
@@ -43,41 +50,33 @@ INSERT INTO child_history (child_id, valid_from, region_code, sex, birth_date, e
                            care_arrangement, status, owner_agency, exit_reason, exit_date)
 SELECT id, created_at, region_code, sex, birth_date, ethnicity, categories, care_arrangement, status,
        owner_agency, exit_reason, exit_date FROM child;
-INSERT INTO child_tally (region_code, category, sex, status, owner_agency, n)
-SELECT region_code, c, sex, status, owner_agency, count(*) FROM child,
-       unnest(array['*']::varchar[] || categories::varchar[]) AS c
-GROUP BY region_code, c, sex, status, owner_agency;
+INSERT INTO child_tally (level, region_code, category, sex, status, owner_agency, n)
+SELECT lv, left(region_code, lv), c, sex, status, owner_agency, count(*) FROM child,
+       unnest(ARRAY[6, 9, 12]) AS lv, unnest(array['*']::varchar[] || categories::varchar[]) AS c
+GROUP BY lv, left(region_code, lv), c, sex, status, owner_agency;
 SET session_replication_role = origin;
 ANALYZE;
 """
 
-PROVINCE = """SELECT left(t.region_code, 6) AS d0, t.category AS d1, t.sex AS d2, sum(t.n) AS n
-FROM child_tally t WHERE t.region_code LIKE $1 AND t.category <> '*' AND t.status = 'active'
-GROUP BY d0, d1, d2"""
-PROVINCE_ONCE = """SELECT left(t.region_code, 6) AS d0, t.sex AS d1, sum(t.n) AS n
-FROM child_tally t WHERE t.region_code LIKE $1 AND t.category = '*' AND t.status = 'active'
-GROUP BY d0, d1"""
-COUNTY = """SELECT left(t.region_code, 9) AS d0, t.category AS d1, t.sex AS d2, sum(t.n) AS n
-FROM child_tally t WHERE t.region_code LIKE $1 AND t.category <> '*' AND t.status = 'active'
-GROUP BY d0, d1, d2"""
-COUNTY_ONCE = """SELECT left(t.region_code, 9) AS d0, t.sex AS d1, sum(t.n) AS n
-FROM child_tally t WHERE t.region_code LIKE $1 AND t.category = '*' AND t.status = 'active'
-GROUP BY d0, d1"""
+PROVINCE = {"group_by": "region,category,sex", "level": "county"}
+COUNTY = {"group_by": "region,category,sex", "level": "township", "region": "510042"}
 
 
 async def timed(
-    pool: asyncpg.Pool, queries: list[tuple[str, str]], rounds: int, concurrency: int
+    http: httpx.AsyncClient, token: str, params: dict[str, str], rounds: int, concurrency: int
 ) -> list[float]:
-    """Each sample is one API answer's SQL (the cells and the child-level margins)."""
+    """Each sample is one whole answer of ``GET /v1/statistics/children``: token check, the
+    aggregate access-log record, the tally queries, disclosure control, JSON."""
     samples: list[float] = []
+    headers = {"Authorization": f"Bearer {token}"}
 
     async def worker() -> None:
         while len(samples) < rounds:
             start = time.perf_counter()
-            async with pool.acquire() as conn:
-                for sql, arg in queries:
-                    await conn.fetch(sql, arg)
+            response = await http.get("/v1/statistics/children", params=params, headers=headers)
             samples.append((time.perf_counter() - start) * 1000)
+            if response.status_code != 200:
+                raise SystemExit(f"{response.status_code} {response.text[:300]}")
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     return samples
@@ -87,6 +86,40 @@ def report(name: str, samples: list[float]) -> None:
     ordered = sorted(samples)
     p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
     print(f"{name}: n={len(samples)} p50={statistics.median(samples):.1f} ms p99={p99:.1f} ms")
+
+
+async def measure(url: str, rounds: int, concurrency: int) -> None:
+    settings = Settings(
+        DATABASE_URL=url, key_dir=Path(tempfile.mkdtemp(prefix="childlink-stats-bench-")), log_level="WARNING"
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with app.state.db.sessionmaker() as session:
+            if await session.get(Agency, "police") is None:
+                session.add(Agency(code="police", name="bench police", kind=AgencyKind.police))
+                await session.flush()
+            created = await client_service.create(
+                session,
+                data=ClientCreate(agency="police", name="bench", scopes=["statistics:read"], region="51"),
+            )
+            await session.commit()
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as http:
+            answer = await http.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(created.client_id, created.client_secret),
+            )
+            token = answer.json()["access_token"]
+            await timed(http, token, PROVINCE, concurrency * 2, concurrency)  # warm-up
+            report(
+                "group_by=region(county),category,sex over the province",
+                await timed(http, token, PROVINCE, rounds, concurrency),
+            )
+            report(
+                "one-county drill-down (township,category,sex)",
+                await timed(http, token, COUNTY, rounds, concurrency),
+            )
 
 
 async def main() -> None:
@@ -113,17 +146,7 @@ async def main() -> None:
         tally = await conn.fetchval("SELECT count(*) FROM child_tally")
         print(f"seeded {args.children} children in {time.perf_counter() - start:.0f} s; tally rows {tally}")
         await conn.close()
-    pool = await asyncpg.create_pool(asyncpg_dsn(url), min_size=args.concurrency, max_size=args.concurrency)
-    assert pool is not None
-    report(
-        "group_by=region(county),category,sex, province",
-        await timed(pool, [(PROVINCE, "51%"), (PROVINCE_ONCE, "51%")], args.rounds, args.concurrency),
-    )
-    report(
-        "one-county drill-down (township,category,sex)",
-        await timed(pool, [(COUNTY, "510042%"), (COUNTY_ONCE, "510042%")], args.rounds, args.concurrency),
-    )
-    await pool.close()
+    await measure(url, args.rounds, args.concurrency)
 
 
 if __name__ == "__main__":

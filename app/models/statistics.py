@@ -43,10 +43,12 @@ class ChildHistory(SQLModel, table=True):
 
 
 class ChildTally(SQLModel, table=True):
-    """Children per finest region code, category (``*``: each child once), sex, status and keeper."""
+    """Children per level (6, 9, 12 digits), region code cut to it, category (``*``: each child
+    once), sex, status and keeper."""
 
     __tablename__ = "child_tally"
 
+    level: int = Field(primary_key=True)
     region_code: str = Field(primary_key=True, max_length=12)
     category: str = Field(primary_key=True, max_length=32)
     sex: str = Field(primary_key=True, max_length=8)

@@ -55,6 +55,8 @@ _TALLY_DIMENSIONS = {
     ChildDimension.sex,
     ChildDimension.status,
 }
+_TALLY_LEVELS = (6, 9, 12)
+"""The levels ``child_tally`` keeps (migration 0009): county, township, village."""
 _EVENT_PREFIX = "cn.gov.childlink."
 _REGISTRY_EVENTS = "cn.gov.childlink.civil-affairs.child.%"
 _PERIOD_FORMAT = {
@@ -223,6 +225,12 @@ def _child_expression(door: Door, dimension: ChildDimension, level: RegionLevel,
     }[dimension]
 
 
+def _tally_level(level: RegionLevel, prefix: str) -> int:
+    """The coarsest tally level that still tells apart the asked level and the region filter."""
+    needed = max(REGION_DIGITS[level], len(prefix))
+    return next(lv for lv in _TALLY_LEVELS if lv >= needed)
+
+
 def _child_sql(
     door: Door,
     dimensions: Sequence[ChildDimension],
@@ -238,7 +246,7 @@ def _child_sql(
     a child once per category."""
     by_category = ChildDimension.category in dimensions
     if fast:
-        where = ["t.region_code LIKE :prefix"]
+        where = ["t.level = :tally_level", "t.region_code LIKE :prefix"]
         if category is not None:
             where.append("t.category = :category")
         elif by_category:
@@ -325,6 +333,7 @@ async def count_children(
         "owner": reader.principal.agency,
         "reference": reference,
         "moment": datetime.combine(reference + timedelta(days=1), time(0), CHINA),
+        "tally_level": _tally_level(options.level, prefix),
     }
     fast = as_of is None and set(dimensions) <= _TALLY_DIMENSIONS
 
@@ -368,6 +377,8 @@ def _window(start: date | None, end: date | None) -> tuple[date, date]:
         month = first.month - 11
         year = first.year + (month - 1) // 12
         start = first.replace(year=year, month=(month - 1) % 12 + 1)
+    if not (1900 <= start.year and end.year <= 2200):
+        raise BadRequest("from and to lie between 1900 and 2200.", code="invalid_period")
     if start > end:
         raise BadRequest("from is after to.", code="invalid_period")
     if (end - start).days > 366 * 20:

@@ -7,8 +7,9 @@ Create Date: 2026-12-01
 ``child_history`` holds every state of a child's countable fields (region, sex, birth date,
 ethnicity, categories, care arrangement, status, keeping agency) with the interval it was valid
 in, so a count ``as_of`` a past date sees the registry as it stood then. ``child_tally`` counts
-children per (village or finer region code, category, sex, status, keeping agency); category
-``*`` counts each child once. A trigger on ``child`` writes both in the transaction that changes
+children per (level, region code cut to that level, category, sex, status, keeping agency) at
+three levels (county 6, township 9, village 12 digits), so a province grouped by county reads a
+few thousand county rows rather than every village's; category ``*`` counts each child once. A trigger on ``child`` writes both in the transaction that changes
 the child, whatever path writes it, so neither can drift from the rows. History starts here:
 existing children get one row valid from their registration.
 """
@@ -46,10 +47,11 @@ BEGIN
       WHERE child_id = OLD.id AND valid_to IS NULL
       RETURNING valid_to INTO since;
     -- Rows in a fixed order, so concurrent registrations never lock tally rows crosswise.
-    INSERT INTO child_tally (region_code, category, sex, status, owner_agency, n)
-      SELECT OLD.region_code, c, OLD.sex, OLD.status, OLD.owner_agency, -1
-      FROM unnest(array['*']::varchar[] || OLD.categories::varchar[]) AS c ORDER BY c
-      ON CONFLICT (region_code, category, sex, status, owner_agency)
+    INSERT INTO child_tally (level, region_code, category, sex, status, owner_agency, n)
+      SELECT lv, left(OLD.region_code, lv), c, OLD.sex, OLD.status, OLD.owner_agency, -1
+      FROM unnest(ARRAY[6, 9, 12]) AS lv,
+           unnest(array['*']::varchar[] || OLD.categories::varchar[]) AS c ORDER BY lv, c
+      ON CONFLICT (level, region_code, category, sex, status, owner_agency)
       DO UPDATE SET n = child_tally.n + EXCLUDED.n;
   ELSE
     since := NEW.created_at;
@@ -58,10 +60,11 @@ BEGIN
     VALUES (NEW.id, coalesce(since, NEW.updated_at), NEW.region_code, NEW.sex, NEW.birth_date,
             NEW.ethnicity, NEW.categories, NEW.care_arrangement, NEW.status, NEW.owner_agency,
             NEW.exit_reason, NEW.exit_date);
-  INSERT INTO child_tally (region_code, category, sex, status, owner_agency, n)
-    SELECT NEW.region_code, c, NEW.sex, NEW.status, NEW.owner_agency, 1
-    FROM unnest(array['*']::varchar[] || NEW.categories::varchar[]) AS c ORDER BY c
-    ON CONFLICT (region_code, category, sex, status, owner_agency)
+  INSERT INTO child_tally (level, region_code, category, sex, status, owner_agency, n)
+    SELECT lv, left(NEW.region_code, lv), c, NEW.sex, NEW.status, NEW.owner_agency, 1
+    FROM unnest(ARRAY[6, 9, 12]) AS lv,
+         unnest(array['*']::varchar[] || NEW.categories::varchar[]) AS c ORDER BY lv, c
+    ON CONFLICT (level, region_code, category, sex, status, owner_agency)
     DO UPDATE SET n = child_tally.n + EXCLUDED.n;
   RETURN NULL;
 END $$;
@@ -94,6 +97,7 @@ def upgrade() -> None:
     op.create_index("ix_child_history_period", "child_history", ["valid_from", "valid_to"])
     op.create_table(
         "child_tally",
+        sa.Column("level", sa.SmallInteger(), primary_key=True),
         sa.Column("region_code", sa.String(12), primary_key=True),
         sa.Column("category", sa.String(32), primary_key=True),
         sa.Column("sex", sa.String(8), primary_key=True),
@@ -101,7 +105,7 @@ def upgrade() -> None:
         sa.Column("owner_agency", sa.String(64), primary_key=True),
         sa.Column("n", sa.BigInteger(), nullable=False),
     )
-    op.create_index("ix_child_tally_region", "child_tally", ["region_code"],
+    op.create_index("ix_child_tally_region", "child_tally", ["level", "region_code"],
                     postgresql_ops={"region_code": "text_pattern_ops"})
     op.create_index("ix_outbox_event_time", "outbox_event", ["time"])
     op.execute(_FUNCTION)
@@ -114,10 +118,10 @@ def upgrade() -> None:
         f"SELECT id, created_at, {_COUNTED} FROM child"
     )
     op.execute(
-        "INSERT INTO child_tally (region_code, category, sex, status, owner_agency, n) "
-        "SELECT region_code, c, sex, status, owner_agency, count(*) FROM child, "
-        "unnest(array['*']::varchar[] || categories::varchar[]) AS c "
-        "GROUP BY region_code, c, sex, status, owner_agency"
+        "INSERT INTO child_tally (level, region_code, category, sex, status, owner_agency, n) "
+        "SELECT lv, left(region_code, lv), c, sex, status, owner_agency, count(*) FROM child, "
+        "unnest(ARRAY[6, 9, 12]) AS lv, unnest(array['*']::varchar[] || categories::varchar[]) AS c "
+        "GROUP BY lv, left(region_code, lv), c, sex, status, owner_agency"
     )
 
 
