@@ -12,6 +12,8 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
+from pydantic import BaseModel
+from pydantic import Field as PydanticField
 from sqlalchemy import BigInteger, Column, String
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
@@ -135,50 +137,50 @@ class Lang(StrEnum):
     zh = "zh"
 
 
-class Count(SQLModel):
-    count: int | None = Field(description="Null when suppressed.")
-    suppressed: bool = Field(
+class Count(BaseModel):
+    count: int | None = PydanticField(description="Null when suppressed.")
+    suppressed: bool = PydanticField(
         description="True when the count is withheld by disclosure control (shown as <5)."
     )
 
 
 class Cell(Count):
-    values: dict[str, str] = Field(
+    values: dict[str, str] = PydanticField(
         description="The cell's value in each dimension.",
-        schema_extra={"examples": [{"region": "510107", "category": "left_behind", "sex": "female"}]},
+        examples=[{"region": "510107", "category": "left_behind", "sex": "female"}],
     )
 
 
 class Margin(Count):
-    dimension: str = Field(schema_extra={"examples": ["sex"]})
-    value: str = Field(schema_extra={"examples": ["female"]})
+    dimension: str = PydanticField(examples=["sex"])
+    value: str = PydanticField(examples=["female"])
 
 
-class Disclosure(SQLModel):
-    method: str = Field(
+class Disclosure(BaseModel):
+    method: str = PydanticField(
         description="`controlled` (suppression below the threshold, secondary suppression, every count "
         "rounded to `rounding_base`) or `exact` (the reader's own records).",
-        schema_extra={"examples": ["controlled"]},
+        examples=["controlled"],
     )
-    threshold: int = Field(schema_extra={"examples": [5]})
-    rounding_base: int = Field(schema_extra={"examples": [5]})
+    threshold: int = PydanticField(examples=[5])
+    rounding_base: int = PydanticField(examples=[5])
 
 
-class StatisticsTable(SQLModel):
+class StatisticsTable(BaseModel):
     """A table of counts: its cells (zero cells left out), one-way margins and the total."""
 
-    measure: str = Field(
-        description="`children`, `flows` or `services`.", schema_extra={"examples": ["children"]}
-    )
+    measure: str = PydanticField(description="`children`, `flows` or `services`.", examples=["children"])
     dimensions: list[str]
-    query: dict[str, Any] = Field(description="The query as understood, filters included.")
-    reference_date: date = Field(description="The date counts and ages refer to.")
+    query: dict[str, Any] = PydanticField(description="The query as understood, filters included.")
+    reference_date: date = PydanticField(description="The date counts and ages refer to.")
     policy_version: str
     disclosure: Disclosure
-    headings: dict[str, str] = Field(description="Column headings in the language asked for (`lang`).")
+    headings: dict[str, str] = PydanticField(
+        description="Column headings in the language asked for (`lang`)."
+    )
     cells: list[Cell]
-    margins: list[Margin] = Field(
+    margins: list[Margin] = PydanticField(
         description="Totals per value of each dimension; for `category` a child in two categories "
         "counts in both."
     )
-    total: Count = Field(description="All children (or events) the query covers, each once.")
+    total: Count = PydanticField(description="All children (or events) the query covers, each once.")

@@ -86,7 +86,9 @@ def _answer(table: StatisticsTable, fmt: ExportFormat, lang: Lang) -> Any:
             media_type=export.XLSX_MEDIA_TYPE,
             headers={"Content-Disposition": f'attachment; filename="{export.filename(table, "xlsx")}"'},
         )
-    return table
+    # Serialised once by pydantic-core; returning the model would have FastAPI validate every
+    # cell again against `response_model`, which stays for the documentation.
+    return Response(table.model_dump_json(), media_type="application/json")
 
 
 def _dimensions(raw: list[str], kind: Any) -> list[Any]:

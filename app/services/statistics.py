@@ -153,26 +153,32 @@ def _release(
     release = disclosure.exact if options.exact else disclosure.control
     table = release(raw, threshold=rules.threshold, rounding_base=rules.rounding_base)
     dimensions = list(table.dimensions)
-    return StatisticsTable(
+    numeric = bool({"age", "age_band"} & set(dimensions))
+    cells = sorted(table.cells.items(), key=(lambda item: _key_order(item[0])) if numeric else None)
+    # Built without validation (model_construct): every value here is already of its field's type,
+    # and a province's table has thousands of cells.
+    return StatisticsTable.model_construct(
         measure=measure,
         dimensions=dimensions,
         query=query,
         reference_date=reference,
         policy_version=door.policy.version,
-        disclosure=Disclosure(
+        disclosure=Disclosure.model_construct(
             method=table.method, threshold=table.threshold, rounding_base=table.rounding_base
         ),
         headings=labels.headings([*dimensions, "count", "suppressed", "total"], options.lang),
         cells=[
-            Cell(values=dict(zip(dimensions, key, strict=True)), count=r.count, suppressed=r.suppressed)
-            for key, r in sorted(table.cells.items(), key=lambda item: _key_order(item[0]))
+            Cell.model_construct(
+                values=dict(zip(dimensions, key, strict=True)), count=r.count, suppressed=r.suppressed
+            )
+            for key, r in cells
         ],
         margins=[
-            Margin(dimension=d, value=v, count=r.count, suppressed=r.suppressed)
+            Margin.model_construct(dimension=d, value=v, count=r.count, suppressed=r.suppressed)
             for d in dimensions
             for v, r in sorted(table.margins.get(d, {}).items(), key=lambda item: _sort_key(item[0]))
         ],
-        total=Count(count=table.total.count, suppressed=table.total.suppressed),
+        total=Count.model_construct(count=table.total.count, suppressed=table.total.suppressed),
     )
 
 
