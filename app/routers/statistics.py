@@ -219,7 +219,15 @@ async def count_services(
     response_class=HTMLResponse,
     summary="Joint-meeting dashboard",
     responses={
-        200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "A printable page."}
+        200: {
+            "content": {
+                "text/html": {
+                    "schema": {"type": "string"},
+                    "example": '<!DOCTYPE html><html lang="zh-CN">…<h1>联席会议统计</h1>…',
+                }
+            },
+            "description": "A printable page.",
+        }
     },
 )
 async def dashboard(session: Session, door: DoorDep, reader: Counting, region: RegionQuery = None) -> Any:
