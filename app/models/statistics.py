@@ -86,6 +86,13 @@ class FlowDimension(StrEnum):
     region = "region"
 
 
+class FlowDirection(StrEnum):
+    entry = "entry"
+    """新增"""
+    exit = "exit"
+    """退出"""
+
+
 class ServiceDimension(StrEnum):
     type = "type"
     """The event type, without `cn.gov.childlink.` and its version."""

@@ -19,6 +19,7 @@ from app.models.statistics import (
     ChildDimension,
     ExportFormat,
     FlowDimension,
+    FlowDirection,
     Lang,
     Period,
     RegionLevel,
@@ -61,6 +62,10 @@ FromQuery = Annotated[
 ]
 ToQuery = Annotated[date | None, Query(alias="to", description="Last day (default: today).")]
 PeriodQuery = Annotated[Period, Query(description="Counting period.")]
+
+# Defaults of the list parameters (FastAPI copies a default for each request).
+_FLOWS_BY = ["period,direction"]
+_SERVICES_BY = ["type"]
 
 _EXPORTS: dict[int | str, dict[str, Any]] = {
     200: {
@@ -146,10 +151,11 @@ async def count_flows(
     reader: Counting,
     group_by: Annotated[
         list[str], Query(description="Comma-separated: period, direction, reason, region.")
-    ] = ["period,direction"],  # noqa: B006 - FastAPI copies the default per request
+    ] = _FLOWS_BY,
     period: PeriodQuery = Period.month,
     start: FromQuery = None,
     end: ToQuery = None,
+    direction: Annotated[FlowDirection | None, Query(description="Only entries or only exits.")] = None,
     level: LevelQuery = RegionLevel.county,
     region: RegionQuery = None,
     exact: ExactQuery = False,
@@ -167,6 +173,7 @@ async def count_flows(
         period=period,
         start=start,
         end=end,
+        direction=direction,
     )
     return _answer(table, fmt, lang)
 
@@ -178,7 +185,7 @@ async def count_services(
     reader: Counting,
     group_by: Annotated[
         list[str], Query(description="Comma-separated: type, publisher, region, period.")
-    ] = ["type"],  # noqa: B006 - FastAPI copies the default per request
+    ] = _SERVICES_BY,
     event_type: Annotated[
         str | None,
         Query(

@@ -2,8 +2,10 @@
 
 Every figure comes from the same controlled counts as the API (each read an access-log record
 of its own), so the page never shows what the tables would suppress; a suppressed count is
-drawn as no bar, labelled ``<5``. The page loads nothing: inline CSS, inline SVG, no script,
-no font or image from anywhere, and the response forbids any other request (CSP).
+drawn as no bar, labelled ``×`` and explained under the charts (below the threshold, or hidden
+with one that is: the page does not say which, as that would help work it out). The page loads
+nothing: inline CSS, inline SVG, no script, no font or image from anywhere, and the response
+forbids any other request (CSP).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from app.models.statistics import (
     ChildDimension,
     Count,
     FlowDimension,
+    FlowDirection,
     Lang,
     Period,
     RegionLevel,
@@ -28,6 +31,7 @@ from app.models.statistics import (
 from app.services import statistics as statistics_service
 from app.services import statistics_labels as labels
 
+SUPPRESSED = "×"
 CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'none'"
 
 _STYLE = """
@@ -49,7 +53,7 @@ section{border:1px solid #ddd;border-radius:4px;padding:12px;break-inside:avoid}
 
 
 def _figure(count: Count, threshold: int) -> str:
-    return f"<{threshold}" if count.suppressed or count.count is None else str(count.count)
+    return SUPPRESSED if count.suppressed or count.count is None else str(count.count)
 
 
 def bar_chart(items: Sequence[tuple[str, Count]], threshold: int, *, title: str) -> str:
@@ -145,16 +149,22 @@ async def render(session: AsyncSession, door: Door, reader: Reader, *, region: s
     by_category = await children(ChildDimension.category)
     by_sex_age = await children(ChildDimension.sex, ChildDimension.age_band)
     by_township = await children(ChildDimension.region)
-    flows = await statistics_service.count_flows(
-        session,
-        door,
-        reader,
-        group_by=[FlowDimension.period, FlowDimension.direction],
-        options=options,
-        period=Period.month,
-        start=None,
-        end=None,
-    )
+    # Entries and exits as two tables: in one, every month with a handful of exits would hide
+    # its entries too (secondary suppression along the month's line).
+    flows = {
+        direction: await statistics_service.count_flows(
+            session,
+            door,
+            reader,
+            group_by=[FlowDimension.period],
+            options=options,
+            period=Period.month,
+            start=None,
+            end=None,
+            direction=direction,
+        )
+        for direction in FlowDirection
+    }
     services = await statistics_service.count_services(
         session,
         door,
@@ -167,29 +177,28 @@ async def render(session: AsyncSession, door: Door, reader: Reader, *, region: s
         event_type=None,
     )
     scope = by_category.query["region"] or "全部"
-    periods = sorted({c.values["period"] for c in flows.cells})
+    periods = sorted({c.values["period"] for table in flows.values() for c in table.cells})
     flow_series = [
         (
             name,
             colour,
             {
                 c.values["period"]: Count(count=c.count, suppressed=c.suppressed)
-                for c in flows.cells
-                if c.values["direction"] == direction
+                for c in flows[direction].cells
             },
         )
-        for name, colour, direction in (("新增", "#b5302a", "entry"), ("退出", "#4a6fa5", "exit"))
+        for name, colour, direction in (
+            ("新增", "#b5302a", FlowDirection.entry),
+            ("退出", "#4a6fa5", FlowDirection.exit),
+        )
     ]
-    entries = next((m for m in flows.margins if m.dimension == "direction" and m.value == "entry"), None)
-    exits = next((m for m in flows.margins if m.dimension == "direction" and m.value == "exit"), None)
+    entries = flows[FlowDirection.entry].total
+    exits = flows[FlowDirection.exit].total
     zero = Count(count=0, suppressed=False)
 
     def total(title: str, count: Count | None) -> str:
         value = _figure(count or zero, threshold)
         return f'<div class="total">{html.escape(title)}<b>{html.escape(value)}</b></div>'
-
-    def c(m: Count | None) -> Count | None:
-        return None if m is None else Count(count=m.count, suppressed=m.suppressed)
 
     body = [
         "<h1>留守儿童和困境儿童关爱保护 联席会议统计</h1>",
@@ -197,8 +206,8 @@ async def render(session: AsyncSession, door: Door, reader: Reader, *, region: s
         f"　策略版本：{html.escape(door.policy.version)}</div>",
         '<div class="totals">',
         total("在册儿童总数", by_category.total),
-        total("近12个月新增", c(entries)),
-        total("近12个月退出", c(exits)),
+        total("近12个月新增", entries),
+        total("近12个月退出", exits),
         total("近12个月服务次数", services.total),
         "</div>",
         '<div class="grid">',
@@ -209,8 +218,8 @@ async def render(session: AsyncSession, door: Door, reader: Reader, *, region: s
         _section("近12个月新增与退出", column_chart(periods, flow_series, threshold), wide=True),
         _section("服务（按类型）", bar_chart(_one_way(services, "type"), threshold, title="服务"), wide=True),
         "</div>",
-        f'<p class="note">小于{threshold}的非零数字不予显示（记为“&lt;{threshold}”），'
-        "并相应隐藏其他数字以防推算；"
+        f'<p class="note">“{SUPPRESSED}”：不予显示的数字（小于{threshold}，'
+        "或为防止由合计推算而一并隐藏）；"
         f"其余数字四舍五入到{door.policy.statistics.rounding_base}的倍数。一名儿童可属多个类别。</p>",
     ]
     return (

@@ -1,7 +1,8 @@
 """Statistics tables as spreadsheets: CSV (UTF-8 with a byte-order mark, so spreadsheet programs
 read Chinese correctly) and XLSX (openpyxl). Both hold the same rows as the JSON: the cells, then
 one row per margin (``total`` / 合计 in the other columns), then the overall total. A suppressed
-count is written as ``<threshold`` (e.g. ``<5``), never as a number."""
+count is written ``suppressed`` (隐藏 with ``lang=zh``), never as a number: it may be below the
+threshold or hidden with one that is, and saying which would help work it out."""
 
 from __future__ import annotations
 
@@ -19,23 +20,24 @@ CSV_MEDIA_TYPE = "text/csv; charset=utf-8"
 XLSX_MEDIA_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def _count(count: Count, threshold: int) -> int | str:
-    return f"<{threshold}" if count.suppressed or count.count is None else count.count
+def _count(count: Count, lang: Lang) -> int | str:
+    if count.suppressed or count.count is None:
+        return "隐藏" if lang is Lang.zh else "suppressed"
+    return count.count
 
 
 def rows(table: StatisticsTable, lang: Lang) -> list[list[Any]]:
     """Heading row first; region codes stay text so leading digits are never lost."""
     names = table.dimensions
     total = labels.headings(["total"], lang)["total"]
-    threshold = table.disclosure.threshold
     out: list[list[Any]] = [[*(table.headings[d] for d in names), table.headings["count"]]]
     for cell in table.cells:
-        out.append([*(labels.value(cell.values[d], lang) for d in names), _count(cell, threshold)])
+        out.append([*(labels.value(cell.values[d], lang) for d in names), _count(cell, lang)])
     if len(names) > 1:
         for margin in table.margins:
             line = [labels.value(margin.value, lang) if d == margin.dimension else total for d in names]
-            out.append([*line, _count(margin, threshold)])
-    out.append([*(total for _ in names), _count(table.total, threshold)])
+            out.append([*line, _count(margin, lang)])
+    out.append([*(total for _ in names), _count(table.total, lang)])
     return out
 
 

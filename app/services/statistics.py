@@ -34,6 +34,7 @@ from app.models.statistics import (
     Count,
     Disclosure,
     FlowDimension,
+    FlowDirection,
     Lang,
     Margin,
     Period,
@@ -402,9 +403,10 @@ async def count_flows(
     period: Period,
     start: date | None,
     end: date | None,
+    direction: FlowDirection | None = None,
 ) -> StatisticsTable:
     """Entries (新增, by registration date) and exits (退出, by exit date, with the reason) per
-    period; one aggregate access-log record."""
+    period, or only one ``direction``; one aggregate access-log record."""
     dimensions = _unique(group_by)
     start, end = _window(start, end)
     prefix = _prefix(reader, options.region)
@@ -417,6 +419,8 @@ async def count_flows(
         "to": end.isoformat(),
         "exact": options.exact,
     }
+    if direction is not None:
+        query["direction"] = str(direction)
     await admit_aggregate(
         door, reader, action="statistics.flows", query=query, categories=[DataCategory.welfare]
     )
@@ -434,10 +438,18 @@ async def count_flows(
         FlowDimension.region: f"left(f.region_code, {REGION_DIGITS[options.level]})",
     }
     where = ["f.region_code LIKE :prefix", "f.day >= :start", "f.day <= :end"]
+    if direction is not None:
+        where.append("f.direction = :direction")
     if options.exact:
         where.append("f.owner_agency = :owner")
     sql = _select([expressions[d] for d in dimensions], source, where, "count(*)")
-    params = {"prefix": prefix + "%", "start": start, "end": end, "owner": reader.principal.agency}
+    params = {
+        "prefix": prefix + "%",
+        "start": start,
+        "end": end,
+        "owner": reader.principal.agency,
+        "direction": str(direction) if direction else "",
+    }
     cells = await _grouped(session, sql, params, len(dimensions))
     names = [str(d) for d in dimensions]
     raw = disclosure.RawTable(tuple(names), cells, _margins_from(cells, names), sum(cells.values()))

@@ -380,7 +380,7 @@ class TestExports:
         rows = [list(r) for r in sheet.iter_rows(values_only=True)]
         assert rows[0] == ["地区", "类别", "数量"]
         for cell in body["cells"]:
-            expected = "<5" if cell["suppressed"] else cell["count"]
+            expected = "隐藏" if cell["suppressed"] else cell["count"]
             label = {"left_behind": "留守儿童", "orphan": "孤儿", "low_income": "低保/特困家庭儿童"}
             assert [cell["values"]["region"], label[cell["values"]["category"]], expected] in rows
 
