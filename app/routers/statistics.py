@@ -30,6 +30,7 @@ from app.models.statistics import (
 from app.services import dashboard as dashboard_service
 from app.services import export
 from app.services import statistics as statistics_service
+from app.services import statistics_activity as activity_service
 
 router = APIRouter(
     prefix="/v1/statistics",
@@ -164,7 +165,7 @@ async def count_flows(
 ) -> Any:
     """Children entering (新增) and leaving (退出, by reason) the registry per week, month,
     quarter or year, under the same disclosure control."""
-    table = await statistics_service.count_flows(
+    table = await activity_service.count_flows(
         session,
         door,
         reader,
@@ -207,7 +208,7 @@ async def count_services(
     """Events published about children in your region (home visits, health checks, aid
     granted, dropout flagged and returned, caring-mother pairings ...) by type, publisher,
     region and period, under the same disclosure control."""
-    table = await statistics_service.count_services(
+    table = await activity_service.count_services(
         session,
         door,
         reader,

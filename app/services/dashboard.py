@@ -29,6 +29,7 @@ from app.models.statistics import (
     StatusFilter,
 )
 from app.services import statistics as statistics_service
+from app.services import statistics_activity as activity_service
 from app.services import statistics_labels as labels
 
 SUPPRESSED = "×"
@@ -152,7 +153,7 @@ async def render(session: AsyncSession, door: Door, reader: Reader, *, region: s
     # Entries and exits as two tables: in one, every month with a handful of exits would hide
     # its entries too (secondary suppression along the month's line).
     flows = {
-        direction: await statistics_service.count_flows(
+        direction: await activity_service.count_flows(
             session,
             door,
             reader,
@@ -165,7 +166,7 @@ async def render(session: AsyncSession, door: Door, reader: Reader, *, region: s
         )
         for direction in FlowDirection
     }
-    services = await statistics_service.count_services(
+    services = await activity_service.count_services(
         session,
         door,
         reader,

@@ -1,4 +1,5 @@
-"""Counts for joint meetings (摸底排查): children, their entries and exits, services delivered.
+"""Counts of children for joint meetings (摸底排查), and what every statistics count shares
+(entries, exits and services are counted in :mod:`app.services.statistics_activity`).
 
 Each function admits the read through :func:`app.access.aggregate.admit_aggregate` (one
 access-log record, no child ids) before anything is counted, counts in SQL with ``GROUP BY``,
@@ -33,13 +34,9 @@ from app.models.statistics import (
     ChildDimension,
     Count,
     Disclosure,
-    FlowDimension,
-    FlowDirection,
     Lang,
     Margin,
-    Period,
     RegionLevel,
-    ServiceDimension,
     StatisticsTable,
     StatusFilter,
 )
@@ -58,23 +55,7 @@ _TALLY_DIMENSIONS = {
 }
 _TALLY_LEVELS = (6, 9, 12)
 """The levels ``child_tally`` keeps (migration 0009): county, township, village."""
-_EVENT_PREFIX = "cn.gov.childlink."
-_REGISTRY_EVENTS = "cn.gov.childlink.civil-affairs.child.%"
-_PERIOD_FORMAT = {
-    Period.week: 'IYYY-"W"IW',
-    Period.month: "YYYY-MM",
-    Period.quarter: 'YYYY-"Q"Q',
-    Period.year: "YYYY",
-}
 _ALL_REGISTRY_CATEGORIES = sorted({DataCategory.welfare, *CATEGORY_DATA.values()})
-_SERVICE_CATEGORIES = [
-    DataCategory.welfare,
-    DataCategory.custody,
-    DataCategory.education,
-    DataCategory.health,
-    DataCategory.disability,
-    DataCategory.law_enforcement,
-]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +68,12 @@ class Options:
     lang: Lang
 
 
-def _today() -> date:
+def today() -> date:
+    """The date in China, which every statistics date refers to."""
     return datetime.now(CHINA).date()
 
 
-def _prefix(reader: Reader, region: str | None) -> str:
+def region_prefix(reader: Reader, region: str | None) -> str:
     """The region prefix to count in: the asked one, inside the reader's own region."""
     scope = reader.principal.region
     if region is None or scope.startswith(region):
@@ -101,7 +83,7 @@ def _prefix(reader: Reader, region: str | None) -> str:
     raise Forbidden("The region lies outside the caller's region.", code="outside_region")
 
 
-def _unique(dimensions: Sequence[Any]) -> list[Any]:
+def unique_dimensions(dimensions: Sequence[Any]) -> list[Any]:
     seen = list(dict.fromkeys(dimensions))
     if len(seen) > MAX_DIMENSIONS:
         raise BadRequest(f"Group by at most {MAX_DIMENSIONS} dimensions.", code="too_many_dimensions")
@@ -118,14 +100,14 @@ def _key_order(key: tuple[str, ...]) -> tuple[tuple[int, Any], ...]:
     return tuple(_sort_key(v) for v in key)
 
 
-async def _grouped(
+async def grouped(
     session: AsyncSession, sql: str, params: dict[str, Any], width: int
 ) -> dict[tuple[str, ...], int]:
     rows = (await session.execute(text(sql), params)).all()
     return {tuple(str(v) for v in row[:width]): int(row[width]) for row in rows if int(row[width]) > 0}
 
 
-def _margins_from(cells: dict[tuple[str, ...], int], dimensions: Sequence[str]) -> dict[str, dict[str, int]]:
+def margins_from(cells: dict[tuple[str, ...], int], dimensions: Sequence[str]) -> dict[str, dict[str, int]]:
     margins: dict[str, dict[str, int]] = {d: {} for d in dimensions}
     for key, n in cells.items():
         for position, dimension in enumerate(dimensions):
@@ -133,7 +115,7 @@ def _margins_from(cells: dict[tuple[str, ...], int], dimensions: Sequence[str]) 
     return margins
 
 
-def _select(expressions: Sequence[str], source: str, where: Sequence[str], count: str) -> str:
+def select_sql(expressions: Sequence[str], source: str, where: Sequence[str], count: str) -> str:
     columns = [f"{e} AS d{i}" for i, e in enumerate(expressions)]
     group = f" GROUP BY {', '.join(f'd{i}' for i in range(len(expressions)))}" if expressions else ""
     # Every fragment is one of this module's constants; values travel as bound parameters.
@@ -141,7 +123,7 @@ def _select(expressions: Sequence[str], source: str, where: Sequence[str], count
     return f"SELECT {select} FROM {source} WHERE {' AND '.join(where)}{group}"  # noqa: S608
 
 
-def _release(
+def release(
     door: Door,
     raw: disclosure.RawTable,
     *,
@@ -265,7 +247,7 @@ def _child_sql(
         if owner:
             where.append("t.owner_agency = :owner")
         expressions = [_child_expression(door, d, level, "t") for d in dimensions]
-        return _select(expressions, "child_tally t", where, "sum(t.n)")
+        return select_sql(expressions, "child_tally t", where, "sum(t.n)")
     source = "child_history h"
     if ChildDimension.custody_status in dimensions:
         if as_of is None:
@@ -293,7 +275,7 @@ def _child_sql(
     if owner:
         where.append("h.owner_agency = :owner")
     expressions = [_child_expression(door, d, level, "h") for d in dimensions]
-    return _select(expressions, source, where, "count(*)")
+    return select_sql(expressions, source, where, "count(*)")
 
 
 async def count_children(
@@ -309,11 +291,11 @@ async def count_children(
 ) -> StatisticsTable:
     """Children in the reader's region by the asked dimensions, with margins and total; one
     aggregate access-log record."""
-    dimensions = _unique(group_by)
-    today = _today()
-    if as_of is not None and as_of > today:
+    dimensions = unique_dimensions(group_by)
+    now = today()
+    if as_of is not None and as_of > now:
         raise BadRequest("as_of lies in the future.", code="invalid_as_of")
-    prefix = _prefix(reader, options.region)
+    prefix = region_prefix(reader, options.region)
     query: dict[str, Any] = {
         "group_by": [str(d) for d in dimensions],
         "level": str(options.level),
@@ -332,7 +314,7 @@ async def count_children(
         query=query,
         categories=_child_categories(dimensions, category),
     )
-    reference = as_of or today
+    reference = as_of or now
     params: dict[str, Any] = {
         "prefix": prefix + "%",
         "category": str(category) if category else None,
@@ -357,171 +339,17 @@ async def count_children(
         )
 
     params = {k: v for k, v in params.items() if v is not None}
-    cells = await _grouped(session, sql(dimensions), params, len(dimensions))
+    cells = await grouped(session, sql(dimensions), params, len(dimensions))
     names = [str(d) for d in dimensions]
     if ChildDimension.category in dimensions:
         # A child in two categories is in two cells: totals other than by category count it once.
         others = [d for d in dimensions if d is not ChildDimension.category]
-        once = await _grouped(session, sql(others), params, len(others))
-        margins = _margins_from(once, [str(d) for d in others])
-        margins[str(ChildDimension.category)] = _margins_from(cells, names)[str(ChildDimension.category)]
+        once = await grouped(session, sql(others), params, len(others))
+        margins = margins_from(once, [str(d) for d in others])
+        margins[str(ChildDimension.category)] = margins_from(cells, names)[str(ChildDimension.category)]
         total = sum(once.values())
     else:
-        margins = _margins_from(cells, names)
+        margins = margins_from(cells, names)
         total = sum(cells.values())
     raw = disclosure.RawTable(tuple(names), cells, margins, total)
-    return _release(door, raw, measure="children", query=query, reference=reference, options=options)
-
-
-# -- flows and services ---------------------------------------------------------------------
-
-
-def _window(start: date | None, end: date | None) -> tuple[date, date]:
-    today = _today()
-    end = end or today
-    if start is None:
-        first = end.replace(day=1)
-        month = first.month - 11
-        year = first.year + (month - 1) // 12
-        start = first.replace(year=year, month=(month - 1) % 12 + 1)
-    if not (1900 <= start.year and end.year <= 2200):
-        raise BadRequest("from and to lie between 1900 and 2200.", code="invalid_period")
-    if start > end:
-        raise BadRequest("from is after to.", code="invalid_period")
-    if (end - start).days > 366 * 20:
-        raise BadRequest("Ask for at most twenty years at a time.", code="invalid_period")
-    return start, end
-
-
-async def count_flows(
-    session: AsyncSession,
-    door: Door,
-    reader: Reader,
-    *,
-    group_by: Sequence[FlowDimension],
-    options: Options,
-    period: Period,
-    start: date | None,
-    end: date | None,
-    direction: FlowDirection | None = None,
-) -> StatisticsTable:
-    """Entries (新增, by registration date) and exits (退出, by exit date, with the reason) per
-    period, or only one ``direction``; one aggregate access-log record."""
-    dimensions = _unique(group_by)
-    start, end = _window(start, end)
-    prefix = _prefix(reader, options.region)
-    query: dict[str, Any] = {
-        "group_by": [str(d) for d in dimensions],
-        "period": str(period),
-        "level": str(options.level),
-        "region": prefix,
-        "from": start.isoformat(),
-        "to": end.isoformat(),
-        "exact": options.exact,
-    }
-    if direction is not None:
-        query["direction"] = str(direction)
-    await admit_aggregate(
-        door, reader, action="statistics.flows", query=query, categories=[DataCategory.welfare]
-    )
-    source = (
-        "(SELECT 'entry' AS direction, 'new' AS reason,"
-        " (c.created_at AT TIME ZONE 'Asia/Shanghai')::date AS day,"
-        " c.region_code, c.owner_agency FROM child c"
-        " UNION ALL SELECT 'exit', c.exit_reason, c.exit_date, c.region_code, c.owner_agency"
-        " FROM child c WHERE c.status = 'exited') f"
-    )
-    expressions = {
-        FlowDimension.period: f"to_char(f.day, '{_PERIOD_FORMAT[period]}')",
-        FlowDimension.direction: "f.direction",
-        FlowDimension.reason: "f.reason",
-        FlowDimension.region: f"left(f.region_code, {REGION_DIGITS[options.level]})",
-    }
-    where = ["f.region_code LIKE :prefix", "f.day >= :start", "f.day <= :end"]
-    if direction is not None:
-        where.append("f.direction = :direction")
-    if options.exact:
-        where.append("f.owner_agency = :owner")
-    sql = _select([expressions[d] for d in dimensions], source, where, "count(*)")
-    params = {
-        "prefix": prefix + "%",
-        "start": start,
-        "end": end,
-        "owner": reader.principal.agency,
-        "direction": str(direction) if direction else "",
-    }
-    cells = await _grouped(session, sql, params, len(dimensions))
-    names = [str(d) for d in dimensions]
-    raw = disclosure.RawTable(tuple(names), cells, _margins_from(cells, names), sum(cells.values()))
-    return _release(door, raw, measure="flows", query=query, reference=end, options=options)
-
-
-def short_type(event_type: str) -> str:
-    """``cn.gov.childlink.health.check.completed.v1`` -> ``health.check.completed``."""
-    name = event_type.removeprefix(_EVENT_PREFIX)
-    head, _, version = name.rpartition(".")
-    return head if version.startswith("v") and version[1:].isdigit() else name
-
-
-async def count_services(
-    session: AsyncSession,
-    door: Door,
-    reader: Reader,
-    *,
-    group_by: Sequence[ServiceDimension],
-    options: Options,
-    period: Period,
-    start: date | None,
-    end: date | None,
-    event_type: str | None,
-) -> StatisticsTable:
-    """Events published about children in the region (home visits, health checks, aid granted,
-    dropout flagged and returned, caring-mother pairings ...) by type, publisher, region and
-    period; registry entries and exits are counted by ``flows``. One aggregate access-log record."""
-    dimensions = _unique(group_by)
-    start, end = _window(start, end)
-    prefix = _prefix(reader, options.region)
-    query: dict[str, Any] = {
-        "group_by": [str(d) for d in dimensions],
-        "period": str(period),
-        "level": str(options.level),
-        "region": prefix,
-        "from": start.isoformat(),
-        "to": end.isoformat(),
-        "exact": options.exact,
-    }
-    if event_type:
-        query["type"] = event_type
-    await admit_aggregate(
-        door, reader, action="statistics.services", query=query, categories=_SERVICE_CATEGORIES
-    )
-    day = "(e.time AT TIME ZONE 'Asia/Shanghai')::date"
-    expressions = {
-        ServiceDimension.type: "regexp_replace(substr(e.type, 18), '\\.v[0-9]+$', '')",
-        ServiceDimension.publisher: "e.publisher_agency",
-        ServiceDimension.region: f"left(e.region_code, {REGION_DIGITS[options.level]})",
-        ServiceDimension.period: f"to_char({day}, '{_PERIOD_FORMAT[period]}')",
-    }
-    where = [
-        "e.region_code LIKE :prefix",
-        "e.type NOT LIKE :registry",
-        "e.time >= :start_at",
-        "e.time < :end_at",
-    ]
-    params: dict[str, Any] = {
-        "prefix": prefix + "%",
-        "registry": _REGISTRY_EVENTS,
-        "start_at": datetime.combine(start, time(0), CHINA),
-        "end_at": datetime.combine(end + timedelta(days=1), time(0), CHINA),
-    }
-    if event_type:
-        where.append("(e.type = :type OR regexp_replace(substr(e.type, 18), '\\.v[0-9]+$', '') = :type)")
-        params["type"] = event_type
-    if options.exact:
-        where.append("e.publisher_agency = :owner")
-        params["owner"] = reader.principal.agency
-    sql = _select([expressions[d] for d in dimensions], "outbox_event e", where, "count(*)")
-    cells = await _grouped(session, sql, params, len(dimensions))
-    names = [str(d) for d in dimensions]
-    raw = disclosure.RawTable(tuple(names), cells, _margins_from(cells, names), sum(cells.values()))
-    return _release(door, raw, measure="services", query=query, reference=end, options=options)
+    return release(door, raw, measure="children", query=query, reference=reference, options=options)
