@@ -43,6 +43,7 @@ from app.routers import (
     ops,
     policy,
     referrals,
+    statistics,
     timeline,
 )
 from app.routers import events as events_router
@@ -178,6 +179,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         policy,
         audit,
         break_glass,
+        statistics,
         ops,
         cases,
         referrals,

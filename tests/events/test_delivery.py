@@ -125,8 +125,45 @@ class TestPublishToWebhook:
             "child_id": child["id"],
             "region_code": child["region_code"],
             "categories": ["left_behind"],
+            "name": child["name"],
+            "sex": child["sex"],
+            "birth_date": child["birth_date"],
         }
         assert payload["childlinkwithheld"] == "health"
+
+    async def test_police_and_the_womens_federation_learn_who_entered_and_left_the_registry(
+        self,
+        client: httpx.AsyncClient,
+        token: TokenFactory,
+        civil: str,
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+        start_worker: WorkerFactory,
+    ) -> None:
+        subs = {}
+        for agency in ("police", "womens-federation"):
+            reader = await token(agency=agency, scopes=SUBSCRIBER_SCOPES, region=REGION)
+            subs[agency] = await subscribe(
+                client,
+                reader,
+                receiver.url + f"?{agency}",
+                [PREFIX + "civil-affairs.child.registered.v1", PREFIX + "civil-affairs.child.exited.v1"],
+            )
+        await start_worker()
+        child = await make_child(client, civil, region=REGION + "005003", categories=["left_behind"])
+        exited = await client.post(
+            f"/v1/children/{child['id']}/exit",
+            json={"reason": "moved", "exit_date": child["created_at"][:10]},
+            headers=bearer(civil),
+        )
+        assert exited.status_code == 200, exited.text
+        await receiver.wait_for(lambda r: len(r.delivered()) == 4)
+        for request in receiver.requests:
+            agency = "police" if request.path.endswith("?police") else "womens-federation"
+            payload = Webhook(subs[agency]["secret"]).verify(request.body, request.headers)
+            data = payload["data"]
+            assert data["name"] == child["name"] and data["region_code"] == child["region_code"]
+            assert data["sex"] == child["sex"] and data["birth_date"] == child["birth_date"]
 
 
 class TestAccessLayer:
