@@ -102,31 +102,91 @@ advanced AS (
 SELECT (SELECT count(*) FROM queued) AS queued, (SELECT count(*) FROM advanced) AS subscriptions
 """
 
+# The claim, in one statement (a hot path: Core SQL, no ORM).
+# - Fair shares: each active subscription out of back-off may hold ``:share`` live leases at once
+#   (counted across all workers), one while it is failing (a probe); a receiver that hangs ties
+#   up its share, never every slot.
+# - Expired leases first: a crashed worker's deliveries go ahead of newer work.
+# - Order: nothing is claimed while an earlier delivery for the same subscription and child is
+#   pending (or, for a blocking subscription, dead-lettered).
+# - On record before sent: the attempt row is written now, ``sending``; whatever an earlier
+#   claimer left ``sending`` is marked ``abandoned``.
 _CLAIM = """
-WITH due AS (
-    SELECT d.id, d.lease_token AS previous_lease
+WITH subs AS (
+    SELECT s.id, s.blocking,
+           (CASE WHEN s.consecutive_failures > 0 THEN 1 ELSE :share END) - (
+               SELECT count(*) FROM event_delivery AS l
+               WHERE l.subscription_id = s.id AND l.status = 'pending' AND l.lease_token IS NOT NULL
+                 AND l.next_attempt_at > now()
+           ) AS room
+    FROM subscription AS s
+    WHERE s.mode = 'webhook' AND s.status = 'active' AND (s.backoff_until IS NULL OR s.backoff_until <= now())
+),
+candidates AS (
+    SELECT c.id, c.expired, c.next_attempt_at,
+           row_number() OVER (PARTITION BY subs.id ORDER BY c.expired DESC, c.next_attempt_at, c.id) AS turn
+    FROM subs, LATERAL (
+        SELECT * FROM (
+            (SELECT d.id, true AS expired, d.next_attempt_at
+             FROM event_delivery AS d
+             WHERE d.subscription_id = subs.id AND d.status = 'pending' AND d.lease_token IS NOT NULL
+               AND d.next_attempt_at <= now()
+             ORDER BY d.next_attempt_at, d.id
+             LIMIT subs.room)
+            UNION ALL
+            (SELECT d.id, false AS expired, d.next_attempt_at
+             FROM event_delivery AS d
+             WHERE d.subscription_id = subs.id AND d.status = 'pending' AND d.lease_token IS NULL
+               AND d.kind <> 'ping' AND d.next_attempt_at <= now()
+               AND NOT EXISTS (
+                   SELECT 1 FROM event_delivery AS p
+                   WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
+                     AND (p.event_seq, p.id) < (d.event_seq, d.id)
+                     AND (p.status = 'pending' OR (subs.blocking AND p.status = 'dead'))
+               )
+             ORDER BY d.next_attempt_at, d.id
+             LIMIT subs.room)
+        ) AS both_kinds
+        ORDER BY expired DESC, next_attempt_at, id
+        LIMIT subs.room
+    ) AS c
+    WHERE subs.room > 0
+),
+due AS (
+    SELECT d.id
     FROM event_delivery AS d
-    JOIN subscription AS s ON s.id = d.subscription_id
-    WHERE d.status = 'pending' AND d.kind <> 'ping' AND d.next_attempt_at <= now() AND s.status = 'active'
-      AND NOT EXISTS (
-          SELECT 1 FROM event_delivery AS p
-          WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
-            AND p.status = 'pending' AND (p.event_seq, p.id) < (d.event_seq, d.id)
-      )
-    ORDER BY d.next_attempt_at, d.id
-    LIMIT :limit
+    WHERE d.id IN (SELECT id FROM candidates ORDER BY expired DESC, turn, next_attempt_at LIMIT :limit)
+      AND d.status = 'pending'
     FOR UPDATE OF d SKIP LOCKED
+),
+claimed AS (
+    UPDATE event_delivery AS d
+    SET attempts = d.attempts + 1, lease_token = :lease,
+        next_attempt_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
+    FROM due
+    WHERE d.id = due.id
+    RETURNING d.id, d.attempts, d.retry_base, d.webhook_id, d.subscription_id, d.event_id
+),
+abandoned AS (
+    UPDATE delivery_attempt AS a
+    SET outcome = 'abandoned', error = 'the worker stopped before recording the result'
+    FROM claimed
+    WHERE a.delivery_id = claimed.id AND a.outcome = 'sending'
+    RETURNING 1
+),
+on_record AS (
+    INSERT INTO delivery_attempt (delivery_id, attempt, outcome, worker)
+    SELECT claimed.id, claimed.attempts, 'sending', CAST(:worker AS text) FROM claimed
+    RETURNING 1
 )
-UPDATE event_delivery AS d
-SET attempts = d.attempts + 1, lease_token = :lease,
-    next_attempt_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
-FROM due, subscription AS s, outbox_event AS e
-WHERE d.id = due.id AND s.id = d.subscription_id AND e.id = d.event_id
-RETURNING d.id AS delivery_id, d.attempts, d.webhook_id, due.previous_lease,
+SELECT claimed.id AS delivery_id, claimed.attempts, claimed.retry_base, claimed.webhook_id,
     s.id AS subscription_id, s.agency, s.created_by_client, s.reader_region, s.url, s.secret,
-    s.previous_secret, s.previous_secret_expires_at, s.purpose_of_use, now() AS claimed_at,
+    s.retired_secrets, s.purpose_of_use, now() AS claimed_at,
     e.id, e.seq, e.type, e.source, e.subject, e.time, e.data, e.data_categories, e.region_code,
     e.publisher_agency, e.publisher_event_id
+FROM claimed
+JOIN subscription AS s ON s.id = claimed.subscription_id
+JOIN outbox_event AS e ON e.id = claimed.event_id
 """
 
 
@@ -170,7 +230,12 @@ class DeliveryWorker:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
         self._progress = asyncio.Event()
-        self.recorder = Recorder(db.engine, self.name)
+        self.recorder = Recorder(
+            db.engine,
+            self.name,
+            backoff_schedule=settings.webhook_retry_schedule,
+            disable_after_seconds=settings.webhook_disable_after_failing_seconds,
+        )
         pool_size = getattr(db.engine.pool, "size", lambda: 10)()
         self._door_slots = asyncio.Semaphore(max(2, min(settings.worker_concurrency, pool_size // 2)))
         self.delivered = 0
@@ -192,16 +257,25 @@ class DeliveryWorker:
             result = await conn.execute(text(_PRUNE), {"days": IDEMPOTENCY_RETENTION_DAYS})
         return int(getattr(result, "rowcount", 0) or 0)
 
+    @property
+    def subscription_share(self) -> int:
+        """Live leases one subscription may hold at once, across all workers."""
+        settings = self.settings
+        return max(1, int(settings.worker_concurrency * settings.webhook_subscription_share))
+
     async def claim(self, limit: int) -> list[Job]:
         lease = uuid.uuid4()
+        params = {
+            "limit": limit,
+            "lease": lease,
+            "lease_seconds": self.settings.webhook_lease_seconds,
+            "share": self.subscription_share,
+            "worker": self.recorder.worker_name,
+        }
         async with self.db.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    text(_CLAIM),
-                    {"limit": limit, "lease": lease, "lease_seconds": self.settings.webhook_lease_seconds},
-                )
-            ).mappings()
-            return [Job.from_row(row, lease, self.box) for row in rows]
+            rows = (await conn.execute(text(_CLAIM), params)).mappings().all()
+        claimed = time.monotonic()
+        return [Job.from_row(row, lease, self.box, claimed_monotonic=claimed) for row in rows]
 
     async def run_once(self) -> int:
         """One dispatch, one claim, every claimed delivery sent and recorded; returns the number
@@ -311,32 +385,46 @@ class DeliveryWorker:
             request_id=job.webhook_id,
         )
 
+    async def _decide(self, job: Job, kind: str) -> Any:
+        # The door may read consents: bound how many connections deliveries take at once,
+        # so a busy worker queues here instead of opening (and closing) overflow connections.
+        async with self._door_slots, self.db.sessionmaker() as session:
+            decision = await self.door.admit(
+                session,
+                self._reader(job, kind),
+                action="event.deliver",
+                subject=job.event.subject_for_door(),
+                categories=job.event.data_categories,
+            )
+            await session.commit()
+        return decision
+
     async def _attempt(self, job: Job) -> Result:
         kind = await self.kinds.kind(job.agency)
         if kind is None:
             return Result("denied", "denied", SendResult(Outcome.failed, error="subscriber agency unknown"))
+        lease = self.settings.webhook_lease_seconds
         try:
-            # The door may read consents: bound how many connections deliveries take at once,
-            # so a busy worker queues here instead of opening (and closing) overflow connections.
-            async with self._door_slots, self.db.sessionmaker() as session:
-                decision = await self.door.admit(
-                    session,
-                    self._reader(job, kind),
-                    action="event.deliver",
-                    subject=job.event.subject_for_door(),
-                    categories=job.event.data_categories,
-                )
-                await session.commit()
+            async with asyncio.timeout(max(0.1, lease - (time.monotonic() - job.claimed_monotonic) - 0.5)):
+                decision = await self._decide(job, kind)
+        except TimeoutError:
+            return self._unsent(job, "worker deadline")
         except (Forbidden, NotFound) as exc:
             # Decided and on record by the door: this subscriber may see none of it. Final.
             return Result("denied", "denied", SendResult(Outcome.failed, error=exc.code))
         except AppError as exc:
-            return self._failed(job, SendResult(Outcome.failed, error=f"access layer: {exc.code}"))
+            return self._unsent(job, f"access layer: {exc.code}")
         except (DBAPIError, OSError) as exc:
             # Nothing was sent: an attempt that could not be decided is a failed one.
-            return self._failed(job, SendResult(Outcome.failed, error=f"database: {type(exc).__name__}"))
+            return self._unsent(job, f"database: {type(exc).__name__}")
         if not job.signing_secrets:
-            return self._failed(job, SendResult(Outcome.failed, error="signing secret unreadable"))
+            return self._unsent(job, "signing secret unreadable")
+        # Send only if the whole exchange fits in what is left of the lease: otherwise another
+        # worker could claim and send it while we still wait for the answer. Nothing was sent,
+        # so "worker deadline" is then the honest record.
+        left = lease - (time.monotonic() - job.claimed_monotonic)
+        if left < self.sender.timeout + 0.5:
+            return self._unsent(job, "worker deadline")
         body = envelope(job.event, decision.granted)
         withheld = tuple(DataCategory(c) for c in decision.withheld)
         sent = await self.sender.send(
@@ -346,13 +434,22 @@ class DeliveryWorker:
             return Result("delivered", "delivered", sent, withheld)
         if sent.outcome is Outcome.gone:
             return Result("gone", "gone", sent, withheld)
+        if sent.outcome is Outcome.aborted:
+            return Result("dead", "aborted", sent, withheld)
         result = self._failed(job, sent)
         return Result(result.status, result.outcome, sent, withheld, result.delay)
+
+    def _unsent(self, job: Job, error: str) -> Result:
+        """A failed attempt that reached no receiver: retried, and no mark on the endpoint's health."""
+        return self._failed(job, SendResult(Outcome.failed, error=error, not_sent=True))
 
     def _failed(self, job: Job, sent: SendResult) -> Result:
         settings = self.settings
         delay = retry_delay(
-            job.attempt, settings.webhook_retry_schedule, settings.webhook_retry_jitter, sent.retry_after
+            job.attempt - job.retry_base,
+            settings.webhook_retry_schedule,
+            settings.webhook_retry_jitter,
+            sent.retry_after,
         )
         status = "dead" if delay is None else "pending"
         return Result(status, str(sent.outcome), sent, delay=delay or 0.0)
@@ -361,10 +458,7 @@ class DeliveryWorker:
         """Decide, send and record one claimed delivery; never raises (a failure to record is
         logged, and the lease running out brings the delivery back)."""
         try:
-            async with asyncio.timeout(self.settings.webhook_lease_seconds - 0.5):
-                result = await self._attempt(job)
-        except TimeoutError:
-            result = self._failed(job, SendResult(Outcome.failed, error="worker deadline"))
+            result = await self._attempt(job)
         except Exception:  # a bug must not take the worker down; the lease brings it back
             logger.exception("delivery %s failed unexpectedly", job.delivery_id)
             return
