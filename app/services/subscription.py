@@ -302,27 +302,8 @@ async def rotate_secret(
     return SecretRotated(secret=secret, previous_secret_valid_until=valid_until)
 
 
-async def deliveries(
-    session: AsyncSession,
-    principal: Principal,
-    subscription_id: uuid.UUID,
-    *,
-    status: DeliveryStatus | None,
-    before: int | None,
-    limit: int,
-) -> DeliveryPage:
-    """Deliveries newest first, each with its attempts."""
-    await load(session, principal, subscription_id)
-    query = select(EventDelivery).where(col(EventDelivery.subscription_id) == subscription_id)
-    if status is not None:
-        query = query.where(col(EventDelivery.status) == str(status))
-    if before is not None:
-        query = query.where(col(EventDelivery.id) < before)
-    rows = list(
-        (await session.execute(query.order_by(col(EventDelivery.id).desc()).limit(limit + 1))).scalars()
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
+async def delivery_items(session: AsyncSession, rows: list[EventDelivery]) -> list[DeliveryPublic]:
+    """Deliveries as the API shows them, each with its attempts in order."""
     attempts: dict[int, list[AttemptPublic]] = {}
     if rows:
         found = await session.execute(
@@ -361,6 +342,31 @@ async def deliveries(
         )
         for row in rows
     ]
+    return items
+
+
+async def deliveries(
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: uuid.UUID,
+    *,
+    status: DeliveryStatus | None,
+    before: int | None,
+    limit: int,
+) -> DeliveryPage:
+    """Deliveries newest first, each with its attempts."""
+    await load(session, principal, subscription_id)
+    query = select(EventDelivery).where(col(EventDelivery.subscription_id) == subscription_id)
+    if status is not None:
+        query = query.where(col(EventDelivery.status) == str(status))
+    if before is not None:
+        query = query.where(col(EventDelivery.id) < before)
+    rows = list(
+        (await session.execute(query.order_by(col(EventDelivery.id).desc()).limit(limit + 1))).scalars()
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = await delivery_items(session, rows)
     return DeliveryPage(items=items, next_cursor=str(rows[-1].id) if more and rows else None)
 
 

@@ -146,3 +146,50 @@ class TestInProcessWorker:
     async def test_by_default_an_app_on_an_external_database_runs_none(self, app: Any) -> None:
         assert app.state.delivery_worker is None
         await asyncio.sleep(0)
+
+
+class TestPausedWorker:
+    async def test_a_worker_paused_past_its_lease_records_the_answer_it_got_and_sends_once(
+        self,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        education: str,
+        child: dict[str, Any],
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+        database_url: str,
+        key_dir: Path,
+    ) -> None:
+        sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
+        await publish(client, education, DROPOUT, child["id"])
+        worker = worker_process(database_url, key_dir)
+        try:
+
+            def pause_then_answer(request: Any) -> tuple[int, dict[str, str]]:
+                # Frozen (SIGSTOP, a VM paused) with the request sent: the 200 reaches its socket
+                # while it cannot read it, and it wakes up past its deadline and its lease.
+                os.kill(worker.pid, signal.SIGSTOP)
+                return 200, {}
+
+            receiver.responder = pause_then_answer
+            await receiver.wait_for(lambda r: len(r.requests) == 1, within=30)
+            await asyncio.sleep(2.5)  # the two-second lease runs out
+            os.kill(worker.pid, signal.SIGCONT)
+            receiver.responder = None
+            path = f"/v1/subscriptions/{sub['id']}/deliveries"
+
+            async def finished() -> Any:
+                item = (await client.get(path, headers=bearer(subscriber))).json()["items"][0]
+                return item if item["status"] != "pending" else None
+
+            item = await eventually(finished, within=20)
+            await asyncio.sleep(0.5)  # a wrong "timeout" would have been retried by now
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+            worker.send_signal(signal.SIGTERM)
+            await exited(worker)
+        assert item["status"] == "delivered"
+        assert [(a["attempt"], a["outcome"], a["status_code"]) for a in item["attempt_log"]] == [
+            (1, "delivered", 200)
+        ]
+        assert len(receiver.requests) == 1  # not sent again
