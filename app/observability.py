@@ -29,7 +29,19 @@ _FORM_PATHS = ("/oauth/token",)
 
 
 class JsonFormatter(logging.Formatter):
-    _fields = ("request_id", "method", "route", "status", "duration_ms", "client_id", "agency", "error_type")
+    _fields = (
+        "request_id",
+        "method",
+        "route",
+        "status",
+        "duration_ms",
+        "client_id",
+        "agency",
+        "error_type",
+        "worker",
+        "delivery_id",
+        "subscription_id",
+    )
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import orjson
+from _common import backend_pids, cpu_seconds
 
 from app.cli import migrate
 from app.config import Settings
@@ -43,9 +44,6 @@ from app.db import asyncpg_dsn, create_database
 from app.models.agency import Agency, AgencyKind
 from app.models.client import ClientCreate
 from app.services import client as client_service
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import backend_pids, cpu_seconds  # noqa: E402  (the bench folder's own helpers)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -4,6 +4,7 @@ worker the app's lifespan runs in-process."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ from tests.factories import make_child
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def worker_process(database_url: str, key_dir: Path) -> subprocess.Popen[bytes]:
+def worker_process(database_url: str, key_dir: Path, log_level: str = "WARNING") -> subprocess.Popen[bytes]:
     """``childlink worker`` from this checkout, with loopback allowed and a two-second lease; it
     shares the test app's key folder (and so the key that seals webhook secrets)."""
     env = {
@@ -39,7 +40,7 @@ def worker_process(database_url: str, key_dir: Path) -> subprocess.Popen[bytes]:
         "CHILDLINK_WEBHOOK_LEASE_SECONDS": "2",
         "CHILDLINK_WEBHOOK_RETRY_SCHEDULE": "0.05,0.1",
         "CHILDLINK_WORKER_POLL_SECONDS": "0.1",
-        "CHILDLINK_LOG_LEVEL": "WARNING",
+        "CHILDLINK_LOG_LEVEL": log_level,
     }
     return subprocess.Popen(
         [sys.executable, "-m", "app.cli", "worker"],
@@ -117,6 +118,25 @@ class TestKilledWorker:
             (1, "abandoned"),
             (2, "delivered"),
         ]
+
+
+class TestWorkerLogs:
+    async def test_the_worker_logs_one_json_object_a_line_like_the_api(
+        self, database_url: str, key_dir: Path
+    ) -> None:
+        worker = worker_process(database_url, key_dir, log_level="INFO")
+        try:
+            await asyncio.sleep(3)  # started (imports, migration check)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            code = await exited(worker)
+        assert worker.stderr is not None
+        output = worker.stderr.read().decode()
+        assert code == 0, output
+        lines = [line for line in output.splitlines() if line.strip()]
+        records = [json.loads(line) for line in lines]  # every line is JSON, nothing plain
+        assert any(r["message"].endswith("running; SIGTERM to stop") and r["worker"] for r in records)
+        assert {"time", "level", "logger", "message"} <= set(records[0])
 
 
 class TestInProcessWorker:
