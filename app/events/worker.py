@@ -156,7 +156,7 @@ due AS (
     SELECT d.id
     FROM event_delivery AS d
     WHERE d.id IN (SELECT id FROM candidates ORDER BY expired DESC, turn, next_attempt_at LIMIT :limit)
-      AND d.status = 'pending'
+      AND d.status = 'pending' AND d.id <> ALL(CAST(:held AS bigint[]))
     FOR UPDATE OF d SKIP LOCKED
 ),
 claimed AS (
@@ -228,6 +228,8 @@ class DeliveryWorker:
         self.box = box or vault.load(settings.resolved_key_dir, create_if_missing=settings.is_development)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets_module.token_hex(2)}"
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._held: set[int] = set()
+        """Ids of the deliveries this worker is sending or recording right now."""
         self._stopping = asyncio.Event()
         self._progress = asyncio.Event()
         self.recorder = Recorder(
@@ -271,6 +273,9 @@ class DeliveryWorker:
             "lease_seconds": self.settings.webhook_lease_seconds,
             "share": self.subscription_share,
             "worker": self.recorder.worker_name,
+            # Never our own deliveries still in flight, even when their lease ran out while this
+            # process was paused: we are about to record their answer, not send them twice.
+            "held": sorted(self._held),
         }
         async with self.db.engine.begin() as conn:
             rows = (await conn.execute(text(_CLAIM), params)).mappings().all()
@@ -457,6 +462,13 @@ class DeliveryWorker:
     async def deliver(self, job: Job) -> None:
         """Decide, send and record one claimed delivery; never raises (a failure to record is
         logged, and the lease running out brings the delivery back)."""
+        self._held.add(job.delivery_id)
+        try:
+            await self._deliver(job)
+        finally:
+            self._held.discard(job.delivery_id)
+
+    async def _deliver(self, job: Job) -> None:
         try:
             result = await self._attempt(job)
         except Exception:  # a bug must not take the worker down; the lease brings it back
