@@ -58,6 +58,13 @@ def upgrade() -> None:
         ["subscription_id"],
         postgresql_where=sa.text("status = 'pending' AND lease_token IS NOT NULL"),
     )
+    # The claim's scan, per subscription: its unleased pending deliveries, oldest due first.
+    op.create_index(
+        "ix_event_delivery_subscription_due",
+        "event_delivery",
+        ["subscription_id", "next_attempt_at", "id"],
+        postgresql_where=sa.text("status = 'pending' AND lease_token IS NULL"),
+    )
     # A blocking subscription's dead letters hold back the child's later events.
     op.create_index(
         "ix_event_delivery_dead_order",
@@ -90,6 +97,7 @@ def downgrade() -> None:
         "outcome IN ('delivered','failed','gone','denied','refused','abandoned')",
     )
     op.drop_index("ix_event_delivery_dead_order", table_name="event_delivery")
+    op.drop_index("ix_event_delivery_subscription_due", table_name="event_delivery")
     op.drop_index("ix_event_delivery_leased", table_name="event_delivery")
     op.execute("UPDATE event_delivery SET status = 'dead' WHERE status = 'skipped'")
     op.drop_constraint("event_delivery_status_valid", "event_delivery", type_="check")
