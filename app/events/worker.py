@@ -112,7 +112,7 @@ SELECT (SELECT count(*) FROM queued) AS queued, (SELECT count(*) FROM advanced) 
 # - On record before sent: the attempt row is written now, ``sending``; whatever an earlier
 #   claimer left ``sending`` is marked ``abandoned``.
 _CLAIM = """
-WITH subs AS (
+WITH subs AS MATERIALIZED (  -- computed once: ``room`` is used in several places below
     SELECT s.id, s.blocking,
            (CASE WHEN s.consecutive_failures > 0 THEN 1 ELSE :share END) - (
                SELECT count(*) FROM event_delivery AS l
@@ -138,12 +138,17 @@ candidates AS (
              FROM event_delivery AS d
              WHERE d.subscription_id = subs.id AND d.status = 'pending' AND d.lease_token IS NULL
                AND d.kind <> 'ping' AND d.next_attempt_at <= now()
+               -- Two checks, each on its own partial index (an OR of the two would scan them all).
                AND NOT EXISTS (
                    SELECT 1 FROM event_delivery AS p
                    WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
-                     AND (p.event_seq, p.id) < (d.event_seq, d.id)
-                     AND (p.status = 'pending' OR (subs.blocking AND p.status = 'dead'))
+                     AND p.status = 'pending' AND (p.event_seq, p.id) < (d.event_seq, d.id)
                )
+               AND NOT (subs.blocking AND EXISTS (
+                   SELECT 1 FROM event_delivery AS p
+                   WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
+                     AND p.status = 'dead' AND (p.event_seq, p.id) < (d.event_seq, d.id)
+               ))
              ORDER BY d.next_attempt_at, d.id
              LIMIT subs.room)
         ) AS both_kinds
@@ -156,7 +161,9 @@ due AS (
     SELECT d.id
     FROM event_delivery AS d
     WHERE d.id IN (SELECT id FROM candidates ORDER BY expired DESC, turn, next_attempt_at LIMIT :limit)
-      AND d.status = 'pending' AND d.id <> ALL(CAST(:held AS bigint[]))
+      -- Re-checked on the newest row version once locked: a row another worker claimed (and
+      -- committed) since this statement began now has its lease in the future, and is skipped.
+      AND d.status = 'pending' AND d.next_attempt_at <= now() AND d.id <> ALL(CAST(:held AS bigint[]))
     FOR UPDATE OF d SKIP LOCKED
 ),
 claimed AS (
