@@ -160,9 +160,8 @@ class TestRedriveAndAbort:
 
         async def aborted() -> Any:
             item = await delivery_of(client, subscriber, sub, accepted["id"])
-            return (
-                item if item.get("status") == "dead" and item["attempt_log"][-1]["outcome"] == "aborted" else None
-            )
+            done = item.get("status") == "dead" and item["attempt_log"][-1]["outcome"] == "aborted"
+            return item if done else None
 
         item = await eventually(aborted)
         await asyncio.sleep(0.3)
