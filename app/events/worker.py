@@ -8,16 +8,21 @@ advances the cursors, all in one transaction. Sequence numbers become visible in
 holes (migration 0005), so a cursor never steps over an event that commits later.
 
 **Claims are leases.** A worker claims due deliveries with ``FOR UPDATE SKIP LOCKED``, counts
-the attempt and moves ``next_attempt_at`` a lease into the future, then commits: no transaction
-stays open while a receiver thinks. A worker that dies (SIGKILL, power loss) between sending and
-recording leaves the lease to run out, and whoever claims next sends the same ``webhook-id``
-again: at-least-once. Two workers never hold the same lease: the lease outlasts the worker's
-hard deadline for the whole delivery, and a result is recorded only under the lease it was
-claimed with.
+the attempt, writes its ``delivery_attempt`` row (``sending``) and moves ``next_attempt_at`` a
+lease into the future, then commits: no transaction stays open while a receiver thinks, and an
+attempt is on record before it is sent. A worker that dies (SIGKILL, power loss) between sending
+and recording leaves the lease to run out; whoever claims next (expired leases first) marks the
+old attempt ``abandoned`` and sends the same ``webhook-id`` again: at-least-once. A worker sends
+only when the whole exchange still fits in its lease, records the answer it got even if it was
+paused past its deadline, and changes the delivery's state only under the lease it claimed with.
+
+**Fair shares.** A subscription holds at most its share of live leases (across workers), one
+while its endpoint is failing, and a failing endpoint backs off as a whole: a receiver that hangs
+ties up its share of the slots, never everyone's.
 
 **Order.** A delivery is claimable only when no earlier one (by event sequence) for the same
-subscription and child is still pending, so per subscription and child, events arrive in
-sequence order, across retries and across workers.
+subscription and child is still pending (or, for a ``blocking`` subscription, dead-lettered),
+so per subscription and child, events arrive in sequence order, across retries and workers.
 
 **Every delivery is a read.** Before each attempt the door decides the subscriber's read of the
 event (its agency, the creating client's region, the subscription's purpose of use) and writes
