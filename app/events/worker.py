@@ -128,48 +128,67 @@ WITH subs AS MATERIALIZED (  -- computed once: ``room`` is used in several place
     WHERE s.mode = 'webhook' AND s.status = 'active' AND (s.backoff_until IS NULL OR s.backoff_until <= now())
 ),
 candidates AS (
-    SELECT c.id, c.expired, c.next_attempt_at,
-           row_number() OVER (PARTITION BY subs.id ORDER BY c.expired DESC, c.next_attempt_at, c.id) AS turn
-    FROM subs, LATERAL (
-        SELECT * FROM (
-            (SELECT d.id, true AS expired, d.next_attempt_at
-             FROM event_delivery AS d
-             WHERE d.subscription_id = subs.id AND d.status = 'pending' AND d.lease_token IS NOT NULL
-               AND d.next_attempt_at <= now()
-             ORDER BY d.next_attempt_at, d.id
-             LIMIT subs.room)
-            UNION ALL
-            (SELECT d.id, false AS expired, d.next_attempt_at
-             FROM event_delivery AS d
-             WHERE d.subscription_id = subs.id AND d.status = 'pending' AND d.lease_token IS NULL
-               AND d.kind <> 'ping' AND d.next_attempt_at <= now()
-               -- Two checks, each on its own partial index (an OR of the two would scan them all).
-               AND NOT EXISTS (
-                   SELECT 1 FROM event_delivery AS p
-                   WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
-                     AND p.status = 'pending' AND (p.event_seq, p.id) < (d.event_seq, d.id)
-               )
-               AND NOT (subs.blocking AND EXISTS (
-                   SELECT 1 FROM event_delivery AS p
-                   WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
-                     AND p.status = 'dead' AND (p.event_seq, p.id) < (d.event_seq, d.id)
-               ))
-             ORDER BY d.next_attempt_at, d.id
-             LIMIT subs.room)
-        ) AS both_kinds
-        ORDER BY expired DESC, next_attempt_at, id
-        LIMIT subs.room
-    ) AS c
-    WHERE subs.room > 0
+    -- Locked here, inside each subscription's own LIMIT, so that a second worker claiming at the
+    -- same moment skips these rows and takes the next ones instead of finding its share locked.
+    -- The conditions are re-checked on the newest row version once locked: a row another worker
+    -- claimed (and committed) since this statement began has its lease in the future, and is
+    -- skipped. Never our own deliveries still in flight, even when their lease ran out while this
+    -- process was paused: we are about to record their answer, not send them twice.
+    SELECT ranked.id, ranked.expired, ranked.next_attempt_at, ranked.turn
+    FROM (
+        SELECT c.id, c.expired, c.next_attempt_at, subs.room,
+               row_number() OVER (PARTITION BY subs.id ORDER BY c.next_attempt_at, c.id) AS turn
+        FROM subs, LATERAL (
+            SELECT d.id, true AS expired, d.next_attempt_at
+            FROM event_delivery AS d
+            WHERE d.subscription_id = subs.id AND d.status = 'pending' AND d.lease_token IS NOT NULL
+              AND d.next_attempt_at <= now() AND d.id <> ALL(CAST(:held AS bigint[]))
+            ORDER BY d.next_attempt_at, d.id
+            LIMIT subs.room
+            FOR UPDATE SKIP LOCKED
+        ) AS c
+        WHERE subs.room > 0
+        UNION ALL
+        SELECT c.id, c.expired, c.next_attempt_at, subs.room,
+               row_number() OVER (PARTITION BY subs.id ORDER BY c.next_attempt_at, c.id) AS turn
+        FROM subs, LATERAL (
+            SELECT d.id, false AS expired, d.next_attempt_at
+            FROM event_delivery AS d
+            WHERE d.subscription_id = subs.id AND d.status = 'pending' AND d.lease_token IS NULL
+              AND d.kind <> 'ping' AND d.next_attempt_at <= now()
+              -- Two checks, each on its own partial index (an OR of the two would scan them all).
+              AND NOT EXISTS (
+                  SELECT 1 FROM event_delivery AS p
+                  WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
+                    AND p.status = 'pending' AND (p.event_seq, p.id) < (d.event_seq, d.id)
+              )
+              AND NOT (subs.blocking AND EXISTS (
+                  SELECT 1 FROM event_delivery AS p
+                  WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
+                    AND p.status = 'dead' AND (p.event_seq, p.id) < (d.event_seq, d.id)
+              ))
+            ORDER BY d.next_attempt_at, d.id
+            LIMIT subs.room
+            FOR UPDATE SKIP LOCKED
+        ) AS c
+        WHERE subs.room > 0
+    ) AS ranked
 ),
 due AS (
-    SELECT d.id
-    FROM event_delivery AS d
-    WHERE d.id IN (SELECT id FROM candidates ORDER BY expired DESC, turn, next_attempt_at LIMIT :limit)
-      -- Re-checked on the newest row version once locked: a row another worker claimed (and
-      -- committed) since this statement began now has its lease in the future, and is skipped.
-      AND d.status = 'pending' AND d.next_attempt_at <= now() AND d.id <> ALL(CAST(:held AS bigint[]))
-    FOR UPDATE OF d SKIP LOCKED
+    -- Expired leases first, then each subscription's oldest, taking turns; within its room.
+    SELECT picked.id FROM (
+        SELECT candidates.id, candidates.expired, candidates.next_attempt_at,
+               row_number() OVER (
+                   PARTITION BY d.subscription_id ORDER BY candidates.expired DESC, candidates.turn
+               ) AS place,
+               subs.room
+        FROM candidates
+        JOIN event_delivery AS d ON d.id = candidates.id
+        JOIN subs ON subs.id = d.subscription_id
+    ) AS picked
+    WHERE picked.place <= picked.room
+    ORDER BY picked.expired DESC, picked.place, picked.next_attempt_at
+    LIMIT :limit
 ),
 claimed AS (
     UPDATE event_delivery AS d

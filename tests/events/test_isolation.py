@@ -77,3 +77,50 @@ class TestHangingReceiver:
             await eventually(failing, within=timeout + 3)  # then it backs off as a whole
         finally:
             await hanging.stop()
+
+
+class TestFailingEndpoint:
+    async def test_an_endpoint_failing_for_the_whole_period_is_disabled_and_can_restart_from_now(
+        self,
+        loopback_settings: Settings,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        education: str,
+        child: dict[str, Any],
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+        start_worker: WorkerFactory,
+    ) -> None:
+        receiver.responder = lambda request: (503, {})
+        sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
+        path = f"/v1/subscriptions/{sub['id']}"
+        settings = loopback_settings.model_copy(
+            update={"webhook_disable_after_failing_seconds": 0.5, "webhook_retry_schedule": [0.1] * 50}
+        )
+        await start_worker(settings)
+        await publish(client, education, DROPOUT, child["id"])
+
+        async def disabled() -> Any:
+            shown = (await client.get(path, headers=bearer(subscriber))).json()
+            return shown if shown["status"] == "disabled" else None
+
+        shown = await eventually(disabled, within=15)
+        assert shown["disabled_reason"] == "failing" and shown["failing_since"] is not None
+        pending = await client.get(
+            path + "/deliveries", params={"status": "pending"}, headers=bearer(subscriber)
+        )
+        assert len(pending.json()["items"]) == 1  # what waits while it is disabled is listed
+
+        receiver.responder = None
+        resumed = await client.patch(
+            path, json={"status": "active", "resume": "now"}, headers=bearer(subscriber)
+        )
+        assert resumed.status_code == 200, resumed.text
+        assert resumed.json()["status"] == "active" and resumed.json()["failing_since"] is None
+        skipped = await client.get(
+            path + "/deliveries", params={"status": "skipped"}, headers=bearer(subscriber)
+        )
+        assert len(skipped.json()["items"]) == 1
+        accepted = (await publish(client, education, DROPOUT, child["id"])).json()
+        await receiver.wait_for(lambda r: len(r.delivered()) == 1)
+        assert receiver.delivered()[0].json["id"] == accepted["id"]  # from now on only
