@@ -46,6 +46,7 @@ from app.routers import (
     statistics,
     timeline,
 )
+from app.routers import deliveries as deliveries_router
 from app.routers import events as events_router
 from app.routers import subscriptions as subscriptions_router
 from app.services import guardianship as guardianship_service
@@ -189,6 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(events_router.router)
     app.include_router(subscriptions_router.router)
+    app.include_router(deliveries_router.router)
     install_webhooks(app)
     # Middleware added first runs innermost: the custody check's direct path runs inside CORS
     # and the request context, so both apply to it as to every route.
