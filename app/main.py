@@ -44,8 +44,10 @@ from app.routers import (
     policy,
     referrals,
     reports,
+    statistics,
     timeline,
 )
+from app.routers import deliveries as deliveries_router
 from app.routers import events as events_router
 from app.routers import subscriptions as subscriptions_router
 from app.services import guardianship as guardianship_service
@@ -167,6 +169,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_database_error_handlers(app)
     if settings.docs:
         install_docs(app)
+    app.include_router(due.wrong_methods)
     for module in (
         oauth,
         identity,
@@ -178,6 +181,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         policy,
         audit,
         break_glass,
+        statistics,
         ops,
         cases,
         referrals,
@@ -188,6 +192,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(events_router.router)
     app.include_router(subscriptions_router.router)
+    app.include_router(deliveries_router.router)
     install_webhooks(app)
     # Middleware added first runs innermost: the custody check's direct path runs inside CORS
     # and the request context, so both apply to it as to every route.

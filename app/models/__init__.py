@@ -15,6 +15,7 @@ from app.models.guardianship import Guardianship
 from app.models.outbox import OutboxEvent
 from app.models.referral import DeadlineStep, Referral
 from app.models.report import Report, ReportIdempotency, ReportOutcome, ReportSubject
+from app.models.statistics import ChildHistory, ChildTally
 
 __all__ = [
     "Action",
@@ -24,6 +25,8 @@ __all__ = [
     "BreakGlassReview",
     "Case",
     "Child",
+    "ChildHistory",
+    "ChildTally",
     "ClientStatus",
     "Consent",
     "Consultation",

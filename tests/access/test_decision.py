@@ -72,17 +72,8 @@ class TestGrounds:
             (
                 "womens-federation",
                 P.child_protection,
-                {C.identity, C.contact},
-                {
-                    C.identifier,
-                    C.custody,
-                    C.welfare,
-                    C.education,
-                    C.health,
-                    C.disability,
-                    C.law_enforcement,
-                    C.reporter,
-                },
+                {C.identity, C.contact, C.welfare},
+                {C.identifier, C.custody, C.education, C.health, C.disability, C.law_enforcement, C.reporter},
             ),
             (
                 "education",
@@ -167,7 +158,7 @@ class TestGrounds:
             reader_kind="womens-federation",
             owner_agency="civil-affairs",
             categories=[C.health],
-            purpose=P.statistics,
+            purpose=P.education_support,
             consents=[consent],
         )
         assert other.outcome is Outcome.deny

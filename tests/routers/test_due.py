@@ -142,7 +142,12 @@ class TestDueList:
     async def test_patch_on_the_due_list_is_405_not_a_child_id(
         self, client: httpx.AsyncClient, civil: str
     ) -> None:
-        response = await client.patch("/v1/children/due", json={}, headers=bearer(civil))
+        response = await client.patch(
+            "/v1/children/due",
+            params={"what": "assessment", "region": TOWNSHIP},
+            json={},
+            headers=bearer(civil),
+        )
         assert response.status_code == 405, response.text
         assert response.headers["allow"] == "GET"
         assert response.json()["code"] == "method_not_allowed"

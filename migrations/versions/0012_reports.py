@@ -5,8 +5,8 @@ A report about a child not in the registry stands on a ``report_subject`` until 
 the subject's id takes the child's place on the case and its referrals. Their foreign keys to
 ``child`` become a trigger that admits a child or a report subject.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-01
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
