@@ -43,6 +43,7 @@ from app.routers import (
     ops,
     policy,
     referrals,
+    reports,
     statistics,
     timeline,
 )
@@ -186,6 +187,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         referrals,
         consultations,
         timeline,
+        reports,
     ):
         app.include_router(module.router)
     app.include_router(events_router.router)

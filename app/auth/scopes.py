@@ -20,6 +20,7 @@ class Scope(StrEnum):
     break_glass = "break-glass"
     admin = "admin"
     cases_write = "cases:write"
+    reports_file = "reports:file"
 
 
 SCOPE_DESCRIPTIONS: dict[str, str] = {
@@ -37,6 +38,7 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     Scope.break_glass: "Read in an emergency with a stated justification.",
     Scope.admin: "Register agencies and API clients (platform operator).",
     Scope.cases_write: "Open and close cases, refer them and answer referrals (协同处置).",
+    Scope.reports_file: "File mandatory reports (强制报告) and follow their status; any agency kind.",
 }
 
 

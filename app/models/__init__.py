@@ -14,6 +14,7 @@ from app.models.consultation import Action, Consultation
 from app.models.guardianship import Guardianship
 from app.models.outbox import OutboxEvent
 from app.models.referral import DeadlineStep, Referral
+from app.models.report import Report, ReportIdempotency, ReportOutcome, ReportSubject
 from app.models.statistics import ChildHistory, ChildTally
 
 __all__ = [
@@ -37,4 +38,8 @@ __all__ = [
     "OutboxEvent",
     "OverdueNotice",
     "Referral",
+    "Report",
+    "ReportIdempotency",
+    "ReportOutcome",
+    "ReportSubject",
 ]

@@ -31,6 +31,7 @@ _COMMON = [
     Scope.events_publish,
     Scope.events_read,
     Scope.subscriptions_manage,
+    Scope.reports_file,
     Scope.statistics_read,
 ]
 
