@@ -1,7 +1,7 @@
 """The access log's monthly partitions: created ahead, and past retention exported to a signed
 archive, verified, then detached (never silently dropped).
 
-Partitions are ``access_log_yYYYYmMM`` (UTC months, migration 0010). The worker's scheduler keeps
+Partitions are ``access_log_yYYYYmMM`` (UTC months, migration 0014). The worker's scheduler keeps
 this month's and :data:`MONTHS_AHEAD` more in place through ``access_log_create_partitions``, a
 SECURITY DEFINER function the service's role may call (it may not create tables itself).
 

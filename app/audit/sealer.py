@@ -62,7 +62,7 @@ FROM access_log_chain ORDER BY position DESC LIMIT 1
 """
 
 # Each entry repeats its row's hash and time: the chain then proves its own links, and a verifier
-# reaches the row in its one monthly partition (see migration 0010). The time travels as text and
+# reaches the row in its one monthly partition (see migration 0014). The time travels as text and
 # back: the sealer shares the API's process, and building a datetime per row is CPU it would take
 # from requests.
 _APPEND = """

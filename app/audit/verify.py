@@ -81,7 +81,7 @@ LEFT JOIN access_log AS a ON a.id = c.row_id AND a.logged_at = c.logged_at
 WHERE c.position > $1 AND c.position <= $2
 ORDER BY c.position
 """
-# Entries sealed before migration 0010 carry no time of their own: their row is found by id.
+# Entries sealed before migration 0014 carry no time of their own: their row is found by id.
 _WALK_OLD_ENTRY = "SELECT * FROM access_log WHERE id = $1"
 
 _ENTRY = "SELECT row_id, chain_hash, watermark::text AS watermark FROM access_log_chain WHERE position = $1"

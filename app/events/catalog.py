@@ -13,6 +13,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
+from app.events.platform_types import PLATFORM_SPECS
 from app.events.schema import CATEGORY_KEY, ITEM_CATEGORIES_KEY, data_schema
 from app.events.types import SPECS, TypeSpec
 from app.models.vocabulary import DataCategory
@@ -110,6 +111,8 @@ class EventType:
                 found.update(items[v] for v in value if v in items)
                 if not value and name in self.field_categories:
                     found.add(self.field_categories[name])
+            elif items is not None and isinstance(value, str) and value in items:
+                found.add(items[value])
             elif name in self.field_categories:
                 found.add(self.field_categories[name])
         return sorted(found)
@@ -135,6 +138,8 @@ class EventType:
                     out[name] = kept
                 continue
             category = self.field_categories.get(name)
+            if items is not None and isinstance(value, str):
+                category = items.get(value, category)
             if category is None or category in allowed:
                 out[name] = value
             else:
@@ -176,7 +181,7 @@ def _build(spec: TypeSpec) -> EventType:
 @cache
 def catalog() -> dict[str, EventType]:
     """Every type by its full name, built (and each schema checked) once per process."""
-    built = [_build(spec) for spec in SPECS]
+    built = [_build(spec) for spec in (*SPECS, *PLATFORM_SPECS)]
     by_type = {event_type.type: event_type for event_type in built}
     if len(by_type) != len(built):
         raise ValueError("duplicate event type in the catalog")

@@ -23,6 +23,7 @@ from app.access.policy import Policy
 from app.audit import partitions as partition_service
 from app.db import Database
 from app.models.common import utcnow
+from app.services import deadline as deadline_service
 from app.services import due as due_service
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,8 @@ class Scheduler:
 
 
 CARE_OVERDUE_EVERY_SECONDS = 300.0
+REFERRAL_OVERDUE_EVERY_SECONDS = 60.0
+ACTION_OVERDUE_EVERY_SECONDS = 60.0
 
 
 def registered_jobs(policy: Policy) -> list[TimedJob]:
@@ -77,8 +80,16 @@ def registered_jobs(policy: Policy) -> list[TimedJob]:
     async def care_overdue(session: AsyncSession, now: datetime) -> int:
         return await due_service.fire_overdue(session, now, policy=policy)
 
+    async def referral_overdue(session: AsyncSession, now: datetime) -> int:
+        return await deadline_service.fire_overdue(session, now, policy=policy)
+
+    async def action_overdue(session: AsyncSession, now: datetime) -> int:
+        return await deadline_service.fire_overdue_actions(session, now, policy=policy)
+
     return [
         TimedJob("care.overdue", CARE_OVERDUE_EVERY_SECONDS, care_overdue),
+        TimedJob("referral.overdue", REFERRAL_OVERDUE_EVERY_SECONDS, referral_overdue),
+        TimedJob("action.overdue", ACTION_OVERDUE_EVERY_SECONDS, action_overdue),
         # The access log's monthly partitions, kept MONTHS_AHEAD ahead of the calendar.
         TimedJob(
             "audit.partitions",

@@ -1,4 +1,4 @@
-"""The police's, the women's federation's and the platform's event types (see
+"""The police's and the women's federation's event types (see
 :mod:`app.events.types` for the naming rules)."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from app.models.vocabulary import DataCategory
 C = DataCategory
 POLICE = AgencyKind.police
 WOMENS = AgencyKind.womens_federation
-PLATFORM = AgencyKind.platform
 
 _WISH_CATEGORIES = ("study_supplies", "clothing", "books", "toys", "visit_parents", "other")
 _WISH_REF = s.text(
@@ -19,33 +18,6 @@ _WISH_REF = s.text(
     "The federation's reference for the wish, the same in posted, claimed and fulfilled.",
     max_length=64,
 )
-
-
-def _overdue(what: str, title: str, category: DataCategory) -> TypeSpec:
-    return TypeSpec(
-        f"platform.{what}.overdue",
-        title,
-        f"The care schedule's next {what.replace('-', ' ')} for the child is overdue (see the policy's "
-        "`care_schedule`). Emitted once per child and due date by the platform's scheduler, to "
-        "the child's township; never published through `POST /v1/events`.",
-        (PLATFORM,),
-        {
-            "child_id": s.reference("The child."),
-            "township_code": {
-                **s.region(),
-                "description": "The township (9-digit division code) answerable for the follow-up.",
-            },
-            "due_on": s.date(category, "The date it fell due."),
-            "last_done_on": s.date(category, "The last one on record, if any."),
-        },
-        ("child_id", "township_code", "due_on"),
-        registry_only=True,
-        example={
-            "child_id": "0b6f7c8e-2d7a-4f43-9a59-8f0a3c1f5e21",
-            "township_code": "510107005",
-            "due_on": "2026-11-30",
-        },
-    )
 
 
 PARTNER_SPECS: tuple[TypeSpec, ...] = (
@@ -258,7 +230,4 @@ PARTNER_SPECS: tuple[TypeSpec, ...] = (
         ("claimed_on", "wish_ref"),
         example={"claimed_on": "2026-12-05", "wish_ref": "W-510107-0042"},
     ),
-    # 平台 platform: the care schedule -------------------------------------------------------------
-    _overdue("assessment", "Guardianship assessment overdue (监护评估)", C.custody),
-    _overdue("home-visit", "Home visit overdue (定期探访)", C.welfare),
 )

@@ -85,6 +85,12 @@ class CloudEventIn(BaseModel):
         description="The payload; validated against the type's JSON Schema. Integers lie between "
         "-2^63 and 2^63-1; text holds no NUL characters or lone surrogates."
     )
+    childlinkcase: uuid.UUID | None = Field(
+        default=None,
+        description="The case (协同处置) this event belongs to, one your agency leads or has a referral "
+        "on, about the same child: it appears on the case, and the case's open referrals release it to "
+        "their receivers.",
+    )
 
     _storable = field_validator("data")(storable_json)
 
@@ -129,6 +135,7 @@ class CloudEventOut(BaseModel):
         examples=["health,law_enforcement"],
     )
     childlinkpublisherid: str | None = Field(default=None, description="The publisher's own `id`.")
+    childlinkcase: uuid.UUID | None = Field(default=None, description="The case the event belongs to.")
 
 
 class EventTypePublic(BaseModel):

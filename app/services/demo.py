@@ -20,6 +20,7 @@ from app.models.child import Child, Sex
 from app.models.client import ApiClient
 from app.models.guardianship import AssessmentResult, CustodyStatus, Guardianship
 from app.services import client as client_service
+from app.services import demo_population
 
 DEMO_REGION = "51"
 """Sichuan province: the demo children live in Chengdu's districts."""
@@ -30,6 +31,8 @@ _COMMON = [
     Scope.events_publish,
     Scope.events_read,
     Scope.subscriptions_manage,
+    Scope.reports_file,
+    Scope.statistics_read,
 ]
 
 DEMO_AGENCIES: list[tuple[str, str, AgencyKind, list[Scope]]] = [
@@ -119,7 +122,10 @@ async def load_children(session: AsyncSession) -> list[uuid.UUID]:
     """Register the demo children with a current guardianship each, once."""
     existing = (await session.execute(select(col(Child.id)).limit(1))).first()
     if existing is not None:
-        rows = (await session.execute(select(col(Child.id)).order_by(col(Child.created_at)))).scalars().all()
+        # The demo population has no resident ID numbers; these are the five named children.
+        named = col(Child.resident_id).is_not(None)
+        query = select(col(Child.id)).where(named).order_by(col(Child.created_at))
+        rows = (await session.execute(query)).scalars().all()
         return list(rows)
     ids = []
     for seq, item in enumerate(DEMO_CHILDREN, start=1):
@@ -162,6 +168,7 @@ async def load_children(session: AsyncSession) -> list[uuid.UUID]:
         )
         ids.append(child.id)
     await session.flush()
+    await demo_population.load(session)
     return ids
 
 

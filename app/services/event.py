@@ -22,6 +22,7 @@ from app.events.envelope import EVENT_COLUMNS, StoredEvent, envelope
 from app.models.common import utcnow
 from app.models.event import CloudEventIn, CloudEventOut, EventAccepted, EventIdempotency, EventTypePublic
 from app.models.outbox import OutboxEvent
+from app.services import case as case_service
 from app.services import event_effects, outbox
 
 
@@ -124,6 +125,8 @@ async def publish(
     ).first()
     if child is None or not principal.covers_region(child.region_code):
         raise NotFound("No child with this id.", code="child_not_found")
+    if event.childlinkcase is not None:
+        await case_service.require_linkable(session, reader, event.childlinkcase, child_id=event.subject)
 
     event_id = uuid.uuid4()
     # The key first: a concurrent request with the same key waits here for this one to commit,
@@ -157,6 +160,7 @@ async def publish(
             publisher_agency=principal.agency,
             publisher_client=principal.client_id,
             publisher_event_id=event.id,
+            case_id=event.childlinkcase,
         )
     )
     try:
@@ -209,5 +213,6 @@ async def read(session: AsyncSession, door: Door, reader: Reader, event_id: uuid
         action="event.read",
         subject=event.subject_for_door(),
         categories=event.data_categories,
+        case_id=event.case_id,
     )
     return CloudEventOut.model_validate(envelope(event, decision.granted)).model_dump(mode="json")

@@ -166,6 +166,7 @@ async def read(
                 action="event.feed",
                 subject=event.subject_for_door(),
                 categories=event.data_categories,
+                case_id=event.case_id,
             )
         except (AccessDenied, NotFound):
             continue  # decided, and on record: nothing of it for this reader

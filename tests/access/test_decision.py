@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from app.access.decision import BreakGlass, ConsentGrant, Ground, Outcome, decide
+from app.access.decision import BreakGlass, ConsentGrant, Ground, Outcome, ReferralGrant, decide
 from app.access.door import Door, Reader, Subject
 from app.access.policy import Policy, load_policy
 from app.auth.principal import Principal
@@ -72,26 +72,26 @@ class TestGrounds:
             (
                 "womens-federation",
                 P.child_protection,
-                {C.identity, C.contact},
-                {C.identifier, C.custody, C.welfare, C.education, C.health, C.disability, C.law_enforcement},
+                {C.identity, C.contact, C.welfare},
+                {C.identifier, C.custody, C.education, C.health, C.disability, C.law_enforcement, C.reporter},
             ),
             (
                 "education",
                 P.education_support,
                 {C.identity, C.education, C.custody, C.welfare},
-                {C.identifier, C.contact, C.health, C.disability, C.law_enforcement},
+                {C.identifier, C.contact, C.health, C.disability, C.law_enforcement, C.reporter},
             ),
             (
                 "health",
                 P.health_care,
                 {C.identity, C.identifier, C.health, C.disability, C.welfare},
-                {C.contact, C.custody, C.education, C.law_enforcement},
+                {C.contact, C.custody, C.education, C.law_enforcement, C.reporter},
             ),
             (
                 "police",
                 P.investigation,
                 {C.identity, C.identifier, C.contact, C.custody, C.law_enforcement},
-                {C.welfare, C.education, C.health, C.disability},
+                {C.welfare, C.education, C.health, C.disability, C.reporter},
             ),
         ],
     )
@@ -107,7 +107,7 @@ class TestGrounds:
             purpose=purpose,
         )
         assert set(d.granted) == returned
-        assert set(d.withheld) == withheld
+        assert set(d.withheld) == withheld  # no statute releases `reporter`: only a report's referral
         assert d.outcome is Outcome.allow_redacted
 
     @pytest.mark.parametrize("kind", ["education", "health", "womens-federation"])
@@ -158,7 +158,7 @@ class TestGrounds:
             reader_kind="womens-federation",
             owner_agency="civil-affairs",
             categories=[C.health],
-            purpose=P.statistics,
+            purpose=P.education_support,
             consents=[consent],
         )
         assert other.outcome is Outcome.deny
@@ -188,6 +188,26 @@ class TestGrounds:
         )
         assert d.outcome is Outcome.deny
         assert d.reason == "no_legal_basis"
+
+
+class TestReferralGround:
+    def test_a_referral_releases_its_categories_after_statute_and_before_break_glass(
+        self, policy: Policy
+    ) -> None:
+        d = decide(
+            policy,
+            reader_agency="womens-federation",
+            reader_kind="womens-federation",
+            owner_agency="education",
+            categories=[C.identity, C.education, C.health],
+            purpose=P.child_protection,
+            referrals=[ReferralGrant("r-1", frozenset({C.education, C.identity}))],
+            break_glass=BreakGlass("imminent_danger", "x" * 30),
+        )
+        assert d.granted[C.identity].ground is Ground.statute
+        assert d.granted[C.education].ground is Ground.referral
+        assert d.granted[C.education].ref == "r-1"
+        assert d.granted[C.health].ground is Ground.break_glass
 
 
 class TestPolicyFile:
@@ -237,8 +257,8 @@ class TestReusedDecisions:
         )
 
     def test_the_cache_key_covers_every_input_of_the_decision(self) -> None:
-        # The key is (reader agency, reader kind, owner agency, categories, purpose); consents and
-        # break-glass bypass it. A new input to decide() must join the key (Door._decide).
+        # The key is (reader agency, reader kind, owner agency, categories, purpose); consents,
+        # break-glass and referrals bypass it. A new input to decide() must join the key (Door._decide).
         assert list(inspect.signature(decide).parameters) == [
             "policy",
             "reader_agency",
@@ -248,6 +268,7 @@ class TestReusedDecisions:
             "purpose",
             "consents",
             "break_glass",
+            "referrals",
         ]
 
     def test_each_shape_gets_its_own_decision_and_repeats_get_the_same(self, policy: Policy) -> None:

@@ -139,6 +139,28 @@ class TestDueList:
         )
         assert outside.status_code == 403
 
+    async def test_patch_on_the_due_list_is_405_not_a_child_id(
+        self, client: httpx.AsyncClient, civil: str
+    ) -> None:
+        response = await client.patch(
+            "/v1/children/due",
+            params={"what": "assessment", "region": TOWNSHIP},
+            json={},
+            headers=bearer(civil),
+        )
+        assert response.status_code == 405, response.text
+        assert response.headers["allow"] == "GET"
+        assert response.json()["code"] == "method_not_allowed"
+
+    async def test_patch_with_the_lists_query_is_still_405(
+        self, client: httpx.AsyncClient, civil: str
+    ) -> None:
+        response = await client.patch(
+            "/v1/children/due", params={"what": "assessment", "limit": 50}, json={}, headers=bearer(civil)
+        )
+        assert response.status_code == 405, response.text
+        assert response.headers["allow"] == "GET"
+
     async def test_an_unknown_parameter_is_refused_not_ignored(
         self, client: httpx.AsyncClient, civil: str
     ) -> None:

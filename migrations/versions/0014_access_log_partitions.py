@@ -1,7 +1,7 @@
 """The access log partitioned by month; chain entries carry their row's hash and time.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-12-01
 
 ``access_log`` becomes a declaratively partitioned table, by ``logged_at`` month (UTC), named
@@ -30,8 +30,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0014"
+down_revision: str | None = "0013"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
