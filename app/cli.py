@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit import commands as audit_commands
 from app.config import Settings, get_settings
 
 T = TypeVar("T")
@@ -245,45 +246,6 @@ def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _with_asyncpg(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
-    import asyncpg
-
-    from app.db import asyncpg_dsn, resolve_database_url
-
-    async def run() -> T:
-        conn = await asyncpg.connect(asyncpg_dsn(resolve_database_url(settings)))
-        try:
-            return await work(conn)
-        finally:
-            await conn.close()
-
-    return asyncio.run(run())
-
-
-def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from app.audit.verify import ANCHOR_NOTE, anchored_note, parse_anchor, verify
-
-    try:
-        anchor = parse_anchor(args.anchor) if args.anchor else None
-    except ValueError as exc:
-        return _fail(str(exc), 2)
-    report = _with_asyncpg(settings, lambda conn: verify(conn, anchor=anchor))
-    if not report.ok:
-        return _fail(report.summary())
-    print(report.summary())
-    # On stderr: stdout stays the one line a script parses.
-    print(f"childlink: {anchored_note(anchor) if anchor else ANCHOR_NOTE}", file=sys.stderr)
-    return 0
-
-
-def cmd_audit_seal(args: argparse.Namespace, settings: Settings) -> int:
-    from app.audit.sealer import seal_committed
-
-    sealed = _with_asyncpg(settings, lambda conn: seal_committed(conn))
-    print(f"sealed {sealed} access log records")
-    return 0
-
-
 def cmd_db_roles(args: argparse.Namespace, settings: Settings) -> int:
     import asyncpg
 
@@ -385,22 +347,7 @@ def build_parser() -> argparse.ArgumentParser:
         "rotate", help="add a new signing key; old keys verify until their tokens expire"
     ).set_defaults(func=cmd_keys_rotate)
 
-    audit = sub.add_parser("audit", help="the access log").add_subparsers(dest="action", required=True)
-    audit_verify = audit.add_parser(
-        "verify",
-        help="seal, then prove the access log consistent (exit 0) or name the first bad row (exit 1); "
-        "a forged row with a correct hash is detected only against an --anchor",
-    )
-    audit_verify.add_argument(
-        "--anchor",
-        metavar="POSITION:HASH",
-        help="a chain head printed by an earlier verify and kept outside the database: without one, a "
-        "forged row appended with a correct hash, or a chain rewritten to its end, is not detected",
-    )
-    audit_verify.set_defaults(func=cmd_audit_verify)
-    audit.add_parser("seal", help="append every committed record to the hash chain now").set_defaults(
-        func=cmd_audit_seal
-    )
+    audit_commands.register(sub)
 
     database = sub.add_parser("db", help="the database roles").add_subparsers(dest="action", required=True)
     database.add_parser(

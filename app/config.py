@@ -141,6 +141,13 @@ class Settings(BaseSettings):
     """An external issuer's JWKS must arrive whole within this long, or the fetch is abandoned."""
     cors_origins: Annotated[list[AnyHttpUrl], NoDecode] = []
     db_pool_size: int = Field(default=20, ge=1, le=200)
+    audit_checkpoint_seconds: float = Field(default=300.0, ge=1, le=86_400)
+    """How often the sealer signs the access-log chain head (``GET /v1/audit/checkpoints``)."""
+    audit_retention_days: int = Field(default=1096, ge=1095, le=36_500)
+    """How long the access log's monthly partitions stay in the live log (at least three years);
+    older ones are exported to signed archives and detached by ``childlink audit export``."""
+    audit_archive_dir: Path = Path("audit-archive")
+    """Where ``childlink audit export`` writes archives unless given ``--out``."""
     max_body_bytes: int = 1024 * 1024
     max_header_bytes: int = Field(default=32 * 1024, ge=4096, le=1024 * 1024)
     """A request's head (request line and headers) in bytes; more is refused with 431."""

@@ -23,8 +23,11 @@ import asyncpg
 
 logger = logging.getLogger(__name__)
 
-APPEND_ONLY_TABLES = ("access_log", "access_log_chain")
-"""Tables the service may read and append to, never change: the access log and its chain."""
+APPEND_ONLY_TABLES = ("access_log", "access_log_chain", "access_log_checkpoint", "access_log_archive")
+"""Tables the service may read and append to, never change: the access log (and each of its
+partitions), its chain, its checkpoints and the record of its archives."""
+SERVICE_FUNCTIONS = ("access_log_create_partitions(integer, timestamptz)",)
+"""SECURITY DEFINER functions the service may call (creating the log's partitions ahead)."""
 READ_ONLY_TABLES = ("alembic_version",)
 STARTUP_CHECK_TIMEOUT_SECONDS = 3.0
 
@@ -64,12 +67,21 @@ async def grant_app_role(conn: asyncpg.Connection, app_role: str) -> None:
         r["tablename"]
         for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
     ]
+    # A partition of an append-only table is append-only too.
+    partitions_of = {
+        r["child"]: r["parent"]
+        for r in await conn.fetch(
+            "SELECT c.relname AS child, p.relname AS parent FROM pg_inherits i "
+            "JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'"
+        )
+    }
     async with conn.transaction():
         await conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
         for table in tables:
             name = f"public.{_ident(table)}"
             await conn.execute(f"REVOKE ALL ON {name} FROM {role}")
-            if table in APPEND_ONLY_TABLES:
+            if table in APPEND_ONLY_TABLES or partitions_of.get(table) in APPEND_ONLY_TABLES:
                 allowed = "SELECT, INSERT"
             elif table in READ_ONLY_TABLES:
                 allowed = "SELECT"
@@ -77,6 +89,9 @@ async def grant_app_role(conn: asyncpg.Connection, app_role: str) -> None:
                 allowed = "SELECT, INSERT, UPDATE, DELETE"
             await conn.execute(f"GRANT {allowed} ON {name} TO {role}")
         await conn.execute(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {role}")
+        for function in SERVICE_FUNCTIONS:
+            if await conn.fetchval("SELECT to_regprocedure($1) IS NOT NULL", f"public.{function}"):
+                await conn.execute(f"GRANT EXECUTE ON FUNCTION public.{function} TO {role}")
 
 
 async def create_roles(conn: asyncpg.Connection, *, owner: Login, app: Login) -> list[str]:

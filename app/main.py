@@ -121,7 +121,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.consent_lookup = consent_lookup(asyncpg_dsn(database_url))
     app.state.door = Door(
         load_policy(),
-        await start_audit(app, database_url),
+        await start_audit(
+            app,
+            database_url,
+            keys=keys,
+            issuer=settings.issuer,
+            checkpoint_seconds=settings.audit_checkpoint_seconds,
+        ),
         consents=app.state.consent_lookup,
         break_glass_daily_limit=settings.break_glass_daily_limit,
     )

@@ -8,17 +8,34 @@ import contextlib
 import asyncpg
 from fastapi import FastAPI, Request
 
-from app.audit.sealer import seal_forever
+from app.audit.checkpoints import take_checkpoint
+from app.audit.sealer import AfterRound, seal_forever
 from app.audit.writer import AuditWriter
+from app.auth.keys import KeyRing
 from app.db import asyncpg_dsn
 
 
-async def start_audit(app: FastAPI, database_url: str, *, seal_interval: float = 1.0) -> AuditWriter:
+async def start_audit(
+    app: FastAPI,
+    database_url: str,
+    *,
+    seal_interval: float = 1.0,
+    keys: KeyRing | None = None,
+    issuer: str = "",
+    checkpoint_seconds: float = 300.0,
+) -> AuditWriter:
     """Create the writer (``app.state.audit``; it connects on first use) and start the
-    background sealer (``app.state.audit_sealer``). Connects to nothing yet, so a database that
-    is still starting does not stop the app from starting."""
+    background sealer (``app.state.audit_sealer``), which also signs a checkpoint every
+    ``checkpoint_seconds`` when given the platform's ``keys``. Connects to nothing yet, so a
+    database that is still starting does not stop the app from starting."""
     dsn = asyncpg_dsn(database_url)
     writer = AuditWriter(dsn)
+    after_round: AfterRound | None = None
+    if keys is not None:
+        signing_keys = keys
+
+        async def after_round(conn: asyncpg.Connection) -> object:
+            return await take_checkpoint(conn, signing_keys, issuer=issuer, every_seconds=checkpoint_seconds)
 
     async def connect_sealer() -> asyncpg.Connection:
         return await asyncpg.connect(
@@ -27,7 +44,7 @@ async def start_audit(app: FastAPI, database_url: str, *, seal_interval: float =
 
     app.state.audit = writer
     app.state.audit_sealer = asyncio.create_task(
-        seal_forever(connect_sealer, interval=seal_interval), name="audit-sealer"
+        seal_forever(connect_sealer, interval=seal_interval, after_round=after_round), name="audit-sealer"
     )
     return writer
 

@@ -47,7 +47,7 @@ YIELD_EVERY = 256  # rows hashed between turns of the event loop
 # The horizon is cluster-wide: a long transaction anywhere on the server (even in another database)
 # delays sealing while it runs. It never delays writing, and rows are sealed as soon as it ends.
 _CANDIDATES = """
-SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon, a.id, a.row_hash
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon, a.id, a.row_hash, a.logged_at::text
 FROM access_log AS a
 WHERE a.txid >= $1::text::xid8
   AND a.txid < pg_snapshot_xmin(pg_current_snapshot())
@@ -61,10 +61,15 @@ SELECT position, chain_hash, watermark::text AS watermark
 FROM access_log_chain ORDER BY position DESC LIMIT 1
 """
 
+# Each entry repeats its row's hash and time: the chain then proves its own links, and a verifier
+# reaches the row in its one monthly partition (see migration 0014). The time travels as text and
+# back: the sealer shares the API's process, and building a datetime per row is CPU it would take
+# from requests.
 _APPEND = """
-INSERT INTO access_log_chain (row_id, position, chain_hash, watermark)
-SELECT r.row_id, r.position, r.chain_hash, $4::text::xid8
-FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS r(row_id, position, chain_hash)
+INSERT INTO access_log_chain (row_id, position, chain_hash, watermark, row_hash, logged_at)
+SELECT r.row_id, r.position, r.chain_hash, $4::text::xid8, r.row_hash, r.logged_at::timestamptz
+FROM unnest($1::bigint[], $2::bigint[], $3::text[], $5::text[], $6::text[])
+     AS r(row_id, position, chain_hash, row_hash, logged_at)
 """
 
 
@@ -97,19 +102,21 @@ async def seal(conn: asyncpg.Connection, *, wait: bool = False, batch_size: int 
             # must not raise the watermark; the pass that finishes the range does.
             complete = len(rows) < batch_size
             new_watermark = rows[0]["horizon"] if complete else watermark
-            row_ids, positions, hashes = [], [], []
+            row_ids, positions, hashes, row_hashes, times = [], [], [], [], []
             for index, row in enumerate(rows, 1):
                 position += 1
                 previous = chain_hash(previous, row["row_hash"])
                 row_ids.append(row["id"])
                 positions.append(position)
                 hashes.append(previous)
+                row_hashes.append(row["row_hash"])
+                times.append(row["logged_at"])
                 if index % YIELD_EVERY == 0:
                     # The sealer shares its worker's event loop with requests: hashing a second's
                     # worth of rows in one go held every request on that worker for tens of
                     # milliseconds (bench/README.md).
                     await asyncio.sleep(0)
-            await conn.execute(_APPEND, row_ids, positions, hashes, new_watermark)
+            await conn.execute(_APPEND, row_ids, positions, hashes, new_watermark, row_hashes, times)
         sealed += len(rows)
         if complete:
             return sealed
@@ -148,10 +155,18 @@ async def seal_committed(conn: asyncpg.Connection, *, within: float = 10.0) -> i
 
 
 Connect = Callable[[], Coroutine[Any, Any, asyncpg.Connection]]
+AfterRound = Callable[[asyncpg.Connection], Coroutine[Any, Any, object]]
 
 
-async def seal_forever(connect: Connect, *, interval: float = 1.0, batch_size: int = DEFAULT_BATCH) -> None:
-    """The background task: a sealing round every ``interval`` seconds until cancelled.
+async def seal_forever(
+    connect: Connect,
+    *,
+    interval: float = 1.0,
+    batch_size: int = DEFAULT_BATCH,
+    after_round: AfterRound | None = None,
+) -> None:
+    """The background task: a sealing round every ``interval`` seconds until cancelled, each
+    followed by ``after_round`` (the checkpointer) on the same connection.
 
     Errors are logged and retried on a fresh connection next round; an unsealed row is only
     sealed late, never lost, so nothing here fails a request.
@@ -163,6 +178,8 @@ async def seal_forever(connect: Connect, *, interval: float = 1.0, batch_size: i
                 if conn is None or conn.is_closed():
                     conn = await connect()
                 await seal(conn, batch_size=batch_size)
+                if after_round is not None:
+                    await after_round(conn)
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as exc:
                 logger.warning(
                     "access log sealing failed: %s %s", type(exc).__name__, getattr(exc, "sqlstate", "") or ""

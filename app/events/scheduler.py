@@ -20,6 +20,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.policy import Policy
+from app.audit import partitions as partition_service
 from app.db import Database
 from app.models.common import utcnow
 from app.services import deadline as deadline_service
@@ -89,4 +90,10 @@ def registered_jobs(policy: Policy) -> list[TimedJob]:
         TimedJob("care.overdue", CARE_OVERDUE_EVERY_SECONDS, care_overdue),
         TimedJob("referral.overdue", REFERRAL_OVERDUE_EVERY_SECONDS, referral_overdue),
         TimedJob("action.overdue", ACTION_OVERDUE_EVERY_SECONDS, action_overdue),
+        # The access log's monthly partitions, kept MONTHS_AHEAD ahead of the calendar.
+        TimedJob(
+            "audit.partitions",
+            partition_service.CREATE_PARTITIONS_EVERY_SECONDS,
+            partition_service.create_ahead,
+        ),
     ]

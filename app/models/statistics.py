@@ -1,6 +1,6 @@
 """Statistics for joint meetings (摸底排查): counts of children, flows and services.
 
-``ChildHistory`` and ``ChildTally`` are kept by a trigger on ``child`` (migration 0009) in the
+``ChildHistory`` and ``ChildTally`` are kept by a trigger on ``child`` (migration 0010) in the
 transaction that changes the child; nothing else writes them. The rest are the query vocabulary
 and the answer's shape, shared by JSON, CSV, XLSX and the dashboard.
 """

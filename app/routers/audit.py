@@ -5,13 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Security
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.deps import Oversight
 from app.audit import Decision
 from app.audit import access_log as access_log_service
+from app.audit import checkpoints as checkpoint_service
 from app.audit.access_log import AccessLogPage
+from app.audit.checkpoints import CheckpointPage
+from app.auth.deps import require
+from app.auth.principal import Principal
+from app.auth.scopes import Scope
 from app.db import get_session
 from app.errors import BadRequest, Forbidden, Unauthorized, Unprocessable, responses
 from app.models.common import IsoDateTime
@@ -19,6 +24,7 @@ from app.models.common import IsoDateTime
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=responses(Unauthorized))
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
+Auditor = Annotated[Principal, Security(require, scopes=[Scope.audit_read])]
 
 
 @router.get(
@@ -68,3 +74,26 @@ async def list_access_log(
         after=after,
         limit=limit,
     )
+
+
+@router.get(
+    "/checkpoints",
+    response_model=CheckpointPage,
+    summary="Signed checkpoints of the access log",
+    responses=responses(Forbidden, Unprocessable),
+)
+async def list_checkpoints(
+    session: Session,
+    _: Auditor,
+    after: Annotated[
+        int | None,
+        Query(ge=0, le=2**62, description="`next_after` from the previous page (a chain position)."),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500, description="Page size.")] = 100,
+) -> Any:
+    """The access log's chain head as the platform signed it at each interval, oldest first. Each
+    `jws` is an ES256 JWS over `position`, `chain_hash`, `signed_at` and `complete_before`,
+    verifiable with `/.well-known/jwks.json` alone. Keep the pages you fetch (and the JWKS) outside
+    the platform: `childlink audit verify --checkpoints FILE` then proves the log up to each one
+    unchanged, and names a rewritten chain, a removed tail or a row written later and backdated."""
+    return await checkpoint_service.list_page(session, after=after, limit=limit)

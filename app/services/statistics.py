@@ -54,7 +54,7 @@ _TALLY_DIMENSIONS = {
     ChildDimension.status,
 }
 _TALLY_LEVELS = (6, 9, 12)
-"""The levels ``child_tally`` keeps (migration 0009): county, township, village."""
+"""The levels ``child_tally`` keeps (migration 0010): county, township, village."""
 _ALL_REGISTRY_CATEGORIES = sorted({DataCategory.welfare, *CATEGORY_DATA.values()})
 
 

@@ -8,6 +8,7 @@ chain stands in the way.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -189,3 +190,76 @@ class TestTampering:
         report = await verify(conn, anchor=anchor)  # ...the anchor can
         assert report.problem is not None
         assert (report.problem.kind, report.problem.position) == ("deleted", 4)
+
+
+async def seed_chain(conn: asyncpg.Connection, count: int) -> None:
+    """``count`` records with valid hashes and chain, copied in directly (quicker than writing and
+    sealing them one batch at a time)."""
+    previous = "0" * 64
+    start = datetime.now(UTC) - timedelta(hours=1)
+    log, chain = [], []
+    for i in range(1, count + 1):
+        record, logged_at = make_record(request_id=f"r{i}"), start + timedelta(milliseconds=i)
+        digest = row_hash(record.content(), logged_at)
+        previous = hashlib.sha256((previous + digest).encode()).hexdigest()
+        log.append(
+            (
+                i,
+                logged_at,
+                record.request_id,
+                record.client_id,
+                record.agency,
+                record.action,
+                record.child_id,
+                record.purpose,
+                "allow",
+                list(record.categories_returned),
+                list(record.categories_withheld),
+                json.dumps(record.basis),
+                digest,
+            )
+        )
+        chain.append((i, i, previous, 0, digest, logged_at))
+    await conn.copy_records_to_table(
+        "access_log",
+        records=log,
+        columns=(
+            "id",
+            "logged_at",
+            "request_id",
+            "client_id",
+            "agency",
+            "action",
+            "child_id",
+            "purpose",
+            "decision",
+            "categories_returned",
+            "categories_withheld",
+            "basis",
+            "row_hash",
+        ),
+    )
+    await conn.copy_records_to_table(
+        "access_log_chain",
+        records=chain,
+        columns=("row_id", "position", "chain_hash", "watermark", "row_hash", "logged_at"),
+    )
+    await conn.execute("SELECT setval('access_log_id_seq', $1)", count)
+
+
+class TestParallelVerify:
+    async def test_ranges_walked_by_several_processes_check_what_one_walk_would(
+        self, conn: asyncpg.Connection, owner_conn: asyncpg.Connection, dsn: str
+    ) -> None:
+        await seed_chain(owner_conn, 24_000)
+        report = await verify(conn, workers=2, dsn=dsn, seal_first=False)
+        assert report.ok, report.summary()
+        assert (report.verified, report.head_position) == (24_000, 24_000)
+        single = await verify(conn, seal_first=False)
+        assert single.head_hash == report.head_hash
+        await as_attacker(
+            owner_conn, ("UPDATE access_log SET purpose = 'statistics' WHERE id = $1", (20_000,))
+        )
+        report = await verify(conn, workers=2, dsn=dsn, seal_first=False)
+        assert report.problem is not None
+        assert (report.problem.kind, report.problem.position, report.verified) == ("edited", 20_000, 19_999)

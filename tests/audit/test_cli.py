@@ -12,8 +12,8 @@ from app.audit import AuditWriter
 from tests.audit.conftest import make_record, write_sealed
 
 
-async def childlink(database_url: str, *args: str) -> tuple[int, str, str]:
-    env = {**os.environ, "DATABASE_URL": database_url}
+async def childlink(database_url: str, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    env = {**os.environ, "DATABASE_URL": database_url, **(env or {})}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -206,3 +206,16 @@ class TestOverdueScheduler:
         # entrusted child assessed 120 days ago (every 90) and visited 40 days ago (every 30).
         fired = await scheduler.run_job(scheduler.jobs[0], datetime.now(UTC))
         assert fired == 4
+
+
+class TestOtherMethods:
+    async def test_patch_on_the_due_list_is_405_not_a_bad_child_id(
+        self, client: httpx.AsyncClient, token: TokenFactory
+    ) -> None:
+        civil = await token(agency="civil-affairs", scopes=["children:read", "children:write"])
+        response = await client.patch(
+            "/v1/children/due?what=assessment&limit=50", headers=bearer(civil), json={}
+        )
+        assert response.status_code == 405
+        assert response.json()["code"] == "method_not_allowed"
+        assert response.headers["allow"] == "GET"
