@@ -63,6 +63,12 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
+def _secret_box(settings: Settings) -> Any:
+    from app.events import vault
+
+    return vault.load(settings.resolved_key_dir, create_if_missing=settings.is_development)
+
+
 def _demo_banner(credentials: list[Any], host: str, port: int, child_ids: list[Any] | None = None) -> str:
     shown_host = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host  # noqa: S104
     base = f"http://{shown_host}:{port}"
@@ -114,7 +120,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     async def seed(session: AsyncSession) -> tuple[list[Any], list[Any]] | None:
         if args.demo or await demo.is_empty(session):
             credentials = await demo.load(session)
-            return credentials, await demo.load_children(session)
+            return credentials, await demo.load_children(session, _secret_box(settings))
         return None
 
     seeded = _with_session(settings, seed)
@@ -157,7 +163,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     migrate(settings)
 
     async def seed(session: AsyncSession) -> tuple[list[Any], list[Any]]:
-        return await demo.load(session), await demo.load_children(session)
+        return await demo.load(session), await demo.load_children(session, _secret_box(settings))
 
     credentials, child_ids = _with_session(settings, seed)
     print(_demo_banner(credentials, "localhost", 8000, child_ids))

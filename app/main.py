@@ -26,6 +26,7 @@ from app.errors import install_database_error_handlers, install_error_handlers
 from app.events.lifecycle import start_events, stop_events
 from app.events.openapi import install_webhooks
 from app.observability import Metrics, RequestContextMiddleware, configure_logging
+from app.openapi_docs import install_openapi_docs, operation_id
 from app.routers import (
     access_report,
     audit,
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -170,6 +172,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(events_router.router)
     app.include_router(subscriptions_router.router)
     install_webhooks(app)
+    install_openapi_docs(app)
     # Middleware added first runs innermost: the custody check's direct path runs inside CORS
     # and the request context, so both apply to it as to every route.
     app.add_middleware(DirectRoutes)
