@@ -13,6 +13,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
+from app.events.examples import example_data
 from app.events.schema import CATEGORY_KEY, ITEM_CATEGORIES_KEY, data_schema
 from app.events.types import SPECS, TypeSpec
 from app.models.vocabulary import DataCategory
@@ -144,6 +145,7 @@ class EventType:
 
 def _build(spec: TypeSpec) -> EventType:
     schema = data_schema(spec.type, spec.properties, spec.required)
+    schema["examples"] = [example_data(schema)]
     Draft202012Validator.check_schema(schema)
     field_categories = {
         name: DataCategory(prop[CATEGORY_KEY])
