@@ -219,7 +219,22 @@ def _document_operation(path: str, method: str, operation: dict[str, Any]) -> No
             media["examples"] = example
 
 
+def _name_inline_body_schemas(schema: dict[str, Any]) -> None:
+    """A body schema written inline (the token endpoint's form) becomes a named component, so a
+    generated client calls its model ``TokenRequest``, not ``IssueTokenTokenRequest``."""
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                body = media.get("schema", {})
+                title = body.get("title")
+                if "$ref" not in body and body.get("type") == "object" and title:
+                    components.setdefault(title, body)
+                    media["schema"] = {"$ref": f"#/components/schemas/{title}"}
+
+
 def document(schema: dict[str, Any]) -> dict[str, Any]:
+    _name_inline_body_schemas(schema)
     for path, path_item in schema.get("paths", {}).items():
         for method, operation in path_item.items():
             if isinstance(operation, dict) and "responses" in operation:
