@@ -173,7 +173,7 @@ def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_agency_add(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
-    from app.models.agency import AgencyCreate, AgencyKind
+    from app.models.agency import AgencyCreate, AgencyKind, AgencyPublic
     from app.services import agency as agency_service
 
     kind = args.kind or (args.code if args.code in {k.value for k in AgencyKind} else None)
@@ -184,7 +184,8 @@ def cmd_agency_add(args: argparse.Namespace, settings: Settings) -> int:
     except (ValidationError, ValueError) as exc:
         return _fail(f"invalid agency: {exc}")
     agency = _with_session(settings, lambda s: agency_service.register(s, data=data))
-    _print_json(agency.model_dump())
+    # Through the public model, as the API answers: ISO 8601 times and the kind as its code.
+    _print_json(AgencyPublic.model_validate(agency).model_dump(mode="json"))
     return 0
 
 
