@@ -1,12 +1,15 @@
-"""Demo data for a newcomer's first run: the five agencies, the platform operator, and one API
-client each. Loading is idempotent; each load issues fresh secrets for the demo clients (only
-hashes are stored, so a secret can be shown only when it is made)."""
+"""Demo data for a newcomer's first run: the five agencies, the platform operator, one API client
+each, five children and the records the documentation's examples act on. Loading is idempotent;
+the demo clients keep their secrets across loads when the caller passes the kept ones."""
 
 from __future__ import annotations
 
+import json
+import os
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -261,8 +264,34 @@ def _add_records(session: AsyncSession, box: SecretBox) -> None:
     )
 
 
-async def load(session: AsyncSession) -> list[DemoCredential]:
-    """Create what is missing and return a fresh secret for every demo client."""
+SECRETS_FILE = "demo-secrets.json"
+"""In the data folder (development only): the demo clients' secrets, so that a restart of
+``serve`` shows, and accepts, the same ones as yesterday's banner."""
+
+
+def read_kept_secrets(data_dir: Path) -> dict[str, str]:
+    path = data_dir / SECRETS_FILE
+    try:
+        kept = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in kept.items()} if isinstance(kept, dict) else {}
+
+
+def keep_secrets(data_dir: Path, credentials: list[DemoCredential]) -> None:
+    """Write the secrets readable by the owner only (they are the demo's, never real ones)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / SECRETS_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        json.dump({c.client_id: c.client_secret for c in credentials}, out, indent=2)
+
+
+async def load(session: AsyncSession, *, kept: dict[str, str] | None = None) -> list[DemoCredential]:
+    """Create what is missing and return every demo client's secret: the one in ``kept`` when it
+    still matches the stored hash, otherwise a fresh one (only hashes are stored, so a secret can
+    be shown only when it is made or was kept)."""
+    kept = kept or {}
     credentials = []
     for code, name, kind, scopes in DEMO_AGENCIES:
         if await session.get(Agency, code) is None:
@@ -270,8 +299,12 @@ async def load(session: AsyncSession) -> list[DemoCredential]:
             await session.flush()
         client_id = f"demo-{code}"
         region = "" if kind is AgencyKind.platform else DEMO_REGION
-        secret = client_service.new_secret()
         client = await session.get(ApiClient, client_id)
+        previous = kept.get(client_id)
+        if client is not None and previous and client_service.secret_matches(previous, client.secret_hash):
+            credentials.append(DemoCredential(code, client_id, previous, list(client.allowed_scopes), region))
+            continue
+        secret = client_service.new_secret()
         if client is None:
             client = ApiClient(
                 id=client_id,
