@@ -51,7 +51,9 @@ in time and only as far as the law and the guardian's consent allow.
 **Getting a token.** Each agency system is an API client. Exchange its id and secret at
 `POST /oauth/token` (OAuth 2.0 client credentials) for a JWT of at most 15 minutes, then send
 `Authorization: Bearer <token>`. In this page, press **Authorize**, enter the client id and
-secret under *OAuth2ClientCredentials*, tick the scopes, and every "Try it out" carries the token.
+secret under *OAuth2ClientCredentials*, leave the scopes unticked (the token then carries every
+scope the client holds), and every "Try it out" carries the token. Each operation's pre-filled
+example works on the demo data of `./scripts/serve`; its summary names the demo client to use.
 
 ```
 curl -s -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials \\
