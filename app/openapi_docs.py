@@ -193,14 +193,21 @@ def _document_parameters(operation: dict[str, Any], method: str) -> None:
         elif where == "header" and name == "X-Purpose-Of-Use":
             parameter["description"] = PURPOSE_DESCRIPTION
             parameter["example"] = "child_protection"
-        elif where == "header" and name == "If-Match" and method == "patch":
-            # The service answers 428 without it (not FastAPI's 422), so the route declares it
-            # optional; the contract is that it is required.
-            parameter["required"] = True
-            parameter["description"] = IF_MATCH_DESCRIPTION
-            parameter["schema"] = {"type": "string", "maxLength": 200, "examples": ['"3"']}
+        elif where == "header" and name == "If-Match":
+            # A demo record that has not changed yet has ETag "1": Swagger UI pre-fills it.
+            parameter["example"] = '"1"'
+            if method == "patch":
+                _require_if_match(parameter)
         elif where == "header" and name == "Idempotency-Key":
             parameter["example"] = IDEMPOTENCY_EXAMPLE
+
+
+def _require_if_match(parameter: dict[str, Any]) -> None:
+    """The service answers 428 without it (not FastAPI's 422), so the route declares it
+    optional; the contract is that it is required."""
+    parameter["required"] = True
+    parameter["description"] = IF_MATCH_DESCRIPTION
+    parameter["schema"] = {"type": "string", "maxLength": 200, "examples": ['"3"']}
 
 
 def _document_operation(path: str, method: str, operation: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from app.services.demo import (
     DEMO_BREAK_GLASS_ID,
     DEMO_CHILD_IDS,
     DEMO_CONSENT_ID,
+    DEMO_INVESTIGATION_REF,
     DEMO_PULL_SUBSCRIPTION_ID,
     DEMO_RESIDENT_IDS,
     DEMO_WEBHOOK_SUBSCRIPTION_ID,
@@ -252,12 +253,14 @@ PATH_EXAMPLES: dict[str, dict[str, str]] = {
         "subscription_id": str(DEMO_PULL_SUBSCRIPTION_ID),
         "client_id": "demo-education",
         "type_name": "cn.gov.childlink.education.dropout-risk.flagged.v1",
+        "ref": DEMO_INVESTIGATION_REF,
     },
     "exit_child": {"child_id": ZHANG_WEI},
     "record_guardianship": {"child_id": LI_XIAOHUA},
     "record_consent": {"child_id": LI_XIAOHUA},
     "replay_subscription": {"subscription_id": str(DEMO_WEBHOOK_SUBSCRIPTION_ID)},
     "list_deliveries": {"subscription_id": str(DEMO_WEBHOOK_SUBSCRIPTION_ID)},
+    "ping_subscription": {"subscription_id": str(DEMO_WEBHOOK_SUBSCRIPTION_ID)},
     "rotate_subscription_secret": {"subscription_id": str(DEMO_WEBHOOK_SUBSCRIPTION_ID)},
 }
 """Path parameter values per operation id (``""``: every operation)."""

@@ -21,7 +21,7 @@ from app.events import signing
 from app.events.vault import SecretBox
 from app.models import resident_id
 from app.models.agency import Agency, AgencyKind
-from app.models.break_glass import BreakGlassReason, BreakGlassReview
+from app.models.break_glass import BreakGlassReason, BreakGlassReview, Investigation
 from app.models.child import Child, Sex
 from app.models.client import ApiClient
 from app.models.consent import Consent, ConsentGiver
@@ -127,6 +127,8 @@ DEMO_CONSENT_ID = uuid.UUID("9c98bdf8-578b-4a86-ae07-565f81792832")
 """卓玛 lets the women's federation see 扎西·多吉's health data for child protection."""
 DEMO_BREAK_GLASS_ID = uuid.UUID("22ab9d1c-1998-4b89-a53d-a35ef07e2849")
 """A police break-glass read of 阿依古丽·买买提's record, waiting for review."""
+DEMO_INVESTIGATION_REF = "WH-2026-0117"
+"""An open police investigation: reads made for it stay out of the access report until closed."""
 DEMO_PULL_SUBSCRIPTION_ID = uuid.UUID("c6d771ec-832e-438b-9c14-f9186419a7f2")
 """Education's pull subscription to registry and guardianship events."""
 DEMO_WEBHOOK_SUBSCRIPTION_ID = uuid.UUID("caa66fdc-cbc2-4b09-aa52-51d97cf5b3c9")
@@ -202,8 +204,8 @@ async def load_children(session: AsyncSession, box: SecretBox) -> list[uuid.UUID
 
 
 def _add_records(session: AsyncSession, box: SecretBox) -> None:
-    """A consent, a break-glass use awaiting review and two subscriptions, so every documented
-    example has a demo record to act on."""
+    """A consent, a break-glass use awaiting review, an open investigation and two
+    subscriptions, so every documented example has a demo record to act on."""
     session.add(
         Consent(
             id=DEMO_CONSENT_ID,
@@ -233,6 +235,7 @@ def _add_records(session: AsyncSession, box: SecretBox) -> None:
             categories=["health"],
         )
     )
+    session.add(Investigation(ref=DEMO_INVESTIGATION_REF, agency="police"))
     session.add(
         Subscription(
             id=DEMO_PULL_SUBSCRIPTION_ID,
