@@ -14,8 +14,12 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagge
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from app.errors import NotFound
+
 STATIC_URL = "/static/docs"
 _ASSETS = Path(fastapi_offline.__file__).parent / "static"
+GUIDE_URL = "/docs/integration-guide.zh-CN.md"
+_GUIDE = Path(__file__).resolve().parent.parent / "docs" / "integration-guide.zh-CN.md"
 REDOC_JS_URL = "/docs/assets/redoc.standalone.js"
 REDOC_LOGO_URL = "/docs/assets/redoc-logo-mini.svg"
 _REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
@@ -40,6 +44,13 @@ def install_docs(app: FastAPI) -> None:
         return Response(
             redoc_bundle, media_type="text/javascript", headers={"Cache-Control": "public, max-age=3600"}
         )
+
+    @app.get(GUIDE_URL, include_in_schema=False)
+    async def integration_guide() -> Response:
+        """The Chinese integration guide, linked from the top of /docs (from the source tree)."""
+        if not _GUIDE.is_file():
+            raise NotFound("The integration guide is not installed with this copy of ChildLink.")
+        return Response(_GUIDE.read_bytes(), media_type="text/markdown; charset=utf-8")
 
     @app.get(REDOC_LOGO_URL, include_in_schema=False)
     async def redoc_logo() -> Response:

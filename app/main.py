@@ -44,6 +44,10 @@ from app.routers import subscriptions as subscriptions_router
 from app.services import guardianship as guardianship_service
 
 DESCRIPTION = """
+**中文对接指南** (integration guide in Chinese):
+[integration-guide.zh-CN.md](/docs/integration-guide.zh-CN.md): tokens, purposes of use, the
+custody check, events, webhook signatures, error codes.
+
 ChildLink (儿童关爱保护信息共享平台) lets civil affairs, education, health, police and the
 women's federation share what each knows about left-behind (留守) and at-risk (困境) children,
 in time and only as far as the law and the guardian's consent allow.

@@ -224,3 +224,12 @@ class TestDocsDetails:
         description = spec["info"]["description"]
         assert "tick the scopes" not in description
         assert "leave the scopes unticked" in description
+
+    async def test_the_chinese_integration_guide_is_linked_and_served(
+        self, client: httpx.AsyncClient, spec: dict[str, Any]
+    ) -> None:
+        assert "(/docs/integration-guide.zh-CN.md)" in spec["info"]["description"]
+        guide = await client.get("/docs/integration-guide.zh-CN.md")
+        assert guide.status_code == 200
+        assert guide.headers["content-type"].startswith("text/markdown")
+        assert "对接指南" in guide.text

@@ -7,57 +7,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.conftest import ROOT
-from tests.live import LiveServer, serve_demo
-
-SECRET_PLACEHOLDER = re.compile(r"<the ([a-z-]+) client_secret serve printed>")
-
-
-def sh_blocks(markdown: str) -> list[str]:
-    return re.findall(r"^```sh\n(.*?)^```", markdown, flags=re.S | re.M)
-
-
-def runnable(blocks: list[str]) -> list[str]:
-    """All but the blocks that install and start the server or run the tests: the test does the
-    first itself (``childlink serve --demo``, what ``./scripts/serve`` runs after installing)."""
-    return [b for b in blocks if not b.lstrip().startswith("./scripts/")]
-
-
-def fill_in(block: str, server: LiveServer) -> str:
-    block = SECRET_PLACEHOLDER.sub(lambda m: server.secret(m.group(1)), block)
-    return block.replace("http://localhost:8000", server.base)
-
-
-def run_blocks(blocks: list[str], server: LiveServer) -> list[str]:
-    """Run the blocks in one bash, as one terminal session; returns each block's output."""
-    script = ["set -euo pipefail"]
-    for i, block in enumerate(blocks):
-        script += [f"echo '@@block {i}'", fill_in(block, server), "echo"]
-    done = subprocess.run(  # noqa: S603 - the README's own commands
-        ["bash", "-c", "\n".join(script)],  # noqa: S607
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stderr == "", done.stderr
-    return re.split(r"^@@block \d+\n", done.stdout, flags=re.M)[1:]
-
-
-def answers(output: str) -> list[dict[str, Any]]:
-    """Every JSON document a block printed; none may be an error."""
-    found = [json.loads(line) for line in output.splitlines() if line.strip()]
-    for body in found:
-        assert "error" not in body and not str(body.get("status", "")).startswith(("4", "5")), body
-    return found
+from tests.doc_commands import answers, run_blocks, runnable, sh_blocks
+from tests.live import serve_demo
 
 
 async def test_every_readme_command_runs_against_a_live_server(database_url: str, tmp_path: Path) -> None:
