@@ -32,7 +32,8 @@ NEW_CHILD_RESIDENT_ID = "510107201605120269"
 
 
 def _example(agency: str, summary: str, value: dict[str, Any], description: str = "") -> dict[str, Any]:
-    example: dict[str, Any] = {"summary": summary, "value": value, "x-agency": agency}
+    # The summary names the demo client to Authorize with: Swagger UI shows it, not x-agency.
+    example: dict[str, Any] = {"summary": f"[demo-{agency}] {summary}", "value": value, "x-agency": agency}
     if description:
         example["description"] = description
     return example
@@ -42,7 +43,7 @@ REQUEST_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
     "issue_token": {
         "custody_check": _example(
             "police",
-            "Police: only the scopes the custody check needs",
+            "Only the scopes the custody check needs",
             {"grant_type": "client_credentials", "scope": "custody:read children:read"},
             "Send the client id and secret as HTTP Basic. Leave `scope` out to get every scope the "
             "client holds.",
@@ -58,7 +59,7 @@ REQUEST_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
     "create_client": {
         "school_system": _example(
             "platform",
-            "Education: a district's student information system",
+            "A district's student information system",
             {
                 "agency": "education",
                 "name": "武侯区学籍管理系统",
@@ -101,7 +102,7 @@ REQUEST_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
     "lookup_child": {
         "by_resident_id": _example(
             "police",
-            "Police: find a demo child by ID number",
+            "Find a demo child by ID number",
             {"resident_id": DEMO_RESIDENT_IDS[0]},
             "The number travels in the body, never in the URL.",
         ),
@@ -144,7 +145,7 @@ REQUEST_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
         ),
         "police_emergency": _example(
             "police",
-            "Police: emergency custody intervention",
+            "Emergency custody intervention",
             {
                 "custody_status": "temporary_state",
                 "responsible_org": "成都市未成年人救助保护中心",
@@ -188,7 +189,7 @@ REQUEST_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
     "publish_event": {
         "dropout_risk": _example(
             "education",
-            "Education: a demo child is at risk of dropping out",
+            "A demo child is at risk of dropping out",
             {
                 "specversion": "1.0",
                 "id": "edu-510107-2026-000123",

@@ -52,6 +52,9 @@ async def serve_demo(
             "DATABASE_URL": database_url,
             "CHILDLINK_DATA_DIR": str(data_dir),
             "CHILDLINK_LOG_LEVEL": "WARNING",
+            # The database server is shared with the suite's own app: a small pool is plenty
+            # for one browser or one shell.
+            "CHILDLINK_DB_POOL_SIZE": "3",
         }
     )
     os.makedirs(data_dir, exist_ok=True)
