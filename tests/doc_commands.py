@@ -8,7 +8,7 @@ import re
 import subprocess
 from typing import Any
 
-from tests.live import LiveServer
+from tests.live_demo import LiveServer
 
 SECRET_PLACEHOLDER = re.compile(
     r"<(?:the ([a-z-]+) client_secret serve printed|serve 打印的 ([a-z-]+) 密钥)>"

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.live import LiveServer, serve_demo
+from tests.live_demo import LiveServer, serve_demo
 
 CHROMIUM = "/usr/bin/chromium"
 

@@ -17,7 +17,7 @@ import pytest
 from app.events import signing
 from tests.conftest import ROOT
 from tests.doc_commands import answers, blocks, run_blocks, runnable, sh_blocks
-from tests.live import serve_demo
+from tests.live_demo import serve_demo
 
 GUIDE = ROOT / "docs" / "integration-guide.zh-CN.md"
 

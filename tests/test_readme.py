@@ -14,7 +14,7 @@ import httpx
 
 from tests.conftest import ROOT
 from tests.doc_commands import answers, run_blocks, runnable, sh_blocks
-from tests.live import serve_demo
+from tests.live_demo import serve_demo
 
 
 async def test_every_readme_command_runs_against_a_live_server(database_url: str, tmp_path: Path) -> None:
