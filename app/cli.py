@@ -26,16 +26,44 @@ OPENAPI_PATH = Path(__file__).resolve().parent.parent / "openapi" / "openapi.jso
 
 
 def migrate(settings: Settings, url: str | None = None) -> None:
-    """Bring the schema to the newest revision (serialized by an advisory lock)."""
+    """Bring the schema to the newest revision (serialized by an advisory lock), connected as
+    ``url`` or ``CHILDLINK_MIGRATION_DATABASE_URL`` (the owner) or else ``DATABASE_URL``.
+
+    When the service's role (``DATABASE_URL``) differs from the migrating one, it is granted what
+    it needs on every table afterwards, new tables included (:func:`app.db_roles.grant_app_role`).
+    """
     from alembic import command
     from alembic.config import Config
 
     from app.db import resolve_database_url
 
+    owner_url = url or settings.migration_database_url or resolve_database_url(settings)
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).resolve().parent.parent / "migrations"))
-    config.set_main_option("sqlalchemy.url", (url or resolve_database_url(settings)).replace("%", "%%"))
+    config.set_main_option("sqlalchemy.url", owner_url.replace("%", "%%"))
     command.upgrade(config, "head")
+    if settings.database_url and settings.database_url != owner_url:
+        asyncio.run(_grant_service_role(owner_url, settings.database_url))
+
+
+async def _grant_service_role(owner_url: str, app_url: str) -> None:
+    import asyncpg
+
+    from app.db import asyncpg_dsn
+    from app.db_roles import grant_app_role, login_of
+
+    conn = await asyncpg.connect(asyncpg_dsn(owner_url))
+    try:
+        app_role = login_of(app_url).user
+        if app_role == await conn.fetchval("SELECT current_user"):
+            return
+        if not await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", app_role):
+            raise RuntimeError(
+                f"the service's role {app_role} does not exist: run `childlink db roles` first"
+            )
+        await grant_app_role(conn, app_role)
+    finally:
+        await conn.close()
 
 
 def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
@@ -75,6 +103,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from app import demo_banner
     from app.auth.keys import KeyRing
     from app.db import resolve_database_url
+    from app.server import UVICORN_OPTIONS
     from app.services import demo
 
     resolve_database_url(settings)  # starts the embedded server once, for every worker
@@ -116,9 +145,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_config=None,
-        access_log=False,
-        proxy_headers=False,
+        **UVICORN_OPTIONS,
     )
     return 0
 
@@ -223,7 +250,7 @@ def _with_asyncpg(settings: Settings, work: Callable[[Any], Awaitable[T]]) -> T:
 
 
 def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
-    from app.audit.verify import parse_anchor, verify
+    from app.audit.verify import ANCHOR_NOTE, anchored_note, parse_anchor, verify
 
     try:
         anchor = parse_anchor(args.anchor) if args.anchor else None
@@ -233,6 +260,8 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
     if not report.ok:
         return _fail(report.summary())
     print(report.summary())
+    # On stderr: stdout stays the one line a script parses.
+    print(f"childlink: {anchored_note(anchor) if anchor else ANCHOR_NOTE}", file=sys.stderr)
     return 0
 
 
@@ -241,6 +270,40 @@ def cmd_audit_seal(args: argparse.Namespace, settings: Settings) -> int:
 
     sealed = _with_asyncpg(settings, lambda conn: seal_committed(conn))
     print(f"sealed {sealed} access log records")
+    return 0
+
+
+def cmd_db_roles(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncpg
+
+    from app.db import asyncpg_dsn
+    from app.db_roles import create_roles, login_of
+
+    if not (settings.db_admin_url and settings.migration_database_url and settings.database_url):
+        return _fail(
+            "set CHILDLINK_DB_ADMIN_URL (a superuser), CHILDLINK_MIGRATION_DATABASE_URL (the owner "
+            "role to create) and DATABASE_URL (the service role to create)",
+            2,
+        )
+    try:
+        owner, app = login_of(settings.migration_database_url), login_of(settings.database_url)
+    except ValueError as exc:
+        return _fail(str(exc), 2)
+
+    async def run() -> list[str]:
+        assert settings.db_admin_url is not None
+        conn = await asyncpg.connect(asyncpg_dsn(settings.db_admin_url))
+        try:
+            return await create_roles(conn, owner=owner, app=app)
+        finally:
+            await conn.close()
+
+    try:
+        done = asyncio.run(run())
+    except (ValueError, asyncpg.PostgresError) as exc:
+        return _fail(f"could not set up the roles: {exc}")
+    for line in done:
+        print(line)
     return 0
 
 
@@ -313,15 +376,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="the access log").add_subparsers(dest="action", required=True)
     audit_verify = audit.add_parser(
-        "verify", help="seal, then prove the access log intact (exit 0) or name the first bad row (exit 1)"
+        "verify",
+        help="seal, then prove the access log consistent (exit 0) or name the first bad row (exit 1); "
+        "a forged row with a correct hash is detected only against an --anchor",
     )
     audit_verify.add_argument(
-        "--anchor", metavar="POSITION:HASH", help="a chain head printed by an earlier verify, kept elsewhere"
+        "--anchor",
+        metavar="POSITION:HASH",
+        help="a chain head printed by an earlier verify and kept outside the database: without one, a "
+        "forged row appended with a correct hash, or a chain rewritten to its end, is not detected",
     )
     audit_verify.set_defaults(func=cmd_audit_verify)
     audit.add_parser("seal", help="append every committed record to the hash chain now").set_defaults(
         func=cmd_audit_seal
     )
+
+    database = sub.add_parser("db", help="the database roles").add_subparsers(dest="action", required=True)
+    database.add_parser(
+        "roles",
+        help="create the schema owner (CHILDLINK_MIGRATION_DATABASE_URL's role) and the restricted "
+        "service role (DATABASE_URL's), connected as CHILDLINK_DB_ADMIN_URL; safe to run again",
+    ).set_defaults(func=cmd_db_roles)
 
     spec = sub.add_parser("openapi", help="write or check openapi/openapi.json")
     spec.add_argument("--check", action="store_true", help="fail if the committed spec differs from the app")

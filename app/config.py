@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import re
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AnyHttpUrl, Field, field_validator, model_validator
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.auth.scopes import PRIVILEGED_SCOPES, Scope
 
 MAX_TOKEN_LIFETIME_SECONDS = 900
 """Tokens live at most 15 minutes: short enough that a leaked token ages out quickly."""
@@ -27,6 +42,74 @@ def _split_csv(value: object) -> object:
     return value
 
 
+class TrustedIssuer(BaseModel):
+    """An external identity provider, and what its tokens may say.
+
+    A token from it is accepted only inside this trust: an agency it may assert, scopes it may
+    grant, and a region under its prefix. ``admin`` and ``audit:read`` are refused here unless
+    ``allow_privileged`` is also set, so that listing them by accident is not enough.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    issuer: str = Field(min_length=1, max_length=500)
+    """The ``iss`` its tokens carry."""
+    jwks_url: str = Field(pattern=r"^https?://", max_length=2000)
+    agencies: frozenset[str] = Field(min_length=1)
+    """Agency codes its tokens may name in ``agency``."""
+    scopes: frozenset[Scope] = Field(min_length=1)
+    """Scopes its tokens may grant; a token claiming another known scope is refused."""
+    region: str = Field(pattern=r"^\d{0,12}$")
+    """The division-code prefix its tokens' ``region`` must stay under; ``""`` is the whole country."""
+    allow_privileged: bool = False
+    """Required as well as listing ``admin`` or ``audit:read``, and to assert a platform agency."""
+
+    @field_validator("agencies")
+    @classmethod
+    def _agency_codes(cls, value: frozenset[str]) -> frozenset[str]:
+        bad = sorted(code for code in value if not _AGENCY_CODE.match(code))
+        if bad:
+            raise ValueError("not agency codes: " + ", ".join(bad))
+        return value
+
+    @model_validator(mode="after")
+    def _privileged_is_explicit(self) -> TrustedIssuer:
+        privileged = sorted(str(s) for s in self.scopes & PRIVILEGED_SCOPES)
+        if privileged and not self.allow_privileged:
+            raise ValueError(
+                f"trusted issuer {self.issuer} lists {', '.join(privileged)}: an external issuer grants "
+                'these only with "allow_privileged": true as well'
+            )
+        return self
+
+
+_AGENCY_CODE = re.compile(r"^[a-z][a-z0-9-]{1,62}[a-z0-9]$")
+_ISSUERS = TypeAdapter(list[TrustedIssuer])
+_ISSUERS_FORMAT = (
+    'a JSON list of {"issuer", "jwks_url", "agencies", "scopes", "region"[, "allow_privileged"]} objects'
+)
+
+
+def _parse_issuers(value: object, source: str) -> list[TrustedIssuer]:
+    if isinstance(value, str):
+        if not value.strip():
+            return []
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError(
+                f"{source} must be {_ISSUERS_FORMAT}; the older 'issuer|jwks_url' form is no longer "
+                "accepted, because each issuer must say what it is trusted with"
+            ) from None
+    try:
+        return _ISSUERS.validate_python(value)
+    except ValidationError as exc:
+        problems = "; ".join(
+            ".".join(str(part) for part in error["loc"]) + ": " + error["msg"] for error in exc.errors()
+        )
+        raise ValueError(f"{source} is not {_ISSUERS_FORMAT}: {problems}") from None
+
+
 class Settings(BaseSettings):
     """All configuration. Unsafe development defaults are refused in production."""
 
@@ -34,6 +117,12 @@ class Settings(BaseSettings):
 
     env: Environment = Environment.development
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    """The service's connection: in production a restricted role (see ``childlink db roles``)."""
+    migration_database_url: str | None = None
+    """The schema owner's connection, used by ``childlink migrate`` (and the migrate step of
+    ``serve`` and ``worker``); unset: ``DATABASE_URL``, as on the embedded server."""
+    db_admin_url: str | None = None
+    """A superuser (or CREATEROLE) connection, used only by ``childlink db roles``."""
     data_dir: Path = Path(".childlink")
     """Holds the embedded PostgreSQL data folder (``pgdata``) and, in development, the keys."""
     pgdata: Path | None = None
@@ -44,11 +133,26 @@ class Settings(BaseSettings):
     clock_leeway_seconds: int = Field(default=30, ge=0, le=60)
     client_status_ttl_seconds: float = Field(default=2.0, ge=0, le=5)
     """How long a worker trusts its cached view of a client's status; revocation lag is bounded by it."""
-    trusted_issuers: Annotated[list[str], NoDecode] = []
-    """External issuers as ``issuer|jwks_url`` pairs, comma-separated."""
+    trusted_issuers: Annotated[list[TrustedIssuer], NoDecode] = []
+    """External issuers and what each is trusted with, as JSON (see :class:`TrustedIssuer`)."""
+    trusted_issuers_file: Path | None = None
+    """A JSON file holding the same list instead; set one of the two."""
+    jwks_fetch_deadline_seconds: float = Field(default=5.0, gt=0, le=30)
+    """An external issuer's JWKS must arrive whole within this long, or the fetch is abandoned."""
     cors_origins: Annotated[list[AnyHttpUrl], NoDecode] = []
     db_pool_size: int = Field(default=20, ge=1, le=200)
     max_body_bytes: int = 1024 * 1024
+    max_header_bytes: int = Field(default=32 * 1024, ge=4096, le=1024 * 1024)
+    """A request's head (request line and headers) in bytes; more is refused with 431."""
+    max_header_line_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    """One header line (name and value) in bytes; a longer one is refused with 431."""
+    docs: bool = True
+    """Serve the interactive docs (``/docs``, ``/redoc`` and their assets). ``/openapi.json``, the
+    contract integrators build against, is served either way."""
+    metrics_token: SecretStr | None = None
+    """A bearer token that ``/metrics`` accepts besides an ``admin`` token (for a Prometheus
+    scraper that holds no client). In production ``/metrics`` is never open: it wants one or the
+    other; in development it is open unless this is set."""
     log_level: str = "INFO"
     otel: bool = False
     """FastAPI's native OpenTelemetry spans and metrics, for a deployment that configures an
@@ -56,7 +160,14 @@ class Settings(BaseSettings):
     log export, which would carry exception messages, stays off). Off by default: the service's
     own metrics are at ``/metrics``, and looking for a configured SDK costs every request a few
     microseconds even when there is none."""
-    token_failures_per_minute: int = Field(default=20, ge=1)
+    token_failures_per_source: int = Field(default=10, ge=1, le=1000)
+    """Failed secrets one source may try for one client before exponential back-off (per worker)."""
+    token_failures_per_client: int = Field(default=100, ge=1, le=100_000)
+    """Failed secrets for one client, from all sources, in an hour before every source failing
+    for it backs off after its first failure (per worker)."""
+    trusted_proxies: Annotated[list[IPvAnyNetwork], NoDecode] = []
+    """Proxies (addresses or CIDRs, comma-separated) whose ``X-Forwarded-For`` names the source
+    address the token endpoint's limiter counts; empty: the connection's peer is the source."""
     break_glass_daily_limit: int = Field(default=5, ge=0, le=1000)
     """Break-glass reads one client may make in 24 hours before further uses are refused (429)."""
 
@@ -80,7 +191,7 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     feed_max_wait_seconds: int = Field(default=30, ge=0, le=60)
 
-    _split = field_validator("trusted_issuers", "cors_origins", mode="before")(_split_csv)
+    _split = field_validator("cors_origins", "trusted_proxies", mode="before")(_split_csv)
     _split_events = field_validator("webhook_allowed_hosts", "webhook_retry_schedule", mode="before")(
         _split_csv
     )
@@ -100,14 +211,28 @@ class Settings(BaseSettings):
             raise ValueError("CHILDLINK_WEBHOOK_LEASE_SECONDS must exceed the webhook timeout by a second")
         return self
 
-    @field_validator("trusted_issuers")
+    @field_validator("trusted_issuers", mode="before")
     @classmethod
-    def _issuer_pairs(cls, value: list[str]) -> list[str]:
-        for item in value:
-            issuer, sep, jwks_url = item.partition("|")
-            if not sep or not issuer or not jwks_url.startswith(("https://", "http://")):
-                raise ValueError("each trusted issuer must be 'issuer|https://jwks-url'")
-        return value
+    def _issuers_from_json(cls, value: object) -> object:
+        return _parse_issuers(value, "CHILDLINK_TRUSTED_ISSUERS")
+
+    @model_validator(mode="after")
+    def _issuers_from_file(self) -> Settings:
+        if self.trusted_issuers_file is not None:
+            if self.trusted_issuers:
+                raise ValueError("set CHILDLINK_TRUSTED_ISSUERS or CHILDLINK_TRUSTED_ISSUERS_FILE, not both")
+            source = f"CHILDLINK_TRUSTED_ISSUERS_FILE ({self.trusted_issuers_file})"
+            try:
+                text = self.trusted_issuers_file.read_text(encoding="utf-8")
+            except (OSError, UnicodeError) as exc:
+                raise ValueError(f"{source} cannot be read: {type(exc).__name__}") from None
+            self.trusted_issuers = _parse_issuers(text or "[]", source)
+        issuers = [item.issuer for item in self.trusted_issuers]
+        if len(set(issuers)) != len(issuers):
+            raise ValueError("each trusted issuer may be configured once")
+        if self.issuer in issuers:
+            raise ValueError("CHILDLINK_ISSUER cannot also be a trusted external issuer")
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Settings:
@@ -119,9 +244,10 @@ class Settings(BaseSettings):
                 problems.append("CHILDLINK_KEY_DIR must name the signing-key folder")
             if self.issuer == DEV_ISSUER or not self.issuer.startswith("https://"):
                 problems.append("CHILDLINK_ISSUER must be the service's https URL")
-            for item in self.trusted_issuers:
-                if not item.partition("|")[2].startswith("https://"):
-                    problems.append("trusted issuer JWKS URLs must use https")
+            if any(not item.jwks_url.startswith("https://") for item in self.trusted_issuers):
+                problems.append("trusted issuer JWKS URLs must use https")
+            if self.metrics_token is not None and len(self.metrics_token.get_secret_value()) < 32:
+                problems.append("CHILDLINK_METRICS_TOKEN must be at least 32 characters")
             if problems:
                 raise ValueError("; ".join(problems))
         return self
@@ -139,8 +265,8 @@ class Settings(BaseSettings):
         return (self.key_dir or self.data_dir / "keys").resolve()
 
     @property
-    def external_issuers(self) -> dict[str, str]:
-        return dict(item.split("|", 1) for item in self.trusted_issuers)
+    def external_issuers(self) -> dict[str, TrustedIssuer]:
+        return {item.issuer: item for item in self.trusted_issuers}
 
 
 @lru_cache

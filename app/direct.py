@@ -12,9 +12,9 @@ same functions the route's dependencies call: :func:`app.auth.deps.authenticate`
 exception handlers, so a problem document is the same whichever way the request went.
 
 Anything this path does not fully handle passes on to the documented route untouched: another
-method or path, an id not spelled as a hyphenated UUID, a header over its documented length or repeated. Those
-requests get FastAPI's canonical answers (405, 422), and nothing has been read or written for
-them before they pass on.
+method or path, an id not spelled as a hyphenated UUID, a header over its documented length or
+repeated, any query string. Those requests get FastAPI's canonical answers (405, 422, 400), and
+nothing has been read or written for them before they pass on.
 """
 
 from __future__ import annotations
@@ -96,6 +96,10 @@ def _read_headers(scope: Scope) -> dict[bytes, str] | None:
 
 async def _custody(scope: Scope, receive: Receive, send: Send, raw_id: str) -> bool:
     """Answer one custody check; False (having done nothing) when the route should answer it."""
+    if scope.get("query_string"):
+        # The custody check takes no query parameters: the route refuses any (400
+        # unknown_parameter), as every child route does.
+        return False
     child_id = uuid.UUID(raw_id)
     headers = _read_headers(scope)
     if headers is None:

@@ -17,9 +17,11 @@ from app.access.policy import load_policy
 from app.audit import start_audit, stop_audit
 from app.auth.clients import ClientDirectory
 from app.auth.keys import KeyRing
+from app.auth.limiter import FailureLimiter
 from app.auth.tokens import TokenVerifier
 from app.config import Settings, get_settings
 from app.db import asyncpg_dsn, create_database, resolve_database_url
+from app.db_roles import enforce_least_privilege
 from app.direct import DirectRoutes
 from app.docs import install_docs
 from app.errors import install_database_error_handlers, install_error_handlers
@@ -31,13 +33,18 @@ from app.routers import (
     access_report,
     audit,
     break_glass,
+    cases,
     children,
     consents,
+    consultations,
+    due,
     guardianship,
     identity,
     oauth,
     ops,
     policy,
+    referrals,
+    timeline,
 )
 from app.routers import events as events_router
 from app.routers import subscriptions as subscriptions_router
@@ -107,6 +114,7 @@ TAGS = [
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     database_url = resolve_database_url(settings)
+    await enforce_least_privilege(asyncpg_dsn(database_url), production=not settings.is_development)
     db = create_database(database_url, pool_size=settings.db_pool_size)
     keys = KeyRing(settings.resolved_key_dir, create_if_empty=settings.is_development)
     app.state.db = db
@@ -159,12 +167,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.state.token_limiter = FailureLimiter(
+        per_source=settings.token_failures_per_source, per_client=settings.token_failures_per_client
+    )
     install_error_handlers(app)
     install_database_error_handlers(app)
-    install_docs(app)
+    if settings.docs:
+        install_docs(app)
     for module in (
         oauth,
         identity,
+        due,  # before children: `/v1/children/due` is not a child id
         children,
         guardianship,
         consents,
@@ -173,6 +186,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit,
         break_glass,
         ops,
+        cases,
+        referrals,
+        consultations,
+        timeline,
     ):
         app.include_router(module.router)
     app.include_router(events_router.router)
@@ -199,6 +216,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["ETag", "X-Request-ID", "Retry-After"],
         )
     app.add_middleware(
-        RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        metrics=app.state.metrics,
+        production=not settings.is_development,
+        max_header_bytes=settings.max_header_bytes,
+        max_header_line_bytes=settings.max_header_line_bytes,
     )
     return app

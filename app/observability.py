@@ -26,6 +26,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _BODY_METHODS = {b"POST", b"PUT", b"PATCH"}
 _JSON_TYPES = ("application/json", "application/merge-patch+json", "application/cloudevents+json")
 _FORM_PATHS = ("/oauth/token",)
+_NO_STORE_PATHS = ("/v1/", "/oauth/")
 
 
 class JsonFormatter(logging.Formatter):
@@ -55,6 +56,11 @@ def configure_logging(level: str = "INFO") -> None:
     root.setLevel(level.upper())
     # uvicorn's own access log prints raw URLs; ours prints route templates instead.
     logging.getLogger("uvicorn.access").disabled = True
+    # httpx logs every request it sends at INFO with its full URL: for a webhook delivery that is
+    # the subscriber's URL, whose query string can carry the receiver's own secret. The delivery
+    # worker records outcomes itself, by subscription id.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 class Metrics:
@@ -120,7 +126,7 @@ def _problem(status: int, code: str, title: str, detail: str, request_id: str, p
     ).encode()
 
 
-_ids = random.Random()  # noqa: S311 (request ids are not secrets; see _new_request_id)
+_ids = random.Random()  # noqa: S311 (request ids are not secrets; see new_request_id)
 
 
 def _reseed_ids() -> None:
@@ -131,7 +137,7 @@ _reseed_ids()
 os.register_at_fork(after_in_child=_reseed_ids)  # workers forked from one parent never share ids
 
 
-def _new_request_id() -> str:
+def new_request_id() -> str:
     """16 random hex digits. A request id correlates logs; it is no secret and no credential, so
     it need not cost a system call for fresh entropy on every request."""
     return f"{_ids.getrandbits(64):016x}"
@@ -145,10 +151,27 @@ class RequestContextMiddleware:
     """Outermost middleware: request id, size and media-type gates, access log, metrics, and a
     last-resort 500 that still carries the request id."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_bytes: int,
+        metrics: Metrics,
+        production: bool = False,
+        max_header_bytes: int = 32 * 1024,
+        max_header_line_bytes: int = 16 * 1024,
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.max_header_bytes = max_header_bytes
+        self.max_header_line_bytes = max_header_line_bytes
         self.metrics = metrics
+        # Sent on every response: browsers must not guess a JSON error or a CSV export into HTML.
+        self.always: list[tuple[bytes, bytes]] = [(b"x-content-type-options", b"nosniff")]
+        if production:
+            # Production is served over https only (CHILDLINK_ISSUER must be https): tell browsers
+            # never to try plain http, on this host or its subdomains.
+            self.always.append((b"strict-transport-security", b"max-age=31536000; includeSubDomains"))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -157,7 +180,7 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         headers = dict(scope.get("headers") or [])
         incoming = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = incoming if _REQUEST_ID.match(incoming) else _new_request_id()
+        request_id = incoming if _REQUEST_ID.match(incoming) else new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         path: str = scope.get("path", "")
         method: str = scope.get("method", "GET")
@@ -171,8 +194,13 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 status_holder["started"] = True
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+                headers = [*message.get("headers", ()), (b"x-request-id", request_id.encode()), *self.always]
+                if path.startswith(_NO_STORE_PATHS) and not any(
+                    k.lower() == b"cache-control" for k, _ in headers
+                ):
+                    # Child data, tokens and audit records: no browser, proxy or gateway keeps a copy.
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
             await send(message)
 
         async def reply(status: int, code: str, title: str, detail: str) -> None:
@@ -191,12 +219,26 @@ class RequestContextMiddleware:
             status_holder["replied"] = True
 
         try:
+            # The server bounds a request's head as it reads it (app.server); this holds the
+            # same line under any server, per header line and in total, before anything reads them.
+            total = longest = 0
+            for name, value in scope.get("headers") or ():
+                size = len(name) + len(value) + 4  # "name: value\r\n"
+                total += size
+                longest = max(longest, size)
+            if total > self.max_header_bytes or longest > self.max_header_line_bytes:
+                await reply(
+                    431,
+                    "headers_too_large",
+                    "Request header fields too large",
+                    f"Request headers are limited to {self.max_header_line_bytes} bytes a line and "
+                    f"{self.max_header_bytes} bytes in all.",
+                )
+                return
             length = headers.get(b"content-length")
             if length is not None:
-                try:
-                    declared = int(length)
-                except ValueError:
-                    declared = -1
+                # Digits only: int() would also take "+5", " 5" and "1_0".
+                declared = int(length) if length.isdigit() else -1
                 if declared < 0:
                     await reply(400, "bad_request", "Bad request", "Invalid Content-Length.")
                     return

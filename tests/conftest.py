@@ -6,6 +6,11 @@ in ``.childlink/test-pgdata``. Each run creates its own database on that server
 (``childlink_pytest_<pid>``) and drops it at the end, so it never touches another one's data and
 two runs on the same server (two checkouts, two terminals) do not drop each other's database.
 Each test starts from empty tables.
+
+Migrations run as the server's superuser, the schema owner here; the app and every test connect
+as a restricted role made for the run (``childlink_pytest_<pid>_app``, granted what production's
+``childlink_app`` is granted), so the suite runs the service as production should. A test that
+needs more (tampering with the access log, resetting tables) asks for ``owner_database_url``.
 """
 
 from __future__ import annotations
@@ -16,14 +21,15 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import asyncpg
 import httpx
 import pytest
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.config import Settings
+from app.config import Environment, Settings
 from app.db import Database, asyncpg_dsn
 from app.main import create_app
 from app.models.agency import Agency, AgencyKind
@@ -33,6 +39,8 @@ from app.services import client as client_service
 ROOT = Path(__file__).resolve().parent.parent
 TEST_DB_PREFIX = "childlink_pytest_"
 TEST_DB_NAME = f"{TEST_DB_PREFIX}{os.getpid()}"
+TEST_APP_ROLE = f"{TEST_DB_NAME}_app"
+"""Databases and roles a run makes are named ``childlink_pytest_<pid>`` or ``..._<pid>_<what>``."""
 
 
 def _server_url() -> str:
@@ -51,11 +59,18 @@ def _with_database(url: str, name: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, parts.fragment))
 
 
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    import asyncio
+def _with_login(url: str, user: str, password: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    netloc = f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
+
+@pytest.fixture(scope="session")
+def _test_database() -> Iterator[tuple[str, str]]:
+    """(owner URL, restricted URL) of this run's own database, migrated."""
     server = _server_url()
+    password = secrets.token_urlsafe(16)
 
     async def recreate() -> str:
         conn = await asyncpg.connect(asyncpg_dsn(server))
@@ -69,33 +84,72 @@ def database_url() -> Iterator[str]:
         finally:
             await conn.close()
 
-    async def drop() -> None:
+    async def create_role() -> bool:
         conn = await asyncpg.connect(asyncpg_dsn(server))
         try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB_NAME}" WITH (FORCE)')
+            await conn.execute(f'DROP ROLE IF EXISTS "{TEST_APP_ROLE}"')
+            await conn.execute(
+                f'CREATE ROLE "{TEST_APP_ROLE}" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE '
+                f"PASSWORD '{password}'"
+            )
+            return True
+        except asyncpg.InsufficientPrivilegeError:
+            return False  # no CREATEROLE: the app runs as the given role
         finally:
             await conn.close()
 
-    url = asyncio.run(recreate())
+    async def drop() -> None:
+        conn = await asyncpg.connect(asyncpg_dsn(server))
+        try:
+            if owner != server:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DB_NAME}" WITH (FORCE)')
+            if restricted != owner:
+                await conn.execute(f'DROP ROLE IF EXISTS "{TEST_APP_ROLE}"')
+        finally:
+            await conn.close()
+
+    owner = asyncio.run(recreate())
+    restricted = _with_login(owner, TEST_APP_ROLE, password) if asyncio.run(create_role()) else owner
     from app.cli import migrate
 
-    migrate(Settings(), url)
-    yield url
-    if url != server:
+    # Migrating as the owner grants the service's role (DATABASE_URL's) its privileges.
+    migrate(Settings(DATABASE_URL=restricted), owner)
+    yield owner, restricted
+    if owner != server or restricted != owner:
         asyncio.run(drop())
 
 
+@pytest.fixture(scope="session")
+def owner_database_url(_test_database: tuple[str, str]) -> str:
+    """The schema owner's (the server's superuser's) URL: for tests that must get round the
+    grants, never for the app."""
+    return _test_database[0]
+
+
+@pytest.fixture(scope="session")
+def database_url(_test_database: tuple[str, str]) -> str:
+    """The restricted role's URL, the one the app runs with."""
+    return _test_database[1]
+
+
 async def _drop_abandoned_databases(conn: asyncpg.Connection) -> None:
-    """Drop test databases left by runs that were killed. One still in use by a live run refuses
-    a plain DROP (it has connections), so only the abandoned ones go."""
-    names = await conn.fetch(
-        "SELECT datname FROM pg_database WHERE datname LIKE $1", TEST_DB_PREFIX.replace("_", r"\_") + "%"
-    )
+    """Drop test databases, and then their roles, left by runs that were killed. One still in
+    use by a live run refuses a plain DROP (it has connections), so only the abandoned ones go."""
+    pattern = TEST_DB_PREFIX.replace("_", r"\_") + "%"
+    names = await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE $1", pattern)
     for row in names:
-        suffix = row["datname"].removeprefix(TEST_DB_PREFIX)
+        suffix = row["datname"].removeprefix(TEST_DB_PREFIX).partition("_")[0]
         if suffix.isdigit() and suffix != str(os.getpid()) and not _pid_alive(int(suffix)):
             try:
                 await conn.execute(f'DROP DATABASE IF EXISTS "{row["datname"]}"')
+            except asyncpg.PostgresError:
+                pass
+    roles = await conn.fetch("SELECT rolname FROM pg_roles WHERE rolname LIKE $1", pattern)
+    for row in roles:
+        suffix = row["rolname"].removeprefix(TEST_DB_PREFIX).partition("_")[0]
+        if suffix.isdigit() and suffix != str(os.getpid()) and not _pid_alive(int(suffix)):
+            try:  # refused while a database of a live run still grants it something
+                await conn.execute(f'DROP ROLE IF EXISTS "{row["rolname"]}"')
             except asyncpg.PostgresError:
                 pass
 
@@ -140,10 +194,11 @@ def db(app: Any) -> Database:
 
 @pytest.fixture(autouse=True)
 async def _clean_tables(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    uses_database = {"database_url", "owner_database_url"} & set(request.fixturenames)
+    url = request.getfixturevalue("owner_database_url") if uses_database else None
     yield
-    if "database_url" not in request.fixturenames:
+    if url is None:
         return
-    url = request.getfixturevalue("database_url")
     conn = await asyncpg.connect(asyncpg_dsn(url))
     try:
         tables = await conn.fetch(
@@ -255,3 +310,46 @@ def bearer(value: str) -> dict[str, str]:
 
 def random_code(prefix: str = "agency") -> str:
     return f"{prefix}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="session")
+def production_settings(settings: Settings) -> Settings:
+    """The test settings as production runs them (https issuer, a metrics token)."""
+    return settings.model_copy(
+        update={
+            "env": Environment.production,
+            "issuer": "https://childlink.example",
+            "metrics_token": SecretStr("metrics-" + "m" * 40),
+            "db_pool_size": 5,  # a second app on the test database: few connections
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+async def production_app(app: Any, production_settings: Settings) -> AsyncIterator[Any]:
+    # After the development app, which creates the signing key production only loads.
+    application = create_app(production_settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def production_client(production_app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=production_app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def production_token(db: Database, production_client: httpx.AsyncClient) -> TokenFactory:
+    """Like ``token``, minted by the production app (its issuer differs)."""
+
+    async def mint(*, agency: str = "police", scopes: list[str] | None = None, region: str = "") -> str:
+        client_id, secret = await make_client(db, agency=agency, scopes=scopes, region=region)
+        response = await production_client.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, auth=(client_id, secret)
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    return mint

@@ -3,7 +3,9 @@
 Pure and synchronous: everything it needs is passed in, so it is cheap on the hot path and easy
 to test. Grounds are tried per category in the order the law gives them (DESIGN §4): the owner
 reads its own record; then statute (the policy file); then an active guardian consent; then an
-emergency break-glass. A category no ground covers is withheld.
+emergency break-glass. A category no ground covers is withheld. A referral (转介) on a case
+releases its named categories to its receiver, for reads of that case, before break-glass is
+needed (ground ``referral``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Ground(StrEnum):
     statute = "statute"
     consent = "consent"
     break_glass = "break_glass"
+    referral = "referral"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,15 @@ class ConsentGrant:
     consent_id: str
     categories: frozenset[DataCategory]
     purposes: frozenset[PurposeOfUse]
+
+
+@dataclass(frozen=True, slots=True)
+class ReferralGrant:
+    """An open referral as the decision sees it: already filtered to the case being read, this
+    reader's agency and region, and the purposes a referral serves."""
+
+    referral_id: str
+    categories: frozenset[DataCategory]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +108,7 @@ def decide(
     purpose: PurposeOfUse | None,
     consents: Sequence[ConsentGrant] = (),
     break_glass: BreakGlass | None = None,
+    referrals: Sequence[ReferralGrant] = (),
 ) -> Decision:
     """Decide one read. ``purpose`` is required for a cross-agency read (the caller has already
     refused a missing or unknown one)."""
@@ -119,6 +132,10 @@ def decide(
         consent = next((c for c in consents if category in c.categories and purpose in c.purposes), None)
         if consent is not None:
             granted[category] = Grant(Ground.consent, consent.consent_id)
+            continue
+        referral = next((r for r in referrals if category in r.categories), None)
+        if referral is not None:
+            granted[category] = Grant(Ground.referral, referral.referral_id)
             continue
         if break_glass is not None:
             granted[category] = Grant(Ground.break_glass, break_glass.reason_code)

@@ -12,8 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import State
 
 from app.access.door import Door, Reader
+from app.audit.oversight import OversightScope
 from app.auth.deps import require
 from app.auth.principal import Principal
+from app.auth.scopes import Scope
 from app.errors import Forbidden
 from app.models.vocabulary import PurposeOfUse
 
@@ -119,3 +121,24 @@ async def make_reader(
 
 
 DoorDep = Annotated[Door, Depends(get_door)]
+
+
+async def get_oversight(
+    request: Request, principal: Annotated[Principal, Security(require, scopes=[Scope.audit_read])]
+) -> OversightScope:
+    """What this ``audit:read`` reader may see: its region, and every agency's records or only
+    its own agency's (the policy's ``oversight_agency_kinds``)."""
+    kinds: AgencyKinds = request.app.state.agency_kinds
+    kind = await kinds.kind(principal.agency)
+    if kind is None:
+        raise Forbidden("The token's agency is not registered with ChildLink.", code="unknown_agency")
+    door: Door = request.app.state.door
+    return OversightScope.of(
+        agency=principal.agency,
+        agency_kind=kind,
+        region=principal.region,
+        oversight_kinds=door.policy.oversight_agency_kinds,
+    )
+
+
+Oversight = Annotated[OversightScope, Security(get_oversight, scopes=[Scope.audit_read])]

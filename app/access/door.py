@@ -24,7 +24,16 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.access.decision import BreakGlass, ConsentGrant, Decision, Grant, Ground, Outcome, decide
+from app.access.decision import (
+    BreakGlass,
+    ConsentGrant,
+    Decision,
+    Grant,
+    Ground,
+    Outcome,
+    ReferralGrant,
+    decide,
+)
 from app.access.policy import Policy
 from app.audit.records import AccessRecord, Basis
 from app.auth.principal import Principal
@@ -136,6 +145,16 @@ WHERE child_id = ANY($1::uuid[]) AND revoked_at IS NULL AND valid_from <= now() 
 """
 """Active consents of a set of children, for :class:`app.batching.BatchedLookup`: concurrent
 decisions (redacted reads, event deliveries) share one query instead of one each."""
+
+
+OPEN_REFERRALS_SQL = """
+SELECT r.id, r.categories FROM referral AS r JOIN "case" AS c ON c.id = r.case_id
+WHERE r.case_id = :case_id AND r.to_agency = :agency AND r.status IN ('requested', 'accepted')
+  AND c.status = 'open' AND starts_with(r.target_region, :region)
+"""
+"""Open referrals of one case to this reader's agency, addressed to a division the reader's
+region covers. Read in the request's transaction: a referral counts from the moment it commits
+and stops counting the moment it is answered or withdrawn."""
 
 
 def consent_lookup(dsn: str) -> BatchedLookup:
@@ -347,19 +366,23 @@ class Door:
                 categories=categories,
                 reason="investigation_ref_required",
             )
-        owner = (
+        region = reader.principal.region
+        opened_region = (
             await opened(session).execute(
                 insert(Investigation)
-                .values(ref=ref, agency=reader.principal.agency, opened_at=utcnow())
+                .values(agency=reader.principal.agency, ref=ref, opened_region=region, opened_at=utcnow())
                 # A no-op update, so RETURNING also answers for an existing case.
-                .on_conflict_do_update(index_elements=["ref"], set_={"ref": ref})
-                .returning(col(Investigation.agency))
+                .on_conflict_do_update(index_elements=["agency", "ref"], set_={"ref": ref})
+                .returning(col(Investigation.opened_region))
             )
         ).scalar_one()
-        if owner != reader.principal.agency:
+        # References are per agency, so another agency's identical string is another case. Within
+        # the agency a case is shared along one line of regions (a province and its counties), not
+        # between sibling regions, whose reads would otherwise hide under a case they cannot close.
+        if not (region.startswith(opened_region) or opened_region.startswith(region)):
             await self._refuse(
                 reader,
-                InvestigationNotAllowed("This case reference belongs to another agency."),
+                InvestigationNotAllowed("This case reference belongs to another region of your agency."),
                 action=action,
                 child_id=child_id,
                 categories=categories,
@@ -461,6 +484,26 @@ class Door:
             if row["receiving_agency"] is None or row["receiving_agency"] == agency
         ]
 
+    @functools.cached_property
+    def referral_purposes(self) -> frozenset[PurposeOfUse]:
+        """Purposes for which a referral releases its categories (policy ``cases``)."""
+        cases = self.policy.document.get("cases", {})
+        return frozenset(PurposeOfUse(p) for p in cases.get("referral_purposes", ["child_protection"]))
+
+    async def _referrals(
+        self, session: AsyncSession | OnDemandSession, reader: Reader, case_id: uuid.UUID
+    ) -> Sequence[ReferralGrant]:
+        rows = await opened(session).execute(
+            text(OPEN_REFERRALS_SQL),
+            {"case_id": case_id, "agency": reader.principal.agency, "region": reader.principal.region},
+        )
+        return [
+            ReferralGrant(
+                referral_id=str(row.id), categories=frozenset(DataCategory(c) for c in row.categories)
+            )
+            for row in rows
+        ]
+
     # -- the door --------------------------------------------------------------------------
 
     async def record_refusal(self, reader: Reader, *, action: str, reason: str) -> None:
@@ -482,10 +525,15 @@ class Door:
         action: str,
         subject: Subject,
         categories: Sequence[DataCategory],
+        case_id: uuid.UUID | None = None,
     ) -> Decision:
         """Decide a read of one child and record it. Raises 404 outside the reader's region,
         400 for a missing or unknown purpose or a malformed break-glass, 403 when nothing may be
-        released or break-glass is not allowed, 429 past the daily break-glass limit."""
+        released or break-glass is not allowed, 429 past the daily break-glass limit.
+
+        ``case_id`` names the case the read belongs to (a case, its referrals, an event linked to
+        it): the case's open referrals to the reader then release their categories (ground
+        ``referral``), for this read only."""
         principal = reader.principal
         if not principal.covers_region(subject.region_code):
             await self.refuse_unseen(reader, action=action, child_id=subject.child_id)
@@ -509,11 +557,18 @@ class Door:
         if decision.withheld and decision.cross_agency and purpose is not None:
             consents = await self._consents(reader, subject.child_id)
             decision = self._decide(reader, subject, categories, purpose, consents=consents)
+            referrals: Sequence[ReferralGrant] = ()
+            if decision.withheld and case_id is not None and purpose in self.referral_purposes:
+                referrals = await self._referrals(session, reader, case_id)
+                if referrals:
+                    decision = self._decide_now(
+                        reader, subject, categories, purpose, consents, None, referrals
+                    )
             if decision.withheld and glass is not None:
                 await self._within_daily_limit(
                     session, reader, action=action, child_id=subject.child_id, categories=categories
                 )
-                decision = self._decide(reader, subject, categories, purpose, consents=consents, glass=glass)
+                decision = self._decide_now(reader, subject, categories, purpose, consents, glass, referrals)
         log_id: int | None = None
         if decision.cross_agency or decision.outcome is Outcome.deny:
             log_id = await self._log(
@@ -580,6 +635,7 @@ class Door:
         purpose: PurposeOfUse | None,
         consents: Sequence[ConsentGrant],
         glass: BreakGlass | None,
+        referrals: Sequence[ReferralGrant] = (),
     ) -> Decision:
         return decide(
             self.policy,
@@ -590,6 +646,7 @@ class Door:
             purpose=purpose,
             consents=consents,
             break_glass=glass,
+            referrals=referrals,
         )
 
     async def admit_list_query(

@@ -25,6 +25,7 @@ class Rule:
     categories: frozenset[DataCategory]
     purposes: frozenset[PurposeOfUse]
     citation: str
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +36,23 @@ class BreakGlassPolicy:
     note: str
 
 
+@dataclass(frozen=True, slots=True)
+class CustodyChangeRule:
+    event_type: str
+    agency_kinds: frozenset[str]
+    citation: str
+
+
+@dataclass(frozen=True, slots=True)
+class CareInterval:
+    """How often one kind of follow-up falls due (``care_schedule`` in the policy file)."""
+
+    default_days: int
+    first_within_days: int
+    by_category: dict[str, int]
+    by_custody_status: dict[str, int]
+
+
 @dataclass(frozen=True)
 class Policy:
     version: str
@@ -43,8 +61,16 @@ class Policy:
     rules: tuple[Rule, ...]
     investigation_purposes: frozenset[PurposeOfUse]
     break_glass: BreakGlassPolicy
+    oversight_agency_kinds: frozenset[str]
+    """Agency kinds whose ``audit:read`` readers see every agency's records in their region (the
+    platform always does); others see their own agency's reads and reads of the records it keeps."""
+    oversight_note: str
     document: dict[str, Any]
     _index: dict[tuple[str, DataCategory, PurposeOfUse], Rule]
+    custody_changes: dict[str, CustodyChangeRule]
+    """Event types that change custody, by type: who may publish each."""
+    care_schedule: dict[str, CareInterval]
+    """By what falls due (``assessment``, ``home_visit``)."""
 
     @cached_property
     def investigating_kinds(self) -> frozenset[str]:
@@ -83,6 +109,7 @@ def load_policy(path: Path = DEFAULT_POLICY_PATH) -> Policy:
             categories=frozenset(DataCategory(c) for c in item["categories"]),
             purposes=frozenset(PurposeOfUse(p) for p in item["purposes"]),
             citation=item["citation"],
+            note=item.get("note"),
         )
         rules.append(rule)
         for category in rule.categories:
@@ -92,6 +119,9 @@ def load_policy(path: Path = DEFAULT_POLICY_PATH) -> Policy:
     glass_kinds = frozenset(glass.get("agency_kinds", []))
     if not glass_kinds <= kinds:
         raise ValueError("policy break_glass: unknown agency kind")
+    oversight_kinds = frozenset(document.get("oversight_agency_kinds", []))
+    if not oversight_kinds <= kinds - {ANY_AGENCY}:
+        raise ValueError("policy oversight_agency_kinds: unknown agency kind")
     return Policy(
         version=str(document["version"]),
         sha256=hashlib.sha256(raw).hexdigest(),
@@ -104,6 +134,29 @@ def load_policy(path: Path = DEFAULT_POLICY_PATH) -> Policy:
             min_justification_length=int(glass.get("min_justification_length", 20)),
             note=str(glass.get("note", "")),
         ),
+        oversight_agency_kinds=oversight_kinds,
+        oversight_note=str(document.get("oversight_note", "")),
         document=document,
         _index=index,
+        custody_changes=_custody_changes(document.get("custody_changes", {}), kinds),
+        care_schedule={
+            what: CareInterval(
+                default_days=int(item["default_days"]),
+                first_within_days=int(item["first_within_days"]),
+                by_category={str(k): int(v) for k, v in item.get("by_category", {}).items()},
+                by_custody_status={str(k): int(v) for k, v in item.get("by_custody_status", {}).items()},
+            )
+            for what, item in document.get("care_schedule", {}).items()
+            if isinstance(item, dict)
+        },
     )
+
+
+def _custody_changes(section: dict[str, Any], kinds: set[str]) -> dict[str, CustodyChangeRule]:
+    rules: dict[str, CustodyChangeRule] = {}
+    for item in section.get("rules", []):
+        agency_kinds = frozenset(item["agency_kinds"])
+        if not agency_kinds <= kinds - {ANY_AGENCY}:
+            raise ValueError(f"policy custody_changes {item['event_type']}: unknown agency kind")
+        rules[item["event_type"]] = CustodyChangeRule(item["event_type"], agency_kinds, item["citation"])
+    return rules

@@ -18,6 +18,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import UUID as PgUUID
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.audit.oversight import OversightScope
 from app.audit.records import Decision
 from app.errors import BadRequest
 
@@ -115,8 +116,13 @@ def _json(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
+def _inside(child_ids: list[UUID] | None, inside: set[UUID]) -> list[UUID] | None:
+    return [c for c in child_ids if c in inside] if child_ids is not None else None
+
+
 async def list_page(
     session: AsyncSession,
+    scope: OversightScope,
     *,
     child_id: UUID | None = None,
     agency: str | None = None,
@@ -129,9 +135,13 @@ async def list_page(
     limit: int = 50,
 ) -> AccessLogPage:
     """Records matching every given filter, newest first. ``child_id`` also matches list reads
-    that returned the child. ``since`` is inclusive, ``until`` exclusive."""
+    that returned the child. ``since`` is inclusive, ``until`` exclusive. Only records inside
+    ``scope`` are found, and a list's ``child_ids`` name only the children inside its region."""
     log = access_log.c
     query = select(*log, literal_column("txid::text").label("txid")).select_from(access_log)
+    visible = scope.visible(agency=log.agency, child_id=log.child_id, child_ids=log.child_ids)
+    if visible is not None:
+        query = query.where(visible)
     if child_id is not None:
         query = query.where(or_(log.child_id == child_id, log.child_ids.contains([child_id])))
     if agency is not None:
@@ -150,9 +160,16 @@ async def list_page(
         query = query.where(log.id < decode_cursor(after))
     query = query.order_by(log.id.desc()).limit(limit + 1)
     rows = (await session.execute(query)).mappings().all()
+    listed = {cid for row in rows[:limit] for cid in row["child_ids"] or ()}
+    inside = await scope.children_inside(session, listed)
     items = [
         AccessLogEntryPublic.model_validate(
-            {**row, "query": _json(row["query"]), "basis": _json(row["basis"]) or {}}
+            {
+                **row,
+                "child_ids": _inside(row["child_ids"], inside),
+                "query": _json(row["query"]),
+                "basis": _json(row["basis"]) or {},
+            }
         )
         for row in rows[:limit]
     ]

@@ -17,10 +17,14 @@ before it started is covered, then, in one REPEATABLE READ snapshot:
    highest sealed watermark cannot be legitimate (the sealer had sealed everything below it),
    so it was slipped in behind the chain.
 
-What the chain alone cannot catch: someone able to write the database who appends a forged row
-as if it were new (a fresh transaction), or who rewrites the chain from some point to its end.
-The second is caught by anchors: publish the head that verify prints (position and hash) somewhere
-the database administrator cannot edit, and pass it back with ``--anchor``.
+What no check here can catch without help: a row forged by someone able to write the database,
+with a correct row hash, appended as if it were new (a fresh transaction) is sealed into the chain
+like any other and is indistinguishable from a genuine one; so is a chain rewritten, with correct
+hashes, from some position to its end. Only an **anchor** detects them: a chain head (position
+and hash) that an earlier verify printed, kept where the database's administrators cannot edit
+it, and passed back with ``--anchor``. Everything up to the anchor's position is then proved as it
+was when the anchor was taken; rows after the newest anchor are only as trustworthy as the
+database. :data:`ANCHOR_NOTE` says so to the operator.
 """
 
 from __future__ import annotations
@@ -31,6 +35,21 @@ import asyncpg
 
 from app.audit.records import content_from_row, row_hash
 from app.audit.sealer import GENESIS, chain_hash, seal_committed
+
+ANCHOR_NOTE = (
+    "without --anchor this proves the chain consistent, not authentic: a forged row with a correct "
+    "hash appended as if new, or a chain rewritten from some position to its end, is detected only "
+    "against an anchor. Keep the chain head above outside the database (where its administrators "
+    "cannot edit it) and pass it next time as --anchor POSITION:HASH."
+)
+
+
+def anchored_note(anchor: tuple[int, str]) -> str:
+    return (
+        f"anchored at position {anchor[0]}: the log up to it is as it was when that head was taken; "
+        "rows after it are only as trustworthy as the database. Keep this run's head as the next anchor."
+    )
+
 
 _WALK = """
 SELECT c.position, c.row_id, c.chain_hash, c.watermark::text AS watermark,

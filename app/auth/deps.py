@@ -6,7 +6,7 @@ Routes declare ``Security(require, scopes=[Scope.x])`` so the scopes appear in O
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, Protocol
 
 from fastapi import Depends, Request
 from fastapi.openapi.models import OAuthFlowClientCredentials, OAuthFlows
@@ -16,8 +16,9 @@ from starlette.datastructures import State
 from app.auth.clients import ClientDirectory
 from app.auth.principal import Principal
 from app.auth.scopes import SCOPE_DESCRIPTIONS, Scope
-from app.auth.tokens import InvalidToken, TokenVerifier
+from app.auth.tokens import InvalidToken, TokenClaims, TokenVerifier, refuse_external
 from app.errors import InsufficientScope, Unauthorized
+from app.models.agency import AgencyKind
 
 
 class ClientCredentialsBearer(OAuth2):
@@ -38,6 +39,29 @@ class ClientCredentialsBearer(OAuth2):
 
 
 oauth2_scheme = ClientCredentialsBearer()
+
+
+class AgencyKindLookup(Protocol):
+    """Agency code -> kind (``app.state.agency_kinds``); None for an unregistered agency."""
+
+    async def kind(self, code: str) -> str | None: ...
+
+
+async def _check_external_agency(state: State, claims: TokenClaims) -> None:
+    """An external token's agency must be registered here (the access policy decides by its
+    kind), and a platform agency, which administers ChildLink, needs a privileged trust."""
+    kinds: AgencyKindLookup = state.agency_kinds
+    kind = await kinds.kind(claims.agency)
+    if kind is None:
+        raise refuse_external(claims.issuer, "the token's agency is not registered")
+    if kind == AgencyKind.platform and not claims.privileged:
+        raise refuse_external(claims.issuer, "the issuer is not trusted to assert a platform agency")
+    # The subject becomes the caller's client id in the access log and in per-client limits (the
+    # break-glass allowance): an external subject that names one of this service's own clients
+    # would be counted and logged as that client.
+    directory: ClientDirectory = state.client_directory
+    if await directory.get(claims.subject) is not None:
+        raise refuse_external(claims.issuer, "the token's subject names a client of this service")
 
 
 async def authenticate(state: State, authorization: str | None) -> Principal:
@@ -63,6 +87,11 @@ async def authenticate(state: State, authorization: str | None) -> Principal:
             raise Unauthorized(
                 "Invalid token: it carries scopes the client does not hold.", code="invalid_token"
             )
+    else:
+        try:
+            await _check_external_agency(state, claims)
+        except InvalidToken as exc:
+            raise Unauthorized(f"Invalid token: {exc}.", code="invalid_token") from exc
     return Principal(
         client_id=claims.subject,
         agency=claims.agency,

@@ -18,6 +18,7 @@ class Scope(StrEnum):
     audit_read = "audit:read"
     break_glass = "break-glass"
     admin = "admin"
+    cases_write = "cases:write"
 
 
 SCOPE_DESCRIPTIONS: dict[str, str] = {
@@ -33,6 +34,7 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     Scope.audit_read: "Review the access log and break-glass uses.",
     Scope.break_glass: "Read in an emergency with a stated justification.",
     Scope.admin: "Register agencies and API clients (platform operator).",
+    Scope.cases_write: "Open and close cases, refer them and answer referrals (协同处置).",
 }
 
 
@@ -50,3 +52,7 @@ def parse_scopes(value: str | None) -> list[Scope]:
 
 def format_scopes(scopes: list[Scope] | frozenset[Scope] | tuple[Scope, ...]) -> str:
     return " ".join(sorted(str(s) for s in scopes))
+
+
+PRIVILEGED_SCOPES: frozenset[Scope] = frozenset({Scope.admin, Scope.audit_read})
+"""Scopes an external issuer grants only when its trust configuration opts in explicitly."""

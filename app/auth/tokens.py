@@ -7,13 +7,19 @@ python-jose trusts its caller more than we do, so every unsafe default is closed
 - the key is chosen by ``kid`` (a strict pattern, never a path); we never try every key;
 - ``exp``, ``iat``, ``iss``, ``aud``, ``sub`` and ``jti`` are required, ``typ`` must be ``at+jwt``,
   ``iat``/``nbf`` may not lie in the future, the lifetime is capped and the leeway is bounded;
-- an oversized token is refused before it is parsed.
+- an oversized token is refused before it is parsed;
+- an external issuer speaks only for what its trust configuration lists (agencies, scopes,
+  region prefix); a token claiming more is refused and the refusal logged with the issuer;
+- an external JWKS is read with a size cap and an overall deadline, so a huge or slow-dripping
+  key document can neither bloat nor stall the worker.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import re
 import secrets
 import time
@@ -28,7 +34,9 @@ from jose.exceptions import JOSEError
 
 from app.auth.keys import ALGORITHM, KeyRing
 from app.auth.scopes import Scope
-from app.config import MAX_TOKEN_LIFETIME_SECONDS, Settings
+from app.config import MAX_TOKEN_LIFETIME_SECONDS, Settings, TrustedIssuer
+
+logger = logging.getLogger(__name__)
 
 MAX_TOKEN_BYTES = 4096
 TOKEN_TYPE = "at+jwt"  # noqa: S105  (a media type, not a secret)
@@ -36,10 +44,16 @@ EXTERNAL_ALGORITHMS = frozenset({"RS256", "ES256"})
 _KID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _REGION = re.compile(r"^\d{0,12}$")
 _JWKS_REFRESH_SECONDS = 60.0
+JWKS_MAX_BYTES = 64 * 1024
+"""A JWKS of a few keys is a few KiB; anything past this is refused unread."""
 
 
 class InvalidToken(Exception):
     """The token is refused. The message is safe to show the caller."""
+
+
+class _JwksTooLarge(ValueError):
+    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +67,8 @@ class TokenClaims:
     expires_at: int
     own: bool
     """Issued by this service (so the client's live status is checked on every use)."""
+    privileged: bool = False
+    """From an external issuer trusted with privileged scopes and platform agencies."""
 
 
 def issue_token(
@@ -100,12 +116,20 @@ def _b64_json(segment: str) -> dict[str, Any]:
     return value
 
 
+def refuse_external(issuer: str, reason: str) -> InvalidToken:
+    """Log why an external issuer's token is refused (issuer and reason, never the token)."""
+    logger.warning("external token refused: issuer=%s reason=%s", issuer, reason)
+    return InvalidToken(reason)
+
+
 class ExternalIssuer:
     """A trusted external issuer whose keys come from its JWKS URL."""
 
-    def __init__(self, issuer: str, jwks_url: str) -> None:
-        self.issuer = issuer
-        self.jwks_url = jwks_url
+    def __init__(self, trust: TrustedIssuer, deadline_seconds: float) -> None:
+        self.trust = trust
+        self.issuer = trust.issuer
+        self.jwks_url = trust.jwks_url
+        self.deadline = deadline_seconds
         self._keys: dict[str, tuple[str, Key]] = {}
         self._fetched = 0.0
 
@@ -118,14 +142,38 @@ class ExternalIssuer:
             return None
         return entry[1]
 
+    async def _fetch(self) -> bytes:
+        # httpx's timeout bounds each phase (connect, each read), not the whole: a server that
+        # sends a byte every few seconds would never trip it. asyncio.timeout bounds the total.
+        async with asyncio.timeout(self.deadline):
+            async with httpx.AsyncClient(timeout=self.deadline, follow_redirects=False) as client:
+                async with client.stream("GET", self.jwks_url) as response:
+                    response.raise_for_status()
+                    declared = response.headers.get("content-length", "")
+                    if declared.isdigit() and int(declared) > JWKS_MAX_BYTES:
+                        raise _JwksTooLarge
+                    body = bytearray()
+                    async for chunk in response.aiter_bytes():
+                        body += chunk
+                        if len(body) > JWKS_MAX_BYTES:
+                            raise _JwksTooLarge
+                    return bytes(body)
+
     async def _refresh(self) -> None:
         self._fetched = time.monotonic()
         try:
-            async with httpx.AsyncClient(timeout=5.0, follow_redirects=False) as client:
-                response = await client.get(self.jwks_url)
-                response.raise_for_status()
-                document = response.json()
-        except (httpx.HTTPError, ValueError):
+            document = json.loads(await self._fetch())
+        except TimeoutError:
+            logger.warning("JWKS fetch abandoned: issuer=%s reason=deadline passed", self.issuer)
+            return
+        except _JwksTooLarge:
+            logger.warning(
+                "JWKS fetch abandoned: issuer=%s reason=over %d bytes", self.issuer, JWKS_MAX_BYTES
+            )
+            return
+        except (httpx.HTTPError, ValueError) as exc:
+            # The exception's text can carry the URL (and a query string); its kind is enough.
+            logger.warning("JWKS fetch failed: issuer=%s reason=%s", self.issuer, type(exc).__name__)
             return
         keys: dict[str, tuple[str, Key]] = {}
         for item in document.get("keys", []) if isinstance(document, dict) else []:
@@ -151,7 +199,8 @@ class TokenVerifier:
         self.keys = keys
         self.settings = settings
         self.external = {
-            issuer: ExternalIssuer(issuer, url) for issuer, url in settings.external_issuers.items()
+            issuer: ExternalIssuer(trust, settings.jwks_fetch_deadline_seconds)
+            for issuer, trust in settings.external_issuers.items()
         }
         # Verified tokens are remembered until they expire, so a busy client does not pay for
         # a signature check on every request. Bounded; the oldest entries go first.
@@ -255,6 +304,11 @@ class TokenVerifier:
                 scopes.add(Scope(item))
             except ValueError:
                 continue  # an external issuer may grant scopes that mean nothing here
+        privileged = False
+        if not own:
+            trust = self.external[str(issuer)].trust
+            _check_trust(trust, agency=agency, scopes=scopes, region=region)
+            privileged = trust.allow_privileged
         return TokenClaims(
             subject=subject,
             agency=agency,
@@ -264,7 +318,23 @@ class TokenVerifier:
             token_id=jti,
             expires_at=exp,
             own=own,
+            privileged=privileged,
         )
+
+
+def _check_trust(trust: TrustedIssuer, *, agency: str, scopes: set[Scope], region: str) -> None:
+    """Refuse a claim beyond what the issuer is trusted with, naming the claim (not its value
+    where the value is the caller's to choose)."""
+    if agency not in trust.agencies:
+        raise refuse_external(trust.issuer, "the issuer is not trusted to assert this agency")
+    beyond = scopes - trust.scopes
+    if beyond:
+        raise refuse_external(
+            trust.issuer, "the issuer is not trusted to grant " + ", ".join(sorted(str(s) for s in beyond))
+        )
+    # A prefix check alone lets "" (the whole country) through only for a trust of "".
+    if not region.startswith(trust.region):
+        raise refuse_external(trust.issuer, "the token region is outside the issuer's trust")
 
 
 def _jose_reason(exc: JOSEError) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 
 from app.events.examples import example_data
+from app.events.platform_types import PLATFORM_SPECS
 from app.events.schema import CATEGORY_KEY, ITEM_CATEGORIES_KEY, data_schema
 from app.events.types import SPECS, TypeSpec
 from app.models.vocabulary import DataCategory
@@ -111,6 +112,8 @@ class EventType:
                 found.update(items[v] for v in value if v in items)
                 if not value and name in self.field_categories:
                     found.add(self.field_categories[name])
+            elif items is not None and isinstance(value, str) and value in items:
+                found.add(items[value])
             elif name in self.field_categories:
                 found.add(self.field_categories[name])
         return sorted(found)
@@ -136,6 +139,8 @@ class EventType:
                     out[name] = kept
                 continue
             category = self.field_categories.get(name)
+            if items is not None and isinstance(value, str):
+                category = items.get(value, category)
             if category is None or category in allowed:
                 out[name] = value
             else:
@@ -145,7 +150,7 @@ class EventType:
 
 def _build(spec: TypeSpec) -> EventType:
     schema = data_schema(spec.type, spec.properties, spec.required)
-    schema["examples"] = [example_data(schema)]
+    schema["examples"] = [spec.example if spec.example is not None else example_data(schema)]
     Draft202012Validator.check_schema(schema)
     field_categories = {
         name: DataCategory(prop[CATEGORY_KEY])
@@ -160,20 +165,23 @@ def _build(spec: TypeSpec) -> EventType:
     categories = set(field_categories.values())
     for mapping in item_categories.values():
         categories.update(mapping.values())
+    validator = Draft202012Validator(schema, format_checker=_format_checker())
+    if spec.example is not None and not validator.is_valid(spec.example):
+        raise ValueError(f"{spec.type}: the example does not match the schema")
     return EventType(
         spec=spec,
         schema=schema,
         field_categories=field_categories,
         item_categories=item_categories,
         categories=frozenset(categories),
-        _validator=Draft202012Validator(schema, format_checker=_format_checker()),
+        _validator=validator,
     )
 
 
 @cache
 def catalog() -> dict[str, EventType]:
     """Every type by its full name, built (and each schema checked) once per process."""
-    built = [_build(spec) for spec in SPECS]
+    built = [_build(spec) for spec in (*SPECS, *PLATFORM_SPECS)]
     by_type = {event_type.type: event_type for event_type in built}
     if len(by_type) != len(built):
         raise ValueError("duplicate event type in the catalog")

@@ -15,7 +15,7 @@ from app.models.vocabulary import DataCategory
 
 EVENT_COLUMNS = (
     "id, seq, type, source, subject, time, data, data_categories, region_code, "
-    "publisher_agency, publisher_event_id"
+    "publisher_agency, publisher_event_id, case_id"
 )
 """The outbox columns :meth:`StoredEvent.from_row` needs, for SELECTs that load events."""
 
@@ -33,6 +33,8 @@ class StoredEvent:
     region_code: str
     publisher_agency: str
     publisher_event_id: str | None
+    case_id: uuid.UUID | None = None
+    """The case the event belongs to (``childlinkcase``)."""
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> StoredEvent:
@@ -48,6 +50,7 @@ class StoredEvent:
             region_code=row["region_code"] or "",
             publisher_agency=row["publisher_agency"],
             publisher_event_id=row["publisher_event_id"],
+            case_id=row.get("case_id"),
         )
 
     def subject_for_door(self) -> Subject:
@@ -91,4 +94,6 @@ def envelope(event: StoredEvent, allowed: Collection[DataCategory]) -> dict[str,
         body["childlinkwithheld"] = ",".join(str(c) for c in withheld)
     if event.publisher_event_id:
         body["childlinkpublisherid"] = event.publisher_event_id
+    if event.case_id:
+        body["childlinkcase"] = str(event.case_id)
     return body

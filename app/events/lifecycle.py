@@ -11,6 +11,7 @@ from app.config import Settings
 from app.db import asyncpg_dsn
 from app.events import vault
 from app.events.notify import Notifier
+from app.events.scheduler import Scheduler, registered_jobs
 from app.events.sender import WebhookSender
 from app.events.worker import DeliveryWorker
 
@@ -41,6 +42,7 @@ async def start_events(app: FastAPI, settings: Settings) -> None:
             db=app.state.db,
             door=app.state.door,
             kinds=app.state.agency_kinds,
+            scheduler=Scheduler(app.state.db, registered_jobs(app.state.door.policy)),
             settings=settings,
             notifier=notifier,
             box=box,

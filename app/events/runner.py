@@ -17,7 +17,9 @@ from app.access.policy import load_policy
 from app.audit.writer import AuditWriter
 from app.config import Settings
 from app.db import asyncpg_dsn, create_database, resolve_database_url
+from app.db_roles import enforce_least_privilege
 from app.events.notify import Notifier
+from app.events.scheduler import Scheduler, registered_jobs
 from app.events.worker import DeliveryWorker
 
 logger = logging.getLogger(__name__)
@@ -26,6 +28,7 @@ logger = logging.getLogger(__name__)
 async def serve_worker(settings: Settings, *, once: bool = False) -> int:
     database_url = resolve_database_url(settings)
     dsn = asyncpg_dsn(database_url)
+    await enforce_least_privilege(dsn, production=not settings.is_development)
     # Deliveries take pool connections only while the door decides (at most half the pool at
     # once, see DeliveryWorker), plus the claim, fan-out and recorder: never the overflow, whose
     # connections are closed on return and would be reopened for every delivery.
@@ -37,7 +40,12 @@ async def serve_worker(settings: Settings, *, once: bool = False) -> int:
     )
     notifier = Notifier(dsn)
     worker = DeliveryWorker(
-        db=db, door=door, kinds=AgencyKinds(db.engine), settings=settings, notifier=notifier
+        db=db,
+        door=door,
+        kinds=AgencyKinds(db.engine),
+        settings=settings,
+        notifier=notifier,
+        scheduler=Scheduler(db, registered_jobs(door.policy)),
     )
     try:
         if once:

@@ -55,8 +55,19 @@ def amount(category: DataCategory, description: str) -> dict[str, Any]:
     return _tagged({"type": "number", "minimum": 0, "maximum": 10_000_000}, category, description)
 
 
-def code(values: Iterable[str], category: DataCategory, description: str) -> dict[str, Any]:
-    return _tagged({"type": "string", "enum": sorted(str(v) for v in values)}, category, description)
+def code(
+    values: Iterable[str],
+    category: DataCategory,
+    description: str,
+    *,
+    item_categories: Mapping[str, DataCategory] | None = None,
+) -> dict[str, Any]:
+    """One code; ``item_categories`` when its values fall in different categories (a case's
+    kind: a dropout case is education data, a medical-aid case health data)."""
+    schema: dict[str, Any] = {"type": "string", "enum": sorted(str(v) for v in values)}
+    if item_categories:
+        schema[ITEM_CATEGORIES_KEY] = {str(k): str(v) for k, v in sorted(item_categories.items())}
+    return _tagged(schema, category, description)
 
 
 def codes(
@@ -131,3 +142,21 @@ def data_schema(
         "properties": properties,
         "required": required,
     }
+
+
+def person(description: str) -> dict[str, Any]:
+    """A person to contact (a guardian, a relative the child was placed with): contact data."""
+    return _tagged(
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "relationship": {"type": "string", "minLength": 1, "maxLength": 40},
+                "phone": {"type": "string", "pattern": PHONE_PATTERN},
+            },
+        },
+        DataCategory.contact,
+        description,
+    )

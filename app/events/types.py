@@ -9,15 +9,14 @@ lie the platform vouched for.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from app.events import schema as s
+from app.events.spec import PREFIX, TypeSpec
+from app.events.types_partners import PARTNER_SPECS
 from app.models.agency import AgencyKind
 from app.models.child import CATEGORY_DATA, FIELD_CATEGORIES, ChildCategory, ExitReason
 from app.models.guardianship import AssessmentResult, CustodyStatus, RiskFlag
 from app.models.vocabulary import DataCategory
 
-PREFIX = "cn.gov.childlink."
 C = DataCategory
 
 CIVIL = AgencyKind.civil_affairs
@@ -25,23 +24,6 @@ EDUCATION = AgencyKind.education
 HEALTH = AgencyKind.health
 POLICE = AgencyKind.police
 WOMENS = AgencyKind.womens_federation
-
-
-@dataclass(frozen=True)
-class TypeSpec:
-    name: str
-    """Without the prefix and version: ``education.dropout-risk.flagged``."""
-    title: str
-    description: str
-    publishers: tuple[AgencyKind, ...]
-    properties: dict[str, dict[str, object]]
-    required: tuple[str, ...]
-    version: int = 1
-    registry_only: bool = False
-
-    @property
-    def type(self) -> str:
-        return f"{PREFIX}{self.name}.v{self.version}"
 
 
 CHANGED_FIELD_CATEGORIES: dict[str, DataCategory] = {
@@ -56,7 +38,7 @@ _URGENCY = ("routine", "soon", "urgent")
 _SCHOOL = "The school (学校) concerned."
 
 
-SPECS: tuple[TypeSpec, ...] = (
+_OWN_SPECS: tuple[TypeSpec, ...] = (
     # 民政 civil affairs ------------------------------------------------------------------------
     TypeSpec(
         "civil-affairs.child.registered",
@@ -139,6 +121,7 @@ SPECS: tuple[TypeSpec, ...] = (
             "assessing_unit": s.unit("Who assessed, and their duty phone."),
         },
         ("assessed_on", "result"),
+        example={"assessed_on": "2026-12-03", "result": "needs_support", "risk_flags": ["unsafe_home"]},
     ),
     TypeSpec(
         "civil-affairs.home-visit.recorded",
@@ -219,6 +202,12 @@ SPECS: tuple[TypeSpec, ...] = (
             "responsible_unit": s.unit("The rescue centre answerable for the child, and its duty phone."),
         },
         ("started_on", "reason", "placement"),
+        example={
+            "started_on": "2026-12-02",
+            "reason": "guardian_incapacitated",
+            "placement": "rescue_centre",
+            "responsible_unit": {"name": "武侯区未成年人救助保护中心", "duty_phone": "028-85111111"},
+        },
     ),
     TypeSpec(
         "civil-affairs.temporary-guardianship.ended",
@@ -238,8 +227,21 @@ SPECS: tuple[TypeSpec, ...] = (
                 C.custody,
                 "What happened next.",
             ),
+            "custody_status": s.code(
+                s.enum_values(CustodyStatus),
+                C.custody,
+                "The custody status from now on, when the outcome does not say it (required for `other`).",
+            ),
+            "guardian": s.person("The guardian the child is handed to, and their phone."),
+            "responsible_unit": s.unit("The organisation answerable for the child from now on."),
         },
         ("ended_on", "outcome"),
+        example={
+            "ended_on": "2026-12-20",
+            "outcome": "entrusted_to_relatives",
+            "guardian": {"name": "王芳", "relationship": "aunt", "phone": "13900139000"},
+            "responsible_unit": {"name": "簇桥街道办事处", "duty_phone": "028-85000000"},
+        },
     ),
     # 教育 education ------------------------------------------------------------------------------
     TypeSpec(
@@ -448,135 +450,8 @@ SPECS: tuple[TypeSpec, ...] = (
         },
         ("referred_on", "service_type"),
     ),
-    # 公安 police ---------------------------------------------------------------------------------
-    TypeSpec(
-        "police.incident.reported",
-        "Incident against a child reported (强制报告)",
-        "Police received or opened a report of harm to the child. Other agencies see the "
-        "handling unit to coordinate with; the case itself is law-enforcement data.",
-        (POLICE,),
-        {
-            "occurred_on": s.date(C.law_enforcement, "When it happened, as far as known."),
-            "incident_type": s.code(
-                ("abuse", "neglect", "sexual_abuse", "bullying", "trafficking", "injury", "other"),
-                C.law_enforcement,
-                "What was reported.",
-            ),
-            "child_role": s.code(("victim", "witness", "involved"), C.law_enforcement, "The child's role."),
-            "case_ref": s.text(C.law_enforcement, "The police case reference.", max_length=64),
-            "child_safe_now": s.flag(C.custody, "Whether the child is now in a safe place."),
-            "handling_unit": s.unit("The police unit handling it, and its duty phone."),
-        },
-        ("occurred_on", "incident_type", "child_role", "handling_unit"),
-    ),
-    TypeSpec(
-        "police.missing-child.reported",
-        "Missing child reported",
-        "The child has been reported missing.",
-        (POLICE,),
-        {
-            "reported_at": s.date_time(C.law_enforcement, "When the report was made."),
-            "last_seen_at": s.date_time(C.law_enforcement, "When the child was last seen."),
-            "last_seen_region_code": {**s.region(), "x-data-category": str(C.law_enforcement)},
-            "description": s.text(
-                C.identity, "What the child looks like and wore, for anyone who may see them.", max_length=500
-            ),
-            "case_ref": s.text(C.law_enforcement, "The police case reference.", max_length=64),
-            "handling_unit": s.unit("The police unit searching, and its duty phone."),
-        },
-        ("reported_at", "handling_unit"),
-    ),
-    TypeSpec(
-        "police.custody.intervention",
-        "Custody intervention",
-        "Police removed the child from danger or placed them in someone's care.",
-        (POLICE,),
-        {
-            "intervened_at": s.date_time(C.custody, "When."),
-            "action": s.code(
-                (
-                    "removed_from_home",
-                    "placed_with_relatives",
-                    "handed_to_rescue_centre",
-                    "returned_to_guardian",
-                ),
-                C.custody,
-                "What the police did.",
-            ),
-            "case_ref": s.text(C.law_enforcement, "The police case reference.", max_length=64),
-            "handling_unit": s.unit("The police unit, and its duty phone."),
-        },
-        ("intervened_at", "action", "handling_unit"),
-    ),
-    TypeSpec(
-        "police.guardian-duty-failure.reported",
-        "Guardian failing their duty (监护人不履行监护职责)",
-        "Police found that a guardian fails their duty of care.",
-        (POLICE,),
-        {
-            "reported_on": s.date(C.law_enforcement, "Date of the finding."),
-            "failure_type": s.code(
-                ("abandonment", "neglect", "abuse", "left_without_care", "other"),
-                C.law_enforcement,
-                "How the guardian fails.",
-            ),
-            "measures": s.codes(
-                ("warning", "education_order", "family_education_guidance_order", "revocation_referral"),
-                C.law_enforcement,
-                "Measures taken (训诫, 家庭教育指导令, referral for revocation of guardianship).",
-            ),
-            "case_ref": s.text(C.law_enforcement, "The police case reference.", max_length=64),
-            "handling_unit": s.unit("The police unit, and its duty phone."),
-        },
-        ("reported_on", "failure_type", "handling_unit"),
-    ),
-    # 妇联 women's federation ---------------------------------------------------------------------
-    TypeSpec(
-        "womens-federation.caring-mother.paired",
-        "Caring mother paired (爱心妈妈结对)",
-        "A volunteer 'caring mother' was paired with the child.",
-        (WOMENS,),
-        {
-            "paired_on": s.date(C.welfare, "Date of the pairing."),
-            "volunteer_ref": s.text(
-                C.welfare, "The federation's reference for the volunteer.", max_length=64
-            ),
-            "volunteer_contact": s.unit("How to reach the volunteer (name and phone)."),
-            "visit_frequency": s.code(
-                ("weekly", "fortnightly", "monthly"), C.welfare, "How often she visits."
-            ),
-        },
-        ("paired_on", "volunteer_ref"),
-    ),
-    TypeSpec(
-        "womens-federation.family-education.guidance-given",
-        "Family-education guidance given (家庭教育指导)",
-        "The family received family-education guidance.",
-        (WOMENS,),
-        {
-            "given_on": s.date(C.welfare, "Date."),
-            "format": s.code(("home_visit", "class", "online", "hotline"), C.welfare, "How it was given."),
-            "topics": s.codes(
-                ("parenting", "safety", "mental_health", "study", "guardian_duty"),
-                C.welfare,
-                "What it covered.",
-            ),
-        },
-        ("given_on", "format"),
-    ),
-    TypeSpec(
-        "womens-federation.small-wish.fulfilled",
-        "Small wish fulfilled (微心愿)",
-        "A child's small wish was fulfilled.",
-        (WOMENS,),
-        {
-            "fulfilled_on": s.date(C.welfare, "Date."),
-            "wish_category": s.code(
-                ("study_supplies", "clothing", "books", "toys", "visit_parents", "other"),
-                C.welfare,
-                "What kind of wish.",
-            ),
-        },
-        ("fulfilled_on", "wish_category"),
-    ),
 )
+
+SPECS: tuple[TypeSpec, ...] = (*_OWN_SPECS, *PARTNER_SPECS)
+
+__all__ = ["PREFIX", "SPECS", "TypeSpec"]

@@ -55,6 +55,7 @@ from app.events import vault
 from app.events.envelope import envelope
 from app.events.notify import Notifier
 from app.events.recorder import Job, Recorder, Result
+from app.events.scheduler import Scheduler
 from app.events.sender import Outcome, SendResult, WebhookSender
 from app.events.vault import SecretBox
 from app.models.vocabulary import DataCategory
@@ -125,7 +126,7 @@ RETURNING d.id AS delivery_id, d.attempts, d.webhook_id, due.previous_lease,
     s.id AS subscription_id, s.agency, s.created_by_client, s.reader_region, s.url, s.secret,
     s.previous_secret, s.previous_secret_expires_at, s.purpose_of_use, now() AS claimed_at,
     e.id, e.seq, e.type, e.source, e.subject, e.time, e.data, e.data_categories, e.region_code,
-    e.publisher_agency, e.publisher_event_id
+    e.publisher_agency, e.publisher_event_id, e.case_id
 """
 
 
@@ -155,6 +156,7 @@ class DeliveryWorker:
         notifier: Notifier | None = None,
         name: str | None = None,
         box: SecretBox | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.db = db
         self.door = door
@@ -172,6 +174,8 @@ class DeliveryWorker:
         pool_size = getattr(db.engine.pool, "size", lambda: 10)()
         self._door_slots = asyncio.Semaphore(max(2, min(settings.worker_concurrency, pool_size // 2)))
         self.delivered = 0
+        self.scheduler = scheduler
+        """The timed jobs (app/events/scheduler.py), run between rounds: one worker, one scheduler."""
 
     # -- the rounds ------------------------------------------------------------------------
 
@@ -203,6 +207,8 @@ class DeliveryWorker:
         """One dispatch, one claim, every claimed delivery sent and recorded; returns the number
         sent. For tests and ``childlink worker --once``."""
         await self.dispatch()
+        if self.scheduler is not None:
+            await self.scheduler.tick()
         jobs = await self.claim(self.settings.worker_concurrency)
         await asyncio.gather(*(self.deliver(job) for job in jobs))
         return len(jobs)
@@ -222,6 +228,8 @@ class DeliveryWorker:
                 if time.monotonic() - last_prune >= 3600:
                     last_prune = time.monotonic()
                     await self.prune()
+                if self.scheduler is not None:
+                    await self.scheduler.tick()
                 room = self.settings.worker_concurrency - len(self._in_flight)
                 if room > 0:
                     for job in await self.claim(room):
@@ -317,6 +325,7 @@ class DeliveryWorker:
                     action="event.deliver",
                     subject=job.event.subject_for_door(),
                     categories=job.event.data_categories,
+                    case_id=job.event.case_id,
                 )
                 await session.commit()
         except (Forbidden, NotFound) as exc:

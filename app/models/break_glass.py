@@ -96,8 +96,13 @@ class BreakGlassReviewCreate(SQLModel):
 
 
 class Investigation(SQLModel, table=True):
+    """A case of one agency: its references are its own (another agency may use the same string
+    for another case), and it is closed by that agency within ``opened_region``."""
+
+    agency: str = Field(primary_key=True, max_length=64)
     ref: str = Field(primary_key=True, max_length=64)
-    agency: str = Field(max_length=64)
+    opened_region: str = Field(default="", max_length=12, sa_column_kwargs={"server_default": ""})
+    """The region prefix of the token that first read under this reference."""
     opened_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     closed_at: datetime | None = Field(
         default=None, sa_column=timestamp_column(nullable=True, default_now=False)
@@ -107,5 +112,9 @@ class Investigation(SQLModel, table=True):
 class InvestigationPublic(SQLModel):
     ref: str = Field(schema_extra={"examples": ["WH-2026-0117"]})
     agency: str
+    opened_region: str = Field(
+        description="Region prefix of the token that opened the case; empty for nationwide.",
+        schema_extra={"examples": ["510107"]},
+    )
     opened_at: datetime
     closed_at: datetime | None

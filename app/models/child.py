@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
 from app.models import resident_id
-from app.models.common import timestamp_column, utcnow
+from app.models.common import IsoDate, timestamp_column, utcnow
 from app.models.vocabulary import DataCategory
 
 REGION_CODE_PATTERN = r"^(\d{6}|\d{9}|\d{12})$"
@@ -156,6 +156,32 @@ def _clean_name(value: str) -> str:
     return value
 
 
+MAX_AGE_YEARS = 25
+"""The oldest record the registry holds: a child's, kept some years past 18 (the age filters
+go as far). A birth date further back is a typing error (0001-01-01, 1850), not a child."""
+
+
+def earliest_birth_date(today: date) -> date:
+    try:
+        return today.replace(year=today.year - MAX_AGE_YEARS)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year - MAX_AGE_YEARS, day=28)
+
+
+def _plausible_birth_date(value: date | None) -> date | None:
+    if value is None:
+        return value
+    today = date.today()
+    if value > today:
+        raise ValueError("birth_date lies in the future")
+    if value < earliest_birth_date(today):
+        raise ValueError(f"birth_date lies more than {MAX_AGE_YEARS} years back")
+    return value
+
+
+_BIRTH_DATE_DESCRIPTION = f"Not in the future and at most {MAX_AGE_YEARS} years back."
+
+
 class _ChildFields(SQLModel):
     """The writable fields, shared by create and update."""
 
@@ -176,7 +202,9 @@ class ChildCreate(_ChildFields):
         min_length=1, max_length=100, description=_NAME_DESCRIPTION, schema_extra={"examples": ["扎西·多吉"]}
     )
     sex: Sex
-    birth_date: date = Field(schema_extra={"examples": ["2016-05-12"]})
+    birth_date: IsoDate = Field(
+        description=_BIRTH_DATE_DESCRIPTION, schema_extra={"examples": ["2016-05-12"]}
+    )
     resident_id: str | None = Field(
         default=None,
         min_length=18,
@@ -194,6 +222,7 @@ class ChildCreate(_ChildFields):
     )
 
     _name = field_validator("name")(_clean_name)
+    _birth_date = field_validator("birth_date")(_plausible_birth_date)
 
     @field_validator("categories")
     @classmethod
@@ -202,8 +231,6 @@ class ChildCreate(_ChildFields):
 
     @model_validator(mode="after")
     def _consistent(self) -> ChildCreate:
-        if self.birth_date > date.today():
-            raise ValueError("birth_date lies in the future")
         if self.resident_id is not None:
             self.resident_id = resident_id.normalize(self.resident_id)
             birth, sex = resident_id.parse(self.resident_id)
@@ -222,7 +249,7 @@ class ChildUpdate(_ChildFields):
 
     name: str | None = Field(default=None, min_length=1, max_length=100, description=_NAME_DESCRIPTION)
     sex: Sex | None = None
-    birth_date: date | None = None
+    birth_date: IsoDate | None = Field(default=None, description=_BIRTH_DATE_DESCRIPTION)
     resident_id: str | None = Field(default=None, min_length=18, max_length=18)
     region_code: str | None = Field(default=None, schema_extra={"pattern": REGION_CODE_PATTERN})
     categories: list[ChildCategory] | None = Field(default=None, min_length=1, max_length=8)
@@ -232,12 +259,14 @@ class ChildUpdate(_ChildFields):
     def _name(cls, value: str | None) -> str | None:
         return None if value is None else _clean_name(value)
 
+    _birth_date = field_validator("birth_date")(_plausible_birth_date)
+
 
 class ChildExit(SQLModel):
     model_config = ConfigDict(extra="forbid")  # type: ignore[assignment]
 
     reason: ExitReason = Field(description="Why the child leaves the registry (退出).")
-    exit_date: date = Field(schema_extra={"examples": ["2026-11-01"]})
+    exit_date: IsoDate = Field(schema_extra={"examples": ["2026-11-01"]})
     note: str | None = Field(default=None, max_length=500, description="No personal data of third parties.")
 
 

@@ -8,12 +8,12 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import AwareDatetime, ConfigDict, field_validator, model_validator
+from pydantic import ConfigDict, field_validator, model_validator
 from sqlalchemy import Column, String
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
-from app.models.common import timestamp_column, utcnow
+from app.models.common import IsoAwareDateTime, timestamp_column, utcnow
 from app.models.vocabulary import DataCategory, PurposeOfUse
 
 
@@ -66,8 +66,8 @@ class ConsentCreate(SQLModel):
     purposes: list[PurposeOfUse] = Field(
         min_length=1, max_length=len(PurposeOfUse), schema_extra={"examples": [["child_protection"]]}
     )
-    valid_from: AwareDatetime = Field(schema_extra={"examples": ["2026-11-01T00:00:00+08:00"]})
-    valid_until: AwareDatetime = Field(schema_extra={"examples": ["2027-10-31T23:59:59+08:00"]})
+    valid_from: IsoAwareDateTime = Field(schema_extra={"examples": ["2026-11-01T00:00:00+08:00"]})
+    valid_until: IsoAwareDateTime = Field(schema_extra={"examples": ["2027-10-31T23:59:59+08:00"]})
     evidence_ref: str = Field(
         min_length=1,
         max_length=200,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
-from app.models.common import timestamp_column, utcnow
+from app.models.common import IsoDateTime, storable_json, timestamp_column, utcnow
 from app.models.vocabulary import DataCategory
 
 EVENT_TYPE_PATTERN = r"^[a-z0-9][a-z0-9.-]{2,118}[a-z0-9]$"
@@ -74,14 +74,25 @@ class CloudEventIn(BaseModel):
         max_length=120, pattern=EVENT_TYPE_PATTERN, description="A type from `GET /v1/event-types`."
     )
     subject: uuid.UUID = Field(description="The child the event is about (registry id).")
-    time: datetime | None = Field(
+    time: IsoDateTime | None = Field(
         default=None, description="When it happened (RFC 3339 with offset); defaults to receipt time."
     )
     datacontenttype: Literal["application/json"] | None = None
     dataschema: str | None = Field(
         default=None, max_length=500, description="Accepted and ignored: the catalog's schema applies."
     )
-    data: dict[str, Any] = Field(description="The payload; validated against the type's JSON Schema.")
+    data: dict[str, Any] = Field(
+        description="The payload; validated against the type's JSON Schema. Integers lie between "
+        "-2^63 and 2^63-1; text holds no NUL characters or lone surrogates."
+    )
+    childlinkcase: uuid.UUID | None = Field(
+        default=None,
+        description="The case (协同处置) this event belongs to, one your agency leads or has a referral "
+        "on, about the same child: it appears on the case, and the case's open referrals release it to "
+        "their receivers.",
+    )
+
+    _storable = field_validator("data")(storable_json)
 
     @field_validator("time")
     @classmethod
@@ -124,6 +135,7 @@ class CloudEventOut(BaseModel):
         examples=["health,law_enforcement"],
     )
     childlinkpublisherid: str | None = Field(default=None, description="The publisher's own `id`.")
+    childlinkcase: uuid.UUID | None = Field(default=None, description="The case the event belongs to.")
 
 
 class EventTypePublic(BaseModel):

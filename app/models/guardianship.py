@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
 from app.models.child import AccessSummary
-from app.models.common import timestamp_column, utcnow
+from app.models.common import IsoDate, timestamp_column, utcnow
 
 PHONE_PATTERN = r"^\+?[0-9][0-9 -]{4,19}$"
 
@@ -33,6 +33,9 @@ class CustodyStatus(StrEnum):
     """长期监护 by the state."""
     no_effective_guardian = "no_effective_guardian"
     """无人监护: nobody is in effect caring for the child."""
+    emergency_protection = "emergency_protection"
+    """应急保护: police removed the child from danger (a custody intervention); the police unit
+    answers for the child until civil affairs records what follows."""
 
 
 class AssessmentResult(StrEnum):
@@ -77,6 +80,13 @@ class Guardianship(SQLModel, table=True):
     last_assessment_result: AssessmentResult | None = Field(default=None, sa_type=String(24))
     risk_flags: list[str] = Field(sa_column=Column(ARRAY(String), nullable=False, server_default="{}"))
     emergency_intervention: bool = False
+    changed_by_event_id: uuid.UUID | None = None
+    """The custody-changing event (``POST /v1/events``) that made this record; NULL when it was
+    recorded through ``POST /v1/children/{id}/guardianship``."""
+    last_assessment_event_id: uuid.UUID | None = None
+    """The ``guardianship.assessed`` event that recorded the last assessment, when one did."""
+    next_assessment_due: date | None = None
+    """As the last assessment set it; otherwise the care schedule's interval applies."""
     recorded_by_agency: str = Field(max_length=64)
     recorded_by_client: str = Field(max_length=64)
     recorded_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
@@ -107,15 +117,15 @@ class GuardianshipCreate(SQLModel):
     responsible_org_duty_phone: str | None = Field(
         default=None, schema_extra={"pattern": PHONE_PATTERN, "examples": ["028-85000000"]}
     )
-    effective_from: date = Field(schema_extra={"examples": ["2026-09-01"]})
-    effective_to: date | None = None
+    effective_from: IsoDate = Field(schema_extra={"examples": ["2026-09-01"]})
+    effective_to: IsoDate | None = None
     entrustment_confirmation_ref: str | None = Field(
         default=None,
         max_length=100,
         description="Reference of the signed 委托监护责任确认书 (required when entrusted).",
     )
-    entrustment_confirmed_on: date | None = None
-    last_assessment_date: date | None = None
+    entrustment_confirmed_on: IsoDate | None = None
+    last_assessment_date: IsoDate | None = None
     last_assessment_result: AssessmentResult | None = None
     risk_flags: list[RiskFlag] = Field(default_factory=list, max_length=len(RiskFlag))
     emergency_intervention: bool = Field(
@@ -163,6 +173,19 @@ class ResponsibleOrganisation(SQLModel):
 class Assessment(SQLModel):
     date: date
     result: AssessmentResult
+    event_id: uuid.UUID | None = Field(
+        default=None, description="The `guardianship.assessed` event that recorded it, if one did."
+    )
+
+
+class MissingNotice(SQLModel):
+    """An open missing-child report (`police.missing-child.reported`, not yet resolved)."""
+
+    since: datetime | None = Field(default=None, description="When the report was made (custody data).")
+    handling_unit: ResponsibleOrganisation | None = Field(
+        default=None, description="The police unit searching; its duty phone is contact data."
+    )
+    event_id: uuid.UUID
 
 
 class GuardianshipPublic(SQLModel):
@@ -182,6 +205,9 @@ class GuardianshipPublic(SQLModel):
     last_assessment: Assessment | None = None
     risk_flags: list[RiskFlag] = Field(default_factory=list)
     emergency_intervention: bool
+    event_id: uuid.UUID | None = Field(
+        default=None, description="The custody-changing event that made this record, if an event did."
+    )
     recorded_by_agency: str
     recorded_at: datetime
     superseded_at: datetime | None = None
@@ -201,7 +227,16 @@ class CustodyPublic(SQLModel):
     responsible_organisation: ResponsibleOrganisation | None = None
     last_assessment: Assessment | None = None
     risk_flags: list[RiskFlag] = Field(default_factory=list, description="Open risk flags.")
+    emergency_intervention: bool = Field(
+        default=False, description="The record in force was made by a police emergency intervention."
+    )
+    missing: MissingNotice | None = Field(
+        default=None, description="Set while the child is reported missing and not yet found."
+    )
     guardianship_id: uuid.UUID | None = None
+    event_id: uuid.UUID | None = Field(
+        default=None, description="The custody-changing event that made the record in force, if any."
+    )
     access: AccessSummary
 
 

@@ -35,4 +35,6 @@ class OutboxEvent(SQLModel, table=True):
     publisher_client: str = Field(max_length=64)
     publisher_event_id: str | None = Field(default=None, max_length=128)
     """The CloudEvents ``id`` the publisher gave (``POST /v1/events``); NULL for registry events."""
+    case_id: uuid.UUID | None = Field(default=None)
+    """The case the event belongs to (CloudEvents extension ``childlinkcase``)."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

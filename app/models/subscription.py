@@ -13,7 +13,7 @@ from sqlalchemy import BigInteger, Column, Identity, String
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
-from app.models.common import timestamp_column, utcnow
+from app.models.common import BIGINT_MAX, IsoDateTime, timestamp_column, utcnow
 from app.models.vocabulary import DataCategory, PurposeOfUse
 
 REGION_PREFIX_PATTERN = r"^(\d{2}|\d{4}|\d{6}|\d{9}|\d{12})?$"
@@ -176,6 +176,7 @@ class SubscriptionCreate(_SubscriptionFields):
     from_sequence: int | None = Field(
         default=None,
         ge=0,
+        le=BIGINT_MAX,
         description="Start after this sequence number (0: from the first event); default: from now.",
     )
 
@@ -294,14 +295,15 @@ class ReplayRequest(SQLModel):
     from_sequence: int | None = Field(
         default=None,
         ge=1,
+        le=BIGINT_MAX,
         description="Re-send events from this sequence on.",
         schema_extra={"examples": [1200]},
     )
-    from_time: datetime | None = Field(
+    from_time: IsoDateTime | None = Field(
         default=None, description="Or: events published at or after this time."
     )
     to_sequence: int | None = Field(
-        default=None, ge=1, description="Up to this sequence (default: the newest)."
+        default=None, ge=1, le=BIGINT_MAX, description="Up to this sequence (default: the newest)."
     )
 
     @model_validator(mode="after")

@@ -15,9 +15,15 @@ from app.auth.scopes import Scope
 from app.db import get_session
 from app.errors import BadRequest, Forbidden, NotFound, Unauthorized, Unprocessable, responses
 from app.models.access_report import AccessReport
+from app.routers.query import UnknownParameter, refuse_unknown_query
 from app.services import access_report as report_service
 
-router = APIRouter(prefix="/v1/children", tags=["consents"], responses=responses(Unauthorized, Forbidden))
+router = APIRouter(
+    prefix="/v1/children",
+    tags=["consents"],
+    responses=responses(Unauthorized, Forbidden, UnknownParameter),
+    dependencies=[Depends(refuse_unknown_query)],
+)
 
 
 @router.get(

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Security
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.access.deps import Oversight
 from app.audit import Decision
 from app.audit import access_log as access_log_service
 from app.audit.access_log import AccessLogPage
-from app.auth.deps import require
-from app.auth.principal import Principal
-from app.auth.scopes import Scope
 from app.db import get_session
 from app.errors import BadRequest, Forbidden, Unauthorized, Unprocessable, responses
+from app.models.common import IsoDateTime
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=responses(Unauthorized))
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
-Auditor = Annotated[Principal, Security(require, scopes=[Scope.audit_read])]
 
 
 @router.get(
@@ -32,7 +29,7 @@ Auditor = Annotated[Principal, Security(require, scopes=[Scope.audit_read])]
 )
 async def list_access_log(
     session: Session,
-    _: Auditor,
+    scope: Oversight,
     child_id: Annotated[
         UUID | None, Query(description="Reads of this child, including lists that returned it.")
     ] = None,
@@ -43,9 +40,9 @@ async def list_access_log(
         str | None, Query(max_length=64, description="Only this action, e.g. `custody.read`.")
     ] = None,
     since: Annotated[
-        datetime | None, Query(description="Logged at or after this time (ISO 8601; UTC if no offset).")
+        IsoDateTime | None, Query(description="Logged at or after this time (ISO 8601; UTC if no offset).")
     ] = None,
-    until: Annotated[datetime | None, Query(description="Logged before this time.")] = None,
+    until: Annotated[IsoDateTime | None, Query(description="Logged before this time.")] = None,
     after: Annotated[
         str | None, Query(max_length=64, description="`next_cursor` from the previous page.")
     ] = None,
@@ -53,9 +50,14 @@ async def list_access_log(
 ) -> Any:
     """Every cross-agency read and every denial, newest first: who read which child, when, for
     what purpose, on what legal basis, and what was withheld. Filters combine; follow
-    `next_cursor` for older records. Personal data never appears here, only child ids."""
+    `next_cursor` for older records. Personal data never appears here, only child ids.
+
+    Only children registered inside your token's region are covered. The platform and the
+    oversight agency kinds of the access policy see every agency's reads; any other agency sees
+    its own reads and the reads of the records it keeps."""
     return await access_log_service.list_page(
         session,
+        scope,
         child_id=child_id,
         agency=agency,
         client_id=client_id,

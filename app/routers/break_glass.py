@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Security
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.access.deps import Oversight
 from app.auth.deps import require
 from app.auth.principal import Principal
 from app.auth.scopes import Scope
@@ -38,7 +39,7 @@ Auditor = Annotated[Principal, Security(require, scopes=[Scope.audit_read])]
 )
 async def list_break_glass(
     session: Session,
-    _: Auditor,
+    scope: Oversight,
     review_status: Annotated[
         ReviewStatus | None, Query(alias="status", description="e.g. `pending`.")
     ] = None,
@@ -47,9 +48,11 @@ async def list_break_glass(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
     """Every emergency break-glass read, newest first: who, which child, the reason code and
-    justification, the categories it released and the review state."""
+    justification, the categories it released and the review state. Only uses on children inside
+    your token's region; the platform and the policy's oversight kinds see every agency's, any
+    other agency its own uses and those on the records it keeps."""
     items, next_cursor = await break_glass_service.list_page(
-        session, status=review_status, agency=agency, cursor=cursor, limit=limit
+        session, scope, status=review_status, agency=agency, cursor=cursor, limit=limit
     )
     return BreakGlassPage(items=items, next_cursor=next_cursor)
 
@@ -62,11 +65,18 @@ async def list_break_glass(
     responses=responses(NotFound, Conflict, Unprocessable),
 )
 async def review_break_glass(
-    session: Session, principal: Auditor, review_id: uuid.UUID, data: BreakGlassReviewCreate
+    session: Session,
+    principal: Auditor,
+    scope: Oversight,
+    review_id: uuid.UUID,
+    data: BreakGlassReviewCreate,
 ) -> Any:
-    """Mark a break-glass use `justified` or `not_justified`, with a note. The reviewer must be of
-    another agency than the one that used it; each use is reviewed once."""
-    return await break_glass_service.review(session, principal, review_id, data=data)
+    """Mark a break-glass use `justified` or `not_justified`, with a note. The reviewer must see
+    the use (the child lies inside its region: 404 otherwise) and be of another agency than the one
+    that used it (403); each use is reviewed once (409)."""
+    return await break_glass_service.review(
+        session, scope, review_id, reviewer_client=principal.client_id, data=data
+    )
 
 
 @router.post(

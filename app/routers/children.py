@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response, Security, status
@@ -17,6 +16,7 @@ from app.errors import (
     BadRequest,
     Conflict,
     Forbidden,
+    MethodNotAllowed,
     NotFound,
     PreconditionFailed,
     PreconditionRequired,
@@ -34,9 +34,16 @@ from app.models.child import (
     ChildStatus,
     ChildUpdate,
 )
+from app.models.common import IsoDateTime
+from app.routers.query import UnknownParameter, refuse_unknown_query
 from app.services import child as child_service
 
-router = APIRouter(prefix="/v1/children", tags=["children"], responses=responses(Unauthorized, Forbidden))
+router = APIRouter(
+    prefix="/v1/children",
+    tags=["children"],
+    responses=responses(Unauthorized, Forbidden, UnknownParameter),
+    dependencies=[Depends(refuse_unknown_query)],
+)
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 Reading = Annotated[Reader, Security(get_reader, scopes=[Scope.children_read])]
@@ -97,7 +104,7 @@ async def list_children(
     min_age: Annotated[int | None, Query(ge=0, le=25)] = None,
     max_age: Annotated[int | None, Query(ge=0, le=25)] = None,
     updated_since: Annotated[
-        datetime | None, Query(description="Only records changed at or after this time (ISO 8601).")
+        IsoDateTime | None, Query(description="Only records changed at or after this time (ISO 8601).")
     ] = None,
     cursor: Annotated[
         str | None, Query(max_length=200, description="`next_cursor` from the previous page.")
@@ -133,6 +140,13 @@ async def lookup_child(session: Session, door: DoorDep, reader: Reading, data: C
     """Find a child by resident ID number. The number travels in the body, so it never appears
     in a URL or a log; 404 when no child with it is in your region."""
     return await child_service.lookup(session, door, reader, number=data.resident_id)
+
+
+@router.api_route("/lookup", methods=["GET", "PATCH"], include_in_schema=False)
+async def lookup_other_methods() -> None:
+    """`/lookup` is a fixed path, not a child id: the methods of `/{child_id}` answer 405 here
+    (with the `Allow` the spec gives), not 422 "not a UUID"."""
+    raise MethodNotAllowed("Look a child up with POST.", headers={"Allow": "POST"})
 
 
 @router.get(

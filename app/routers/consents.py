@@ -14,9 +14,15 @@ from app.auth.scopes import Scope
 from app.db import get_session
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable, responses
 from app.models.consent import ConsentCreate, ConsentPage, ConsentPublic, ConsentRevoke
+from app.routers.query import UnknownParameter, refuse_unknown_query
 from app.services import consent as consent_service
 
-router = APIRouter(prefix="/v1", tags=["consents"], responses=responses(Unauthorized, Forbidden))
+router = APIRouter(
+    prefix="/v1",
+    tags=["consents"],
+    responses=responses(Unauthorized, Forbidden, UnknownParameter),
+    dependencies=[Depends(refuse_unknown_query)],
+)
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 Writing = Annotated[Reader, Security(get_reader, scopes=[Scope.consents_write])]

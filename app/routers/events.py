@@ -25,6 +25,7 @@ from app.errors import (
 )
 from app.events.lifecycle import get_notifier
 from app.events.notify import Notifier
+from app.models.common import BIGINT_MAX
 from app.models.event import (
     IDEMPOTENCY_KEY_PATTERN,
     CloudEventIn,
@@ -84,6 +85,7 @@ async def get_event_type(principal: Authenticated, type_name: Annotated[str, Pat
 )
 async def publish_event(
     session: Session,
+    door: DoorDep,
     reader: Annotated[Reader, Security(get_reader, scopes=[Scope.events_publish])],
     event: CloudEventIn,
     response: Response,
@@ -101,10 +103,14 @@ async def publish_event(
     """Publish a CloudEvents 1.0 event about a child in your region (structured JSON). It is
     checked against the type's schema and your agency's right to publish it, stored in the outbox
     with a global sequence number, and delivered to every subscription that may receive it.
+    Custody-changing types (`police.custody.intervention`, `civil-affairs.temporary-guardianship.*`,
+    `civil-affairs.guardianship.assessed`) are the one way to record those changes: they update
+    the child's guardianship record in the same transaction, and only the agencies the policy's
+    `custody_changes` names may publish them.
     Answers 202 with the event's id and sequence; a replay of the same key answers the same, with
     `Idempotent-Replayed: true`."""
     accepted, replayed = await event_service.publish(
-        session, reader, event=event, idempotency_key=idempotency_key
+        session, reader, event=event, idempotency_key=idempotency_key, policy=door.policy
     )
     response.headers["Location"] = f"/v1/events/{accepted.id}"
     if replayed:
@@ -124,7 +130,9 @@ async def read_feed(
     door: DoorDep,
     reader: Annotated[Reader, Security(get_reader, scopes=[Scope.events_read])],
     notifier: Annotated[Notifier, Depends(get_notifier)],
-    after: Annotated[int, Query(ge=0, description="The `next_after` of your previous page; 0 to start.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=BIGINT_MAX, description="The `next_after` of your previous page; 0 to start.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=500, description="At most this many events.")] = 100,
     wait: Annotated[
         float,

@@ -14,9 +14,15 @@ from app.auth.scopes import Scope
 from app.db import get_database, get_session
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable, responses
 from app.models.guardianship import CustodyPublic, GuardianshipCreate, GuardianshipHistory, GuardianshipPublic
+from app.routers.query import UnknownParameter, refuse_unknown_query
 from app.services import guardianship as guardianship_service
 
-router = APIRouter(prefix="/v1/children", tags=["guardianship"], responses=responses(Unauthorized, Forbidden))
+router = APIRouter(
+    prefix="/v1/children",
+    tags=["guardianship"],
+    responses=responses(Unauthorized, Forbidden, UnknownParameter),
+    dependencies=[Depends(refuse_unknown_query)],
+)
 
 Session = Annotated[AsyncSession, Depends(get_session, scope="function")]
 

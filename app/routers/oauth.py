@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
-from collections import defaultdict, deque
 from typing import Annotated, Any
 from urllib.parse import unquote
 
@@ -15,10 +13,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic.json_schema import SkipJsonSchema
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.auth.limiter import FailureLimiter, source_address
 from app.auth.scopes import Scope
 from app.auth.tokens import issue_token
 from app.db import get_session
-from app.errors import UnsupportedMediaType, responses
+from app.errors import PROBLEM_JSON, UnsupportedMediaType, responses
 from app.services import client as client_service
 
 router = APIRouter(tags=["auth"])
@@ -67,34 +66,12 @@ class OAuthError(BaseModel):
     error_description: str = Field(examples=["Client authentication failed."])
 
 
-class _FailureLimiter:
-    """Counts failed authentications per client id in a sliding minute, per worker."""
-
-    def __init__(self) -> None:
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-
-    def blocked_for(self, key: str, limit: int) -> int:
-        window = self._failures.get(key)
-        if not window:
-            return 0
-        now = time.monotonic()
-        while window and now - window[0] > 60:
-            window.popleft()
-        if len(window) < limit:
-            return 0
-        return int(60 - (now - window[0])) + 1
-
-    def record(self, key: str) -> None:
-        if len(self._failures) > 100_000:
-            self._failures.clear()
-        self._failures[key].append(time.monotonic())
-
-
-_limiter = _FailureLimiter()
-
-
 def _oauth_error(
-    status: int, error: str, description: str, headers: dict[str, str] | None = None
+    status: int,
+    error: str,
+    description: str,
+    headers: dict[str, str] | None = None,
+    media_type: str = "application/json",
 ) -> JSONResponse:
     body = {
         "error": error,
@@ -105,7 +82,7 @@ def _oauth_error(
         "code": error,
     }
     base = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-    return JSONResponse(body, status_code=status, headers={**base, **(headers or {})})
+    return JSONResponse(body, status_code=status, headers={**base, **(headers or {})}, media_type=media_type)
 
 
 def _lacking_scopes(lacking: list[str]) -> str:
@@ -143,7 +120,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         "description": "`invalid_request`, `invalid_scope` or `unsupported_grant_type`.",
     },
     401: {"model": OAuthError, "description": "`invalid_client`: unknown client, wrong secret or revoked."},
-    429: {"model": OAuthError, "description": "Too many failed attempts for this client; see `Retry-After`."},
+    429: {
+        "description": "`too_many_requests`: too many failed secrets for this client from this address; "
+        "retry after `Retry-After` seconds. Failures from other addresses do not lock a client out.",
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/OAuthError"}}},
+        "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+    },
     **responses(UnsupportedMediaType),
 }
 
@@ -219,23 +201,35 @@ async def token(
         )
 
     settings = request.app.state.settings
-    retry_after = _limiter.blocked_for(client_id, settings.token_failures_per_minute)
+    limiter: FailureLimiter = request.app.state.token_limiter
+    source = source_address(
+        request.client.host if request.client else None,
+        request.headers.get("x-forwarded-for"),
+        settings.trusted_proxies,
+    )
+    retry_after = limiter.begin(client_id, source)
     if retry_after:
         return _oauth_error(
             429,
             "too_many_requests",
-            "Too many failed attempts; try again later.",
+            "Too many failed attempts from this address; try again later.",
             {"Retry-After": str(retry_after)},
+            media_type=PROBLEM_JSON,
         )
-    found = await client_service.authenticate(session, client_id, client_secret)
+    try:
+        found = await client_service.authenticate(session, client_id, client_secret)
+    except BaseException:
+        limiter.abandoned(client_id, source)
+        raise
     if found is None:
-        _limiter.record(client_id)
+        limiter.failed(client_id, source)
         return _oauth_error(
             401,
             "invalid_client",
             "Client authentication failed.",
             {"WWW-Authenticate": 'Basic realm="childlink"'},
         )
+    limiter.succeeded(client_id, source)
     client, agency = found
     allowed = [Scope(s) for s in client.allowed_scopes]
     if scope is None or not scope.strip():

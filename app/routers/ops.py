@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
+
+from app.auth.deps import authenticate, check_scopes
+from app.auth.scopes import Scope
+from app.config import Settings
+from app.errors import InsufficientScope, Unauthorized, responses
 
 router = APIRouter(tags=["operations"])
 
@@ -44,15 +50,40 @@ async def readyz(request: Request) -> Any:
     return {"status": "ok"}
 
 
+async def metrics_access(request: Request) -> None:
+    """Open in development unless ``CHILDLINK_METRICS_TOKEN`` is set; otherwise the bearer is
+    that token or an ``admin`` token. Route names, statuses and volumes tell an outsider which
+    agencies ask what, and how often."""
+    settings: Settings = request.app.state.settings
+    expected = settings.metrics_token
+    if expected is None and settings.is_development:
+        return
+    authorization = request.headers.get("authorization")
+    if expected is not None and authorization:
+        scheme, _, value = authorization.partition(" ")
+        # Timing-safe: the comparison must not reveal how much of a guess was right.
+        if scheme.lower() == "bearer" and hmac.compare_digest(
+            value.strip().encode(), expected.get_secret_value().encode()
+        ):
+            return
+    principal = await authenticate(request.app.state, authorization)
+    check_scopes(principal, [Scope.admin])
+
+
 @router.get(
     "/metrics",
     response_class=PlainTextResponse,
     summary="Prometheus metrics",
-    responses={200: {"content": {"text/plain": {"example": "childlink_http_requests_total{...} 1"}}}},
+    dependencies=[Depends(metrics_access)],
+    responses={
+        200: {"content": {"text/plain": {"example": "childlink_http_requests_total{...} 1"}}},
+        **responses(Unauthorized, InsufficientScope),
+    },
 )
 async def metrics(request: Request) -> PlainTextResponse:
     """Request counts and latencies per route and status, and how the access log and the batched
-    lookups group their work, in Prometheus text format (this worker)."""
+    lookups group their work, in Prometheus text format (this worker). In production it wants
+    `Authorization: Bearer` with `CHILDLINK_METRICS_TOKEN` or an `admin` token."""
     state = request.app.state
     text = state.metrics.render() + _batching(state)
     return PlainTextResponse(text, media_type="text/plain; version=0.0.4")

@@ -21,6 +21,9 @@ class PolicyRule(BaseModel):
     categories: list[DataCategory]
     purposes: list[PurposeOfUse]
     citation: str = Field(examples=["《中华人民共和国未成年人保护法》第十一条"])
+    note: str | None = Field(
+        default=None, description="Why the rule reaches as far as it does, and no further."
+    )
 
 
 class BreakGlassPublic(BaseModel):
@@ -30,6 +33,15 @@ class BreakGlassPublic(BaseModel):
     reason_codes: list[str]
     min_justification_length: int
     daily_limit_per_client: int
+    note: str
+
+
+class OversightPublic(BaseModel):
+    agency_kinds: list[str] = Field(
+        description="Agency kinds whose `audit:read` readers see every agency's records in their region "
+        "(the platform always does). Other readers see their own agency's reads and the reads of the "
+        "records their agency keeps."
+    )
     note: str
 
 
@@ -44,20 +56,28 @@ class PolicyPublic(BaseModel):
     categories: dict[str, str] = Field(description="The data categories a response may carry.")
     rules: list[PolicyRule]
     break_glass: BreakGlassPublic
+    oversight: OversightPublic
+    cases: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Coordinated handling: the purposes a referral serves, deadline bounds and the "
+        "escalation interval.",
+    )
 
 
 @router.get("/policy", response_model=PolicyPublic, summary="The access policy in force")
 async def get_policy(request: Request, _: Annotated[Principal, Security(require)]) -> Any:
     """The rules that decide every cross-agency read, with their version and hash.
 
-    A read is decided per data category, on three grounds tried in order:
+    A read is decided per data category, on these grounds tried in order:
     1. **statute**: a rule here lets the reader's kind of agency read the category for the stated
        purpose (e.g. police read `custody` and `contact` for `child_protection`, citing the Minors
        Protection Law art. 11 and PIPL arts. 13(3), 34);
     2. **consent**: an active guardian consent names the reader's agency (or any), the category and
        the purpose (e.g. the guardian lets the women's federation see `health` for
        `child_protection`);
-    3. **break-glass**: an allowed client sends `X-Break-Glass: <reason_code>; <justification>` in an
+    3. **referral**: for reads of a case (协同处置), an open referral of that case to the reader's
+       agency releases the categories it names (purpose `child_protection`; see `cases`);
+    4. **break-glass**: an allowed client sends `X-Break-Glass: <reason_code>; <justification>` in an
        emergency (e.g. `missing_child; …`); the read is flagged and reviewed by another agency.
     A category no ground covers is withheld and the response says so; the agency that keeps a
     record reads it in full."""
@@ -66,7 +86,7 @@ async def get_policy(request: Request, _: Annotated[Principal, Security(require)
         version=policy.version,
         sha256=policy.sha256,
         description=policy.description,
-        grounds=["owner", "statute", "consent", "break_glass"],
+        grounds=["owner", "statute", "consent", "referral", "break_glass"],
         purposes={p.value: PURPOSE_DESCRIPTIONS[p] for p in PurposeOfUse},
         categories={c.value: CATEGORY_DESCRIPTIONS[c] for c in DataCategory},
         rules=[
@@ -76,6 +96,7 @@ async def get_policy(request: Request, _: Annotated[Principal, Security(require)
                 categories=sorted(r.categories),
                 purposes=sorted(r.purposes),
                 citation=r.citation,
+                note=r.note,
             )
             for r in policy.rules
         ],
@@ -86,4 +107,8 @@ async def get_policy(request: Request, _: Annotated[Principal, Security(require)
             daily_limit_per_client=request.app.state.door.break_glass_daily_limit,
             note=policy.break_glass.note,
         ),
+        oversight=OversightPublic(
+            agency_kinds=sorted(policy.oversight_agency_kinds), note=policy.oversight_note
+        ),
+        cases=policy.document.get("cases", {}),
     )

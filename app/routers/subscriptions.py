@@ -16,6 +16,7 @@ from app.errors import Conflict, Forbidden, NotFound, Unauthorized, Unprocessabl
 from app.events.lifecycle import get_secret_box, get_sender
 from app.events.sender import WebhookSender
 from app.events.vault import SecretBox
+from app.models.common import BIGINT_MAX
 from app.models.subscription import (
     DeliveryPage,
     DeliveryStatus,
@@ -140,7 +141,9 @@ async def list_deliveries(
     principal: Manager,
     subscription_id: uuid.UUID,
     delivery_status: Annotated[DeliveryStatus | None, Query(alias="status")] = None,
-    before: Annotated[int | None, Query(ge=1, description="`next_cursor` from the previous page.")] = None,
+    before: Annotated[
+        int | None, Query(ge=1, le=BIGINT_MAX, description="`next_cursor` from the previous page.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> Any:
     """Deliveries newest first with every attempt: status code, error, duration, categories

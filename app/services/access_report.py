@@ -30,8 +30,9 @@ _ENTRIES = text(
     WHERE (l.child_id = :child OR l.child_ids @> ARRAY[CAST(:child AS uuid)])
       AND l.decision IN ('allow', 'allow_redacted')
       AND l.agency <> :owner
-      AND (l.break_glass OR l.investigation_ref IS NULL OR l.investigation_ref IN (
-            SELECT ref FROM investigation WHERE closed_at IS NOT NULL))
+      AND (l.break_glass OR l.investigation_ref IS NULL OR EXISTS (
+            SELECT 1 FROM investigation i
+            WHERE i.agency = l.agency AND i.ref = l.investigation_ref AND i.closed_at IS NOT NULL))
       AND (CAST(:before AS bigint) IS NULL OR l.id < CAST(:before AS bigint))
     ORDER BY l.id DESC
     LIMIT :limit
@@ -40,7 +41,8 @@ _ENTRIES = text(
 _WITHHELD = text(
     """
     SELECT EXISTS (
-      SELECT 1 FROM access_log l JOIN investigation i ON i.ref = l.investigation_ref
+      SELECT 1 FROM access_log l
+      JOIN investigation i ON i.agency = l.agency AND i.ref = l.investigation_ref
       WHERE (l.child_id = :child OR l.child_ids @> ARRAY[CAST(:child AS uuid)])
         AND l.decision IN ('allow', 'allow_redacted') AND l.agency <> :owner AND i.closed_at IS NULL
         AND NOT l.break_glass)

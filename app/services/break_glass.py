@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.auth.principal import Principal
+from app.audit.oversight import OversightScope
 from app.errors import Conflict, Forbidden, NotFound
 from app.models.break_glass import (
     BreakGlassReason,
@@ -42,11 +42,24 @@ def to_public(item: BreakGlassReview) -> BreakGlassReviewPublic:
     )
 
 
+def _visible(scope: OversightScope) -> ColumnElement[bool] | None:
+    return scope.visible(agency=col(BreakGlassReview.agency), child_id=col(BreakGlassReview.child_id))
+
+
 async def list_page(
-    session: AsyncSession, *, status: ReviewStatus | None, agency: str | None, cursor: str | None, limit: int
+    session: AsyncSession,
+    scope: OversightScope,
+    *,
+    status: ReviewStatus | None,
+    agency: str | None,
+    cursor: str | None,
+    limit: int,
 ) -> tuple[list[BreakGlassReviewPublic], str | None]:
-    """Break-glass uses, newest first."""
+    """Break-glass uses of children inside ``scope``, newest first."""
     query = select(BreakGlassReview)
+    visible = _visible(scope)
+    if visible is not None:
+        query = query.where(visible)
     if status is not None:
         query = query.where(col(BreakGlassReview.status) == status)
     if agency is not None:
@@ -69,18 +82,24 @@ async def list_page(
 
 
 async def review(
-    session: AsyncSession, principal: Principal, review_id: uuid.UUID, *, data: BreakGlassReviewCreate
+    session: AsyncSession,
+    scope: OversightScope,
+    review_id: uuid.UUID,
+    *,
+    reviewer_client: str,
+    data: BreakGlassReviewCreate,
 ) -> BreakGlassReviewPublic:
-    """Record the review outcome. The reviewer must belong to another agency than the user of
-    the break-glass; an item is reviewed once (409 after)."""
-    item = (
-        await session.execute(
-            select(BreakGlassReview).where(col(BreakGlassReview.id) == review_id).with_for_update()
-        )
-    ).scalar_one_or_none()
+    """Record the review outcome. The reviewer sees the use (``scope``: the child lies inside its
+    region; 404 otherwise, as for an absent id) and belongs to another agency than its user (403);
+    an item is reviewed once (409 after)."""
+    query = select(BreakGlassReview).where(col(BreakGlassReview.id) == review_id)
+    visible = _visible(scope)
+    if visible is not None:
+        query = query.where(visible)
+    item = (await session.execute(query.with_for_update(of=BreakGlassReview))).scalar_one_or_none()
     if item is None:
         raise NotFound("No break-glass use with this id.", code="break_glass_not_found")
-    if item.agency == principal.agency:
+    if item.agency == scope.agency:
         raise Forbidden(
             "A break-glass use is reviewed by another agency than the one that used it.",
             code="own_agency_review",
@@ -89,8 +108,8 @@ async def review(
         raise Conflict("This break-glass use has already been reviewed.", code="already_reviewed")
     item.status = ReviewStatus(str(data.outcome))
     item.review_note = data.note
-    item.reviewer_client = principal.client_id
-    item.reviewer_agency = principal.agency
+    item.reviewer_client = reviewer_client
+    item.reviewer_agency = scope.agency
     item.reviewed_at = utcnow()
     session.add(item)
     await session.flush()

@@ -291,8 +291,6 @@ async def update_child(
         raise BadRequest(
             "care_arrangement applies to left-behind children only.", code="invalid_care_arrangement"
         )
-    if merged["birth_date"] > date.today():
-        raise BadRequest("birth_date lies in the future.", code="invalid_birth_date")
     for key, value in changes.items():
         if key == "categories":
             value = [str(c) for c in dict.fromkeys(value)]

@@ -15,13 +15,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.access.door import Door, Reader
+from app.access.policy import Policy
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.events import catalog
 from app.events.envelope import EVENT_COLUMNS, StoredEvent, envelope
 from app.models.common import utcnow
 from app.models.event import CloudEventIn, CloudEventOut, EventAccepted, EventIdempotency, EventTypePublic
 from app.models.outbox import OutboxEvent
-from app.services import outbox
+from app.services import case as case_service
+from app.services import event_effects, outbox
 
 
 class IdempotencyKeyReused(Unprocessable):
@@ -81,15 +83,18 @@ async def _replay(session: AsyncSession, reader: Reader, key: str, digest: str) 
 
 
 async def publish(
-    session: AsyncSession, reader: Reader, *, event: CloudEventIn, idempotency_key: str
+    session: AsyncSession, reader: Reader, *, event: CloudEventIn, idempotency_key: str, policy: Policy
 ) -> tuple[EventAccepted, bool]:
     """Validate and store one event in the outbox; returns the receipt and whether it is a replay.
 
     Refuses (and stores nothing): an unknown type (422), a type the agency may not publish (403),
     data that does not match the type's schema (422), a child absent or outside the caller's
     region (404, the same either way), a reused key with another body (422), a reused
-    (`source`, `id`) under a new key (409). The event gets its sequence number as the
-    transaction's last step and commits with the key.
+    (`source`, `id`) under a new key (409). A custody-changing type is published only by the
+    agency kinds the policy's ``custody_changes`` names (403 otherwise) and changes the
+    guardianship record in this transaction (:mod:`app.services.event_effects`): if the change
+    cannot be made (409, 422), neither is the event stored. The event gets its sequence number as
+    the transaction's last step and commits with the key and the change.
     """
     principal = reader.principal
     digest = request_hash(event)
@@ -100,6 +105,7 @@ async def publish(
     event_type = catalog.get(event.type)
     if event_type is None:
         raise Unprocessable("Unknown event type; see `GET /v1/event-types`.", code="unknown_event_type")
+    event_effects.check_allowed(policy, event_type=event.type, agency_kind=reader.agency_kind)
     if not event_type.may_publish(reader.agency_kind):
         detail = (
             "This type is emitted by the registry itself when a record changes."
@@ -119,6 +125,8 @@ async def publish(
     ).first()
     if child is None or not principal.covers_region(child.region_code):
         raise NotFound("No child with this id.", code="child_not_found")
+    if event.childlinkcase is not None:
+        await case_service.require_linkable(session, reader, event.childlinkcase, child_id=event.subject)
 
     event_id = uuid.uuid4()
     # The key first: a concurrent request with the same key waits here for this one to commit,
@@ -152,6 +160,7 @@ async def publish(
             publisher_agency=principal.agency,
             publisher_client=principal.client_id,
             publisher_event_id=event.id,
+            case_id=event.childlinkcase,
         )
     )
     try:
@@ -160,6 +169,18 @@ async def publish(
         raise Conflict(
             "You already published an event with this `source` and `id`.", code="duplicate_event"
         ) from exc
+    if event_effects.changes_records(event.type):
+        await event_effects.apply(
+            session,
+            event_effects.Published(
+                principal=principal,
+                event_id=event_id,
+                type=event.type,
+                child_id=event.subject,
+                region_code=child.region_code,
+                data=event.data,
+            ),
+        )
     sequence = await outbox.assign_sequence(session, event_id)
     return EventAccepted(
         id=event_id, sequence=sequence, type=event.type, subject=event.subject, time=when
@@ -192,5 +213,6 @@ async def read(session: AsyncSession, door: Door, reader: Reader, event_id: uuid
         action="event.read",
         subject=event.subject_for_door(),
         categories=event.data_categories,
+        case_id=event.case_id,
     )
     return CloudEventOut.model_validate(envelope(event, decision.granted)).model_dump(mode="json")

@@ -47,6 +47,14 @@ LIMIT :limit
 """  # noqa: S608  (EVENT_COLUMNS is a constant)
 
 
+def _overlaps(sub: Subscription, region: str) -> bool:
+    """Whether a reader of ``region`` may pull through ``sub``. Another region's subscription of
+    the same agency (510108 reading 510107's) is as absent as another agency's. One covering the
+    reader's region and more (a county's, read by one of its townships) may be read: every page
+    is limited to the reader's own region besides (``_PAGE``'s ``reader_region``)."""
+    return sub.region_prefix.startswith(region) or region.startswith(sub.region_prefix)
+
+
 async def pull_subscription(
     session: AsyncSession, reader: Reader, subscription_id: uuid.UUID | None
 ) -> Subscription:
@@ -60,7 +68,7 @@ async def pull_subscription(
                 )
             )
         ).scalar_one_or_none()
-        if sub is None:
+        if sub is None or not _overlaps(sub, reader.principal.region):
             raise NotFound("No subscription with this id.", code="subscription_not_found")
         if sub.mode != SubscriptionMode.pull:
             raise Conflict(
@@ -77,6 +85,7 @@ async def pull_subscription(
             )
         ).scalars()
     )
+    subs = [sub for sub in subs if _overlaps(sub, reader.principal.region)]
     if not subs:
         raise NotFound(
             "Your agency has no pull subscription; create one at `POST /v1/subscriptions` with `mode: pull`.",
@@ -157,6 +166,7 @@ async def read(
                 action="event.feed",
                 subject=event.subject_for_door(),
                 categories=event.data_categories,
+                case_id=event.case_id,
             )
         except (AccessDenied, NotFound):
             continue  # decided, and on record: nothing of it for this reader

@@ -13,9 +13,10 @@ from sqlmodel import col
 
 from app.access.decision import Decision
 from app.access.door import Door, Reader, Subject
+from app.auth.principal import Principal
 from app.batching import BatchedLookup
 from app.db import Database, OnDemandSession
-from app.errors import Conflict, Forbidden
+from app.errors import Conflict, Forbidden, Unprocessable
 from app.models.agency import AgencyKind
 from app.models.child import ChildStatus
 from app.models.common import utcnow
@@ -62,12 +63,15 @@ def render(record: Guardianship, decision: Decision) -> GuardianshipPublic:
         entrustment_confirmation_ref=record.entrustment_confirmation_ref if custody_ok else None,
         entrustment_confirmed_on=record.entrustment_confirmed_on if custody_ok else None,
         last_assessment=Assessment(
-            date=record.last_assessment_date, result=AssessmentResult(record.last_assessment_result)
+            date=record.last_assessment_date,
+            result=AssessmentResult(record.last_assessment_result),
+            event_id=record.last_assessment_event_id,
         )
         if assessed and record.last_assessment_date and record.last_assessment_result
         else None,
         risk_flags=[RiskFlag(f) for f in record.risk_flags] if custody_ok else [],
         emergency_intervention=record.emergency_intervention,
+        event_id=record.changed_by_event_id,
         recorded_by_agency=record.recorded_by_agency,
         recorded_at=record.recorded_at,
         superseded_at=record.superseded_at,
@@ -75,36 +79,41 @@ def render(record: Guardianship, decision: Decision) -> GuardianshipPublic:
     )
 
 
+class CustodyChangeByEvent(Unprocessable):
+    code, title = "custody_change_by_event", "This custody change is recorded by publishing its event"
+
+
+# Custody that only a custody-changing event may create (the policy's `custody_changes`).
+_BY_EVENT_ONLY = {CustodyStatus.temporary_state, CustodyStatus.emergency_protection}
+
+
 async def record(
     session: AsyncSession, door: Door, reader: Reader, child_id: uuid.UUID, *, data: GuardianshipCreate
 ) -> GuardianshipPublic:
-    """Record a new guardianship that supersedes the current one (history is kept). Civil affairs
-    records any; police and the rescue centre record emergency interventions only. Emits
-    ``guardianship.changed``."""
-    kind = reader.agency_kind
-    if kind == AgencyKind.police:
-        if not data.emergency_intervention:
-            raise Forbidden(
-                "Police record emergency custody interventions only (set `emergency_intervention`).",
-                code="intervention_only",
-            )
-    elif kind != AgencyKind.civil_affairs:
+    """Record a new ordinary guardianship (parents, relatives, entrusted care, an institution,
+    long-term state guardianship) that supersedes the current one; civil affairs, the record's
+    keeper, only. Emergency interventions and temporary state guardianship are recorded by
+    publishing their events (:mod:`app.services.custody_event`), which write through the same
+    :func:`supersede`. Emits ``guardianship.changed``."""
+    if reader.agency_kind != AgencyKind.civil_affairs:
         raise Forbidden(
-            "Only civil affairs and police record guardianship.", code="custody_write_not_allowed"
+            "Only civil affairs records guardianship here; police record an emergency intervention "
+            "by publishing `police.custody.intervention`.",
+            code="custody_write_not_allowed",
+        )
+    if data.emergency_intervention or data.custody_status in _BY_EVENT_ONLY:
+        raise CustodyChangeByEvent(
+            "Emergency interventions and temporary state guardianship are recorded by publishing "
+            "`police.custody.intervention` or `civil-affairs.temporary-guardianship.started` to "
+            "`POST /v1/events`."
         )
     # Lock the child row: two concurrent records for one child supersede in a defined order.
     child = await child_service.require_child(session, door, reader, child_id, "guardianship.write")
-    if kind == AgencyKind.civil_affairs and child.owner_agency != reader.principal.agency:
+    if child.owner_agency != reader.principal.agency:
         raise Forbidden("Only the agency that keeps this record may change it.", code="not_record_owner")
     await session.refresh(child, with_for_update=True)
     if child.status == ChildStatus.exited:
         raise Conflict("An exited record is read-only.", code="child_exited")
-    now = utcnow()
-    await session.execute(
-        update(Guardianship)
-        .where(col(Guardianship.child_id) == child_id, col(Guardianship.superseded_at).is_(None))
-        .values(superseded_at=now)
-    )
     entry = Guardianship(
         child_id=child_id,
         custody_status=data.custody_status,
@@ -120,28 +129,11 @@ async def record(
         last_assessment_date=data.last_assessment_date,
         last_assessment_result=data.last_assessment_result,
         risk_flags=[str(f) for f in data.risk_flags],
-        emergency_intervention=data.emergency_intervention,
+        emergency_intervention=False,
         recorded_by_agency=reader.principal.agency,
         recorded_by_client=reader.principal.client_id,
-        recorded_at=now,
     )
-    session.add(entry)
-    await child_service.mark_updated(session, child_id)
-    await session.flush()
-    await outbox.emit(
-        session,
-        reader.principal,
-        type="cn.gov.childlink.civil-affairs.guardianship.changed.v1",
-        subject=child_id,
-        region_code=child.region_code,
-        data={
-            "child_id": str(child_id),
-            "guardianship_id": str(entry.id),
-            "custody_status": str(data.custody_status),
-            "effective_from": data.effective_from.isoformat(),
-            "emergency_intervention": data.emergency_intervention,
-        },
-    )
+    await supersede(session, reader.principal, entry, region_code=child.region_code)
     decision = await door.admit(
         session,
         reader,
@@ -150,6 +142,50 @@ async def record(
         categories=CUSTODY_CATEGORIES,
     )
     return render(entry, decision)
+
+
+async def current(session: AsyncSession, child_id: uuid.UUID) -> Guardianship | None:
+    """The record in force (the caller holds the child row's lock when it means to change it)."""
+    return (
+        await session.execute(
+            select(Guardianship).where(
+                col(Guardianship.child_id) == child_id, col(Guardianship.superseded_at).is_(None)
+            )
+        )
+    ).scalar_one_or_none()
+
+
+async def supersede(
+    session: AsyncSession, principal: Principal, entry: Guardianship, *, region_code: str
+) -> Guardianship:
+    """The one writer of guardianship records: ``entry`` supersedes the record in force (history
+    is kept), the child's record counts as changed and ``guardianship.changed`` is emitted, all in
+    the caller's transaction. The caller has locked the child row."""
+    now = utcnow()
+    await session.execute(
+        update(Guardianship)
+        .where(col(Guardianship.child_id) == entry.child_id, col(Guardianship.superseded_at).is_(None))
+        .values(superseded_at=now)
+    )
+    entry.recorded_at = now
+    session.add(entry)
+    await child_service.mark_updated(session, entry.child_id)
+    await session.flush()
+    await outbox.emit(
+        session,
+        principal,
+        type="cn.gov.childlink.civil-affairs.guardianship.changed.v1",
+        subject=entry.child_id,
+        region_code=region_code,
+        data={
+            "child_id": str(entry.child_id),
+            "guardianship_id": str(entry.id),
+            "custody_status": str(entry.custody_status),
+            "effective_from": entry.effective_from.isoformat(),
+            "emergency_intervention": entry.emergency_intervention,
+        },
+    )
+    return entry
 
 
 async def history(
@@ -188,9 +224,13 @@ CUSTODY_SQL = """
 SELECT c.id AS child_id, c.owner_agency, c.region_code, c.status,
        g.id, g.custody_status, g.effective_from, g.guardian_name, g.guardian_relationship,
        g.guardian_phone, g.responsible_org, g.responsible_org_duty_phone, g.last_assessment_date,
-       g.last_assessment_result, g.risk_flags
+       g.last_assessment_result, g.risk_flags, g.emergency_intervention, g.changed_by_event_id,
+       g.last_assessment_event_id,
+       m.reported_event_id AS missing_event_id, m.reported_at AS missing_since,
+       m.handling_unit AS missing_unit, m.handling_unit_duty_phone AS missing_unit_phone
 FROM child AS c
 LEFT JOIN guardianship AS g ON g.child_id = c.id AND g.superseded_at IS NULL
+LEFT JOIN missing_report AS m ON m.child_id = c.id AND m.resolved_at IS NULL
 WHERE c.id = ANY($1::uuid[])
 """
 
@@ -201,6 +241,13 @@ _CHILD_STATUS = {str(v): str(v) for v in ChildStatus}
 _CUSTODY_STATUS = {str(v): str(v) for v in CustodyStatus}
 _ASSESSMENT_RESULT = {str(v): str(v) for v in AssessmentResult}
 _RISK_FLAG = {str(v): str(v) for v in RiskFlag}
+
+
+def _risk_flags(stored: list[str], missing: bool) -> list[str]:
+    flags = [_RISK_FLAG[f] for f in stored]
+    if missing and RiskFlag.missing not in flags:
+        flags.append(str(RiskFlag.missing))
+    return flags
 
 
 def custody_lookup(dsn: str) -> BatchedLookup:
@@ -240,6 +287,10 @@ async def custody(
     contact = current and decision.allows(DataCategory.contact)
     custody_ok = current and decision.allows(DataCategory.custody)
     assessed = row["last_assessment_date"] is not None and row["last_assessment_result"] is not None
+    # A missing report stands whether or not a guardianship is on record.
+    missing = row["missing_event_id"] is not None
+    may_custody = decision.allows(DataCategory.custody)
+    may_contact = decision.allows(DataCategory.contact)
     return {
         "child_id": str(child_id),
         "child_status": _CHILD_STATUS[row["status"]],
@@ -261,11 +312,24 @@ async def custody(
         "last_assessment": {
             "date": row["last_assessment_date"].isoformat(),
             "result": _ASSESSMENT_RESULT[row["last_assessment_result"]],
+            "event_id": str(row["last_assessment_event_id"]) if row["last_assessment_event_id"] else None,
         }
         if custody_ok and assessed
         else None,
-        "risk_flags": [_RISK_FLAG[f] for f in row["risk_flags"]] if custody_ok else [],
+        "risk_flags": _risk_flags(row["risk_flags"], missing) if custody_ok else [],
+        "emergency_intervention": bool(row["emergency_intervention"]) if custody_ok else False,
+        "missing": {
+            "since": row["missing_since"].isoformat() if may_custody else None,
+            "handling_unit": {
+                "name": row["missing_unit"] if may_custody else None,
+                "duty_phone": row["missing_unit_phone"] if may_contact else None,
+            },
+            "event_id": str(row["missing_event_id"]),
+        }
+        if missing and may_custody
+        else None,
         "guardianship_id": str(row["id"]) if current else None,
+        "event_id": str(row["changed_by_event_id"]) if current and row["changed_by_event_id"] else None,
         "access": child_service.access_document(decision),
     }
 

@@ -26,6 +26,7 @@ async def emit(
     region_code: str,
     data: dict[str, Any],
     categories: Sequence[DataCategory] = (),
+    case_id: uuid.UUID | None = None,
 ) -> OutboxEvent:
     """Add an event; the caller's transaction commits it together with the change it reports.
 
@@ -52,6 +53,7 @@ async def emit(
         region_code=region_code,
         publisher_agency=principal.agency,
         publisher_client=principal.client_id,
+        case_id=case_id,
     )
     session.add(event)
     await session.flush()

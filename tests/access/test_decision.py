@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from app.access.decision import BreakGlass, ConsentGrant, Ground, Outcome, decide
+from app.access.decision import BreakGlass, ConsentGrant, Ground, Outcome, ReferralGrant, decide
 from app.access.door import Door, Reader, Subject
 from app.access.policy import Policy, load_policy
 from app.auth.principal import Principal
@@ -110,17 +110,34 @@ class TestGrounds:
         assert set(d.withheld) == withheld
         assert d.outcome is Outcome.allow_redacted
 
-    def test_emergency_opens_custody_and_contact_to_any_agency(self, policy: Policy) -> None:
+    @pytest.mark.parametrize("kind", ["education", "health", "womens-federation"])
+    def test_emergency_opens_custody_but_not_contact_to_any_agency(self, policy: Policy, kind: str) -> None:
         d = decide(
             policy,
-            reader_agency="womens-federation",
-            reader_kind="womens-federation",
+            reader_agency=kind,
+            reader_kind=kind,
             owner_agency="civil-affairs",
-            categories=[C.custody, C.contact],
+            categories=[C.identity, C.custody, C.contact],
             purpose=P.emergency,
         )
-        assert d.outcome is Outcome.allow
+        assert d.outcome is Outcome.allow_redacted
         assert d.granted[C.custody].ref == "any-emergency"
+        assert "第十三条第一款第（四）项" in (d.granted[C.custody].citation or "")
+        assert d.withheld == {C.contact: "no_legal_basis"}
+
+    @pytest.mark.parametrize("kind", ["police", "civil-affairs"])
+    def test_police_and_civil_affairs_keep_contact_in_an_emergency_by_their_own_rules(
+        self, policy: Policy, kind: str
+    ) -> None:
+        d = decide(
+            policy,
+            reader_agency=f"{kind}-510107",
+            reader_kind=kind,
+            owner_agency="civil-affairs",
+            categories=[C.contact],
+            purpose=P.emergency,
+        )
+        assert d.granted[C.contact].ref != "any-emergency"
 
     def test_consent_fills_in_after_statute_for_its_purpose_only(self, policy: Policy) -> None:
         consent = ConsentGrant("c-1", frozenset({C.health}), frozenset({P.child_protection}))
@@ -173,6 +190,26 @@ class TestGrounds:
         assert d.reason == "no_legal_basis"
 
 
+class TestReferralGround:
+    def test_a_referral_releases_its_categories_after_statute_and_before_break_glass(
+        self, policy: Policy
+    ) -> None:
+        d = decide(
+            policy,
+            reader_agency="womens-federation",
+            reader_kind="womens-federation",
+            owner_agency="education",
+            categories=[C.identity, C.education, C.health],
+            purpose=P.child_protection,
+            referrals=[ReferralGrant("r-1", frozenset({C.education, C.identity}))],
+            break_glass=BreakGlass("imminent_danger", "x" * 30),
+        )
+        assert d.granted[C.identity].ground is Ground.statute
+        assert d.granted[C.education].ground is Ground.referral
+        assert d.granted[C.education].ref == "r-1"
+        assert d.granted[C.health].ground is Ground.break_glass
+
+
 class TestPolicyFile:
     def test_version_and_hash_identify_the_file(self, policy: Policy) -> None:
         assert policy.version
@@ -220,8 +257,8 @@ class TestReusedDecisions:
         )
 
     def test_the_cache_key_covers_every_input_of_the_decision(self) -> None:
-        # The key is (reader agency, reader kind, owner agency, categories, purpose); consents and
-        # break-glass bypass it. A new input to decide() must join the key (Door._decide).
+        # The key is (reader agency, reader kind, owner agency, categories, purpose); consents,
+        # break-glass and referrals bypass it. A new input to decide() must join the key (Door._decide).
         assert list(inspect.signature(decide).parameters) == [
             "policy",
             "reader_agency",
@@ -231,6 +268,7 @@ class TestReusedDecisions:
             "purpose",
             "consents",
             "break_glass",
+            "referrals",
         ]
 
     def test_each_shape_gets_its_own_decision_and_repeats_get_the_same(self, policy: Policy) -> None:

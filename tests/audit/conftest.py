@@ -1,4 +1,5 @@
-"""Fixtures for the access-log tests: a raw asyncpg connection to the test database, a fresh
+"""Fixtures for the access-log tests: raw asyncpg connections to the test database (as the
+service's restricted role, and as the owner for attacks the service's role cannot make), a fresh
 writer per test, and a record factory."""
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ def dsn(database_url: str) -> str:
 @pytest.fixture
 async def conn(dsn: str) -> AsyncIterator[asyncpg.Connection]:
     connection = await asyncpg.connect(dsn)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+@pytest.fixture
+async def owner_conn(owner_database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """The schema owner (a superuser here), who can switch the triggers off."""
+    connection = await asyncpg.connect(asyncpg_dsn(owner_database_url))
     try:
         yield connection
     finally:

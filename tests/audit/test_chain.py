@@ -1,7 +1,8 @@
 """Sealing and verification: an intact log verifies; an edited, deleted or inserted row is named.
 
-The attacks run as a database superuser would: ``session_replication_role = replica`` switches
-the append-only triggers off, so only the hash chain stands in the way.
+The attacks run as the tables' owner or a superuser could (the service's role cannot):
+``session_replication_role = replica`` switches the append-only triggers off, so only the hash
+chain stands in the way.
 """
 
 from __future__ import annotations
@@ -75,9 +76,11 @@ class TestIntactLog:
 
 
 class TestTampering:
-    async def test_an_edited_row_is_named(self, writer: AuditWriter, conn: asyncpg.Connection) -> None:
+    async def test_an_edited_row_is_named(
+        self, writer: AuditWriter, conn: asyncpg.Connection, owner_conn: asyncpg.Connection
+    ) -> None:
         ids = await write_sealed(writer, conn, 10)
-        await as_attacker(conn, ("UPDATE access_log SET agency = 'education' WHERE id = $1", (ids[4],)))
+        await as_attacker(owner_conn, ("UPDATE access_log SET agency = 'education' WHERE id = $1", (ids[4],)))
         report = await verify(conn)
         assert not report.ok
         assert report.problem is not None
@@ -86,14 +89,14 @@ class TestTampering:
         assert f"row {ids[4]}" in report.summary()
 
     async def test_an_edited_row_with_a_recomputed_hash_breaks_the_chain(
-        self, writer: AuditWriter, conn: asyncpg.Connection
+        self, writer: AuditWriter, conn: asyncpg.Connection, owner_conn: asyncpg.Connection
     ) -> None:
         ids = await write_sealed(writer, conn, 5)
         row = await conn.fetchrow("SELECT * FROM access_log WHERE id = $1", ids[2])
         assert row is not None
         forged = dict(content_from_row(row), categories_withheld=[])
         await as_attacker(
-            conn,
+            owner_conn,
             (
                 "UPDATE access_log SET categories_withheld = '{}', row_hash = $2 WHERE id = $1",
                 (ids[2], row_hash(forged, row["logged_at"])),
@@ -104,19 +107,21 @@ class TestTampering:
         assert (report.problem.kind, report.problem.row_id) == ("edited", ids[2])
         assert "chain" in report.problem.detail
 
-    async def test_a_deleted_row_is_named(self, writer: AuditWriter, conn: asyncpg.Connection) -> None:
+    async def test_a_deleted_row_is_named(
+        self, writer: AuditWriter, conn: asyncpg.Connection, owner_conn: asyncpg.Connection
+    ) -> None:
         ids = await write_sealed(writer, conn, 6)
-        await as_attacker(conn, ("DELETE FROM access_log WHERE id = $1", (ids[3],)))
+        await as_attacker(owner_conn, ("DELETE FROM access_log WHERE id = $1", (ids[3],)))
         report = await verify(conn)
         assert report.problem is not None
         assert (report.problem.kind, report.problem.row_id, report.problem.position) == ("deleted", ids[3], 4)
 
     async def test_a_row_deleted_with_its_chain_entry_leaves_a_gap(
-        self, writer: AuditWriter, conn: asyncpg.Connection
+        self, writer: AuditWriter, conn: asyncpg.Connection, owner_conn: asyncpg.Connection
     ) -> None:
         ids = await write_sealed(writer, conn, 6)
         await as_attacker(
-            conn,
+            owner_conn,
             ("DELETE FROM access_log_chain WHERE row_id = $1", (ids[1],)),
             ("DELETE FROM access_log WHERE id = $1", (ids[1],)),
         )
@@ -126,7 +131,7 @@ class TestTampering:
         assert "position 2 is missing" in report.summary()
 
     async def test_a_forged_row_backdated_behind_the_chain_is_named(
-        self, writer: AuditWriter, conn: asyncpg.Connection
+        self, writer: AuditWriter, conn: asyncpg.Connection, owner_conn: asyncpg.Connection
     ) -> None:
         ids = await write_sealed(writer, conn, 5)
         original = await conn.fetchrow("SELECT * FROM access_log WHERE id = $1", ids[1])
@@ -136,7 +141,7 @@ class TestTampering:
         logged_at = original["logged_at"] + timedelta(milliseconds=1)
         forged_id = 100_000
         await as_attacker(
-            conn,
+            owner_conn,
             (
                 "INSERT INTO access_log (id, logged_at, txid, request_id, client_id, agency, action, "
                 "child_id, purpose, decision, categories_returned, categories_withheld, basis, row_hash) "
@@ -169,14 +174,14 @@ class TestTampering:
         assert await conn.fetchval("SELECT count(*) FROM access_log_chain WHERE row_id = $1", forged_id) == 0
 
     async def test_a_truncated_tail_is_caught_by_an_anchor(
-        self, writer: AuditWriter, conn: asyncpg.Connection
+        self, writer: AuditWriter, conn: asyncpg.Connection, owner_conn: asyncpg.Connection
     ) -> None:
         ids = await write_sealed(writer, conn, 5)
         report = await verify(conn)
         anchor = parse_anchor(f"{report.head_position}:{report.head_hash}")
         assert (await verify(conn, anchor=anchor)).ok
         await as_attacker(
-            conn,
+            owner_conn,
             ("DELETE FROM access_log_chain WHERE row_id = ANY($1)", (ids[3:],)),
             ("DELETE FROM access_log WHERE id = ANY($1)", (ids[3:],)),
         )

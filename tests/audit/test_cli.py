@@ -43,12 +43,12 @@ class TestAuditCommands:
         assert len(out.strip().splitlines()) == 1
 
     async def test_verify_exits_1_naming_an_edited_row(
-        self, writer: AuditWriter, conn: asyncpg.Connection, database_url: str
+        self, writer: AuditWriter, conn: asyncpg.Connection, owner_conn: asyncpg.Connection, database_url: str
     ) -> None:
         ids = await write_sealed(writer, conn, 4)
-        async with conn.transaction():
-            await conn.execute("SET LOCAL session_replication_role = replica")
-            await conn.execute("UPDATE access_log SET purpose = 'statistics' WHERE id = $1", ids[2])
+        async with owner_conn.transaction():
+            await owner_conn.execute("SET LOCAL session_replication_role = replica")
+            await owner_conn.execute("UPDATE access_log SET purpose = 'statistics' WHERE id = $1", ids[2])
         code, out, err = await childlink(database_url, "audit", "verify")
         assert code == 1
         assert f"edited (row {ids[2]}, chain position 3)" in err
@@ -63,3 +63,20 @@ class TestAuditCommands:
         assert "deleted" in err
         code, _, err = await childlink(database_url, "audit", "verify", "--anchor", "nonsense")
         assert code == 2
+
+    async def test_verify_says_a_forged_row_with_a_correct_hash_needs_an_anchor(
+        self, writer: AuditWriter, conn: asyncpg.Connection, database_url: str
+    ) -> None:
+        await write_sealed(writer, conn, 2)
+        code, out, err = await childlink(database_url, "audit", "verify")
+        assert code == 0, err
+        assert "consistent, not authentic" in err
+        assert "forged row with a correct hash" in err
+        assert "--anchor POSITION:HASH" in err
+        head = out.strip().rsplit("chain head ", 1)[1]
+        code, out, err = await childlink(database_url, "audit", "verify", "--anchor", head)
+        assert code == 0, err
+        assert f"anchored at position {head.split(':')[0]}" in err
+        assert "rows after it are only as trustworthy as the database" in err
+        code, help_text, _ = await childlink(database_url, "audit", "verify", "--help")
+        assert "forged row appended with a correct hash" in " ".join(help_text.split())

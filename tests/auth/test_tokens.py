@@ -9,24 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import hashlib
 import hmac
 import json
 import secrets
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from jose import jwk, jwt
+from jose import jwt
 from sqlalchemy import text
 
 from app.auth.keys import ALGORITHM, rotate
@@ -353,157 +349,6 @@ class TestKeyRotation:
         token = response.json()["access_token"]
         assert _kid(token) == new_kid
         assert (await verifier.get("/v1/me", headers=bearer(token))).status_code == 200
-
-
-class _JwksHandler(BaseHTTPRequestHandler):
-    document: bytes = b'{"keys": []}'
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.end_headers()
-        self.wfile.write(self.document)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@dataclass
-class ExternalIdp:
-    issuer: str
-    private_pem: str
-    public_pem: bytes
-    kid: str
-
-    def token(self, *, alg: str = "RS256", key: str | None = None, **changes: Any) -> str:
-        now = int(time.time())
-        claims: Claims = {
-            "iss": self.issuer,
-            "aud": "childlink",
-            "sub": "province-gateway",
-            "agency": "education",
-            "scope": "children:read idp:profile",
-            "region": "5101",
-            "iat": now,
-            "exp": now + 300,
-            "jti": secrets.token_urlsafe(8),
-        }
-        claims.update(changes)
-        headers = {"kid": self.kid, "typ": "at+jwt"}
-        return str(jwt.encode(claims, key or self.private_pem, algorithm=alg, headers=headers))
-
-
-@functools.cache
-def _rsa_private_pem(owner: str) -> str:
-    """One RSA key per owner for the whole run: generating them is slow."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-
-
-@pytest.fixture
-async def external(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, ExternalIdp]]:
-    """A trusted external issuer publishing an RSA key at a JWKS URL on loopback, and an
-    instance of the service configured to trust it."""
-    private_pem = _rsa_private_pem("idp")
-    public_pem = (
-        serialization.load_pem_private_key(private_pem.encode(), password=None)
-        .public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    public_jwk = {
-        **jwk.construct(public_pem, "RS256").to_dict(),
-        "kid": "idp-1",
-        "use": "sig",
-        "alg": "RS256",
-    }
-    handler = type("Handler", (_JwksHandler,), {"document": json.dumps({"keys": [public_jwk]}).encode()})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    issuer = "https://idp.sichuan.example"
-    trusting = settings.model_copy(
-        update={"trusted_issuers": [f"{issuer}|http://127.0.0.1:{server.server_address[1]}/jwks"]}
-    )
-    instance = create_app(trusting)
-    try:
-        async with instance.router.lifespan_context(instance):
-            transport = httpx.ASGITransport(app=instance)
-            async with httpx.AsyncClient(transport=transport, base_url="http://trusting") as http:
-                yield http, ExternalIdp(issuer, private_pem, public_pem, "idp-1")
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-class TestExternalIssuer:
-    async def test_token_from_a_trusted_issuer_is_accepted_with_its_claims(
-        self, external: tuple[httpx.AsyncClient, ExternalIdp]
-    ) -> None:
-        http, idp = external
-        response = await http.get("/v1/me", headers=bearer(idp.token()))
-        assert response.status_code == 200, response.text
-        me = response.json()
-        assert (me["client_id"], me["agency"], me["region"], me["issuer"]) == (
-            "province-gateway",
-            "education",
-            "5101",
-            idp.issuer,
-        )
-        assert me["scopes"] == ["children:read"], "a scope unknown here must grant nothing"
-
-    @pytest.mark.parametrize(
-        "attack",
-        ["hs256_with_its_public_key", "alg_none", "unknown_kid", "expired", "wrong_audience", "not_its_key"],
-    )
-    async def test_hostile_external_tokens_get_401(
-        self, external: tuple[httpx.AsyncClient, ExternalIdp], attack: str
-    ) -> None:
-        http, idp = external
-        if attack == "hs256_with_its_public_key":
-            signing_input = (
-                _segment({"alg": "HS256", "typ": "at+jwt", "kid": idp.kid})
-                + "."
-                + _segment(jwt.get_unverified_claims(idp.token()))
-            )
-            mac = hmac.new(idp.public_pem, signing_input.encode(), hashlib.sha256).digest()
-            token = signing_input + "." + _b64(mac)
-        elif attack == "alg_none":
-            claims = jwt.get_unverified_claims(idp.token())
-            token = _segment({"alg": "none", "typ": "at+jwt", "kid": idp.kid}) + "." + _segment(claims) + "."
-        elif attack == "unknown_kid":
-            token = idp.token()
-            _, rest = token.split(".", 1)
-            token = _segment({"alg": "RS256", "typ": "at+jwt", "kid": "idp-2"}) + "." + rest
-        elif attack == "expired":
-            token = idp.token(iat=int(time.time()) - 900, exp=int(time.time()) - 300)
-        elif attack == "wrong_audience":
-            token = idp.token(aud="another-service")
-        else:
-            other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-            token = idp.token(
-                key=other.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                ).decode()
-            )
-        response = await http.get("/v1/me", headers=bearer(token))
-        assert response.status_code == 401, response.text
-
-    async def test_external_token_without_a_region_claim_is_refused_not_nationwide(
-        self, external: tuple[httpx.AsyncClient, ExternalIdp]
-    ) -> None:
-        http, idp = external
-        claims = jwt.get_unverified_claims(idp.token())
-        claims.pop("region")
-        token = str(
-            jwt.encode(claims, idp.private_pem, algorithm="RS256", headers={"kid": idp.kid, "typ": "at+jwt"})
-        )
-        response = await http.get("/v1/me", headers=bearer(token))
-        assert response.status_code == 401
-        assert "region" in response.json()["detail"]
 
 
 class TestNarrowedClient:

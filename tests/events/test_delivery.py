@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from collections import defaultdict
@@ -504,3 +505,34 @@ class TestDeletedMidDelivery:
 async def _two(check: Any) -> Any:
     items = await check()
     return items if len(items) == 2 else None
+
+
+class TestDeliveryLogs:
+    async def test_a_webhook_delivery_logs_no_url_query_string(
+        self,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        education: str,
+        child: dict[str, Any],
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+        start_worker: WorkerFactory,
+        caplog: Any,
+    ) -> None:
+        # Receivers often authenticate the platform by a secret in their URL's query string.
+        url = receiver.url + "?access_key=receiver-secret-4711"
+        sub = await subscribe(client, subscriber, url, [PREFIX + "education.*"])
+        caplog.set_level(logging.DEBUG)  # everything any logger lets through, httpx's INFO included
+        await start_worker()
+        await publish(client, education, DROPOUT, child["id"])
+
+        async def recorded() -> bool:
+            # The worker records the outcome after httpx has read the answer (and logged it).
+            found = await deliveries(client, subscriber, sub["id"])
+            return bool(found) and found[0]["status"] == "delivered"
+
+        await eventually(recorded, within=5)
+        assert receiver.requests[0].path.endswith("?access_key=receiver-secret-4711")
+        logged = [record.getMessage() for record in caplog.records]
+        assert not [line for line in logged if "receiver-secret-4711" in line or "/hooks/childlink" in line]
+        assert logging.getLogger("httpx").getEffectiveLevel() == logging.WARNING

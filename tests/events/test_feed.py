@@ -231,3 +231,20 @@ class TestScanWindow:
                 break
         assert seen == [wanted["id"]]
         assert time.monotonic() - started < 3  # no page waited while there was more to scan
+
+
+class TestFeedRegion:
+    async def test_a_subscription_outside_the_callers_region_is_refused(
+        self, client: httpx.AsyncClient, token: TokenFactory
+    ) -> None:
+        # The same agency in two counties: 510108's client may not pull through 510107's
+        # subscription, by id or as "the agency's only one" (a township of 510107 may: see
+        # test_a_narrower_client_of_the_agency_sees_only_its_own_region).
+        county = await token(agency="civil-affairs", scopes=SUBSCRIBER_SCOPES, region=REGION)
+        neighbour = await token(agency="civil-affairs", scopes=SUBSCRIBER_SCOPES, region="510108")
+        theirs = await pull(client, county, ["*"])
+        named = await feed(client, neighbour, subscription=theirs, expect=404)
+        assert named["code"] == "subscription_not_found"
+        implicit = await feed(client, neighbour, expect=404)
+        assert implicit["code"] == "no_pull_subscription"
+        assert (await feed(client, county, subscription=theirs))["subscription_id"] == theirs

@@ -294,3 +294,34 @@ class TestSecretsAtRest:
         assert box.open(uuid.UUID(first["id"]), stored) == first["secret"]
         with pytest.raises(InvalidTag):  # copied onto another subscription, it does not open
             box.open(uuid.UUID(second["id"]), stored)
+
+
+class TestHostileCursors:
+    async def test_a_deliveries_cursor_beyond_bigint_is_refused_not_a_500(
+        self, client: httpx.AsyncClient, subscriber: str, loopback_sender: WebhookSender, receiver: Receiver
+    ) -> None:
+        created = await create(client, subscriber, webhook_body(receiver.url))
+        path = f"/v1/subscriptions/{created['id']}/deliveries"
+        for before in (2**63, 2**64, 10**30):
+            response = await client.get(path, params={"before": before}, headers=bearer(subscriber))
+            assert response.status_code == 422, (before, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.json()["code"] == "validation_failed"
+        last = await client.get(path, params={"before": 2**63 - 1}, headers=bearer(subscriber))
+        assert last.status_code == 200
+        assert last.json()["items"] == []
+
+    async def test_a_feed_cursor_or_replay_sequence_beyond_bigint_is_refused(
+        self, client: httpx.AsyncClient, subscriber: str, loopback_sender: WebhookSender, receiver: Receiver
+    ) -> None:
+        feed = await client.get("/v1/events/feed", params={"after": 2**63}, headers=bearer(subscriber))
+        assert feed.status_code == 422
+        assert feed.json()["code"] == "validation_failed"
+        created = await create(client, subscriber, webhook_body(receiver.url))
+        replay = await client.post(
+            f"/v1/subscriptions/{created['id']}/replay",
+            json={"from_sequence": 2**63},
+            headers=bearer(subscriber),
+        )
+        assert replay.status_code == 422
+        assert replay.json()["code"] == "validation_failed"

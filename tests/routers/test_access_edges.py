@@ -88,7 +88,7 @@ class TestInvestigations:
         assert response.status_code == 403
         assert response.json()["code"] == "investigation_not_allowed"
 
-    async def test_another_agencys_case_reference_is_refused(
+    async def test_another_agency_using_the_same_reference_opens_its_own_case(
         self, client: httpx.AsyncClient, token: TokenFactory, civil: str
     ) -> None:
         child = await make_child(client, civil)
@@ -98,8 +98,65 @@ class TestInvestigations:
         )
         case = {"X-Investigation-Ref": "WH-2026-0117"}
         assert (await read_child(client, police, child["id"], "investigation", **case)).status_code == 200
-        stolen = await read_child(client, other_police, child["id"], "investigation", **case)
-        assert stolen.status_code == 403
+        same_string = await read_child(client, other_police, child["id"], "investigation", **case)
+        assert same_string.status_code == 200, same_string.text
+        closed = await client.post("/v1/investigations/WH-2026-0117/close", headers=bearer(other_police))
+        assert closed.status_code == 200
+        assert closed.json()["agency"] == "police-510104"
+        report = (await client.get(f"/v1/children/{child['id']}/access-report", headers=bearer(civil))).json()
+        assert report["some_entries_withheld"] is True  # the first agency's case is still open
+        assert [e["agency"] for e in report["entries"]] == ["police-510104"]
+
+    async def test_police_of_510108_cannot_close_a_510107_case(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str
+    ) -> None:
+        child = await make_child(client, civil, region="510107005003")
+        west = await token(agency="police", scopes=["children:read"], region="510107")
+        east = await token(agency="police", scopes=["children:read"], region="510108")
+        case = {"X-Investigation-Ref": "WH-2026-0117"}
+        assert (await read_child(client, west, child["id"], "investigation", **case)).status_code == 200
+        hijack = await client.post("/v1/investigations/WH-2026-0117/close", headers=bearer(east))
+        assert hijack.status_code == 404
+        assert hijack.headers["content-type"].startswith("application/problem+json")
+        assert hijack.json()["code"] == "investigation_not_found"
+        absent = await client.post("/v1/investigations/WH-2026-9999/close", headers=bearer(east))
+        same = {"instance": None, "request_id": None}
+        assert absent.json() | same == hijack.json() | same
+        url = f"/v1/children/{child['id']}/access-report"
+        report = (await client.get(url, headers=bearer(civil))).json()
+        assert report["some_entries_withheld"] is True and report["entries"] == []
+
+        closed = await client.post("/v1/investigations/WH-2026-0117/close", headers=bearer(west))
+        assert closed.status_code == 200
+        assert closed.json()["opened_region"] == "510107"
+        assert [e["purpose"] for e in (await client.get(url, headers=bearer(civil))).json()["entries"]] == [
+            "investigation"
+        ]
+
+    async def test_a_sibling_region_cannot_read_under_anothers_case(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str
+    ) -> None:
+        west_child = await make_child(client, civil, region="510107005003")
+        east_child = await make_child(client, civil, region="510108001001")
+        west = await token(agency="police", scopes=["children:read"], region="510107")
+        east = await token(agency="police", scopes=["children:read"], region="510108")
+        case = {"X-Investigation-Ref": "WH-2026-0117"}
+        assert (await read_child(client, west, west_child["id"], "investigation", **case)).status_code == 200
+        joined = await read_child(client, east, east_child["id"], "investigation", **case)
+        assert joined.status_code == 403
+        assert joined.json()["code"] == "investigation_not_allowed"
+
+    async def test_the_province_closes_a_county_case(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str
+    ) -> None:
+        child = await make_child(client, civil, region="510107005003")
+        county = await token(agency="police", scopes=["children:read"], region="510107")
+        province = await token(agency="police", scopes=["children:read"], region="51")
+        case = {"X-Investigation-Ref": "SC-2026-0001"}
+        assert (await read_child(client, county, child["id"], "investigation", **case)).status_code == 200
+        assert (await read_child(client, province, child["id"], "investigation", **case)).status_code == 200
+        closed = await client.post("/v1/investigations/SC-2026-0001/close", headers=bearer(province))
+        assert closed.status_code == 200
 
     async def test_case_reference_with_a_slash_is_refused_up_front(
         self, client: httpx.AsyncClient, token: TokenFactory, civil: str
@@ -262,3 +319,29 @@ class TestMoreProbesAndLimits:
         codes = sorted(r.status_code for r in responses)
         assert codes.count(200) == limit
         assert codes.count(429) == 3
+
+
+class TestEmergencyIsNotABulkKey:
+    @pytest.mark.parametrize("agency", ["education", "health", "womens-federation"])
+    async def test_an_emergency_list_releases_no_address(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str, agency: str
+    ) -> None:
+        for _ in range(10):
+            await make_child(client, civil)
+        reader = await token(agency=agency, scopes=["children:read"], region="51")
+        page = await client.get("/v1/children", headers={**bearer(reader), **purpose("emergency")})
+        assert page.status_code == 200, page.text
+        items = page.json()["items"]
+        assert len(items) == 10
+        assert [c["address"] for c in items] == [None] * 10
+        assert "簇桥街道" not in page.text
+        assert {"category": "contact", "reason": "no_legal_basis"} in items[0]["access"]["withheld"]
+
+    async def test_an_emergency_read_of_one_child_withholds_contact_too(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str
+    ) -> None:
+        child = await make_child(client, civil)
+        school = await token(agency="education", scopes=["children:read"], region="51")
+        response = await read_child(client, school, child["id"], "emergency")
+        assert response.status_code == 200
+        assert response.json()["address"] is None

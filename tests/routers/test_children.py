@@ -394,3 +394,124 @@ class TestList:
         )
         assert response.status_code == 403
         assert response.json()["code"] == "filter_not_allowed"
+
+
+class TestImplausibleBirthDates:
+    @pytest.mark.parametrize("birth", ["0001-01-01", "1850-01-01", "26-years-back", "tomorrow"])
+    async def test_a_birth_date_far_back_or_in_the_future_is_refused_on_create(
+        self, client: httpx.AsyncClient, civil: str, database_url: str, birth: str
+    ) -> None:
+        body = child_body(with_id=False, birth_date=_birth(birth))
+        response = await client.post("/v1/children", json=body, headers=bearer(civil))
+        assert response.status_code == 422, response.text
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == "validation_failed"
+        assert response.json()["errors"][0]["loc"] == ["body", "birth_date"]
+        assert await count(database_url, "child") == 0
+
+    @pytest.mark.parametrize("birth", ["0001-01-01", "1850-01-01", "tomorrow"])
+    async def test_a_birth_date_far_back_or_in_the_future_is_refused_on_patch(
+        self, client: httpx.AsyncClient, civil: str, birth: str
+    ) -> None:
+        child = await make_child(client, civil, with_id=False)
+        url = f"/v1/children/{child['id']}"
+        response = await client.patch(
+            url, json={"birth_date": _birth(birth)}, headers={**bearer(civil), "If-Match": '"1"'}
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["code"] == "validation_failed"
+        assert (await client.get(url, headers=bearer(civil))).json()["birth_date"] == child["birth_date"]
+
+    async def test_a_birth_date_25_years_back_is_still_accepted(
+        self, client: httpx.AsyncClient, civil: str
+    ) -> None:
+        body = child_body(with_id=False, birth_date=_birth("25-years-back"))
+        response = await client.post("/v1/children", json=body, headers=bearer(civil))
+        assert response.status_code == 201, response.text
+
+
+def _birth(label: str) -> str:
+    today = date.today()
+    back = {"25-years-back": 25, "26-years-back": 26}.get(label)
+    if back is not None:
+        return today.replace(year=today.year - back, day=min(today.day, 28)).isoformat()
+    if label == "tomorrow":
+        return date.fromordinal(today.toordinal() + 1).isoformat()
+    return label
+
+
+class TestUnknownQueryParameters:
+    async def test_a_resident_id_filter_on_the_list_is_refused_not_ignored(
+        self, client: httpx.AsyncClient, civil: str
+    ) -> None:
+        await make_child(client, civil)
+        response = await client.get(
+            "/v1/children", params={"resident_id": "510107201605120249"}, headers=bearer(civil)
+        )
+        assert response.status_code == 400
+        assert response.headers["content-type"] == "application/problem+json"
+        problem = response.json()
+        assert problem["code"] == "unknown_parameter"
+        assert problem["parameters"] == ["resident_id"]
+        assert "510107201605120249" not in response.text
+
+    async def test_known_filters_and_aliases_still_work(self, client: httpx.AsyncClient, civil: str) -> None:
+        await make_child(client, civil)
+        response = await client.get(
+            "/v1/children", params={"status": "active", "region": "510107", "limit": 5}, headers=bearer(civil)
+        )
+        assert response.status_code == 200, response.text
+        assert len(response.json()["items"]) == 1
+
+    async def test_unknown_parameters_on_every_child_route_are_refused(
+        self, client: httpx.AsyncClient, civil: str
+    ) -> None:
+        child = await make_child(client, civil)
+        base = f"/v1/children/{child['id']}"
+        for method, path in [
+            ("GET", base),
+            ("GET", f"{base}/guardianship"),
+            ("GET", f"{base}/consents"),
+            ("GET", f"{base}/access-report"),
+            ("POST", "/v1/children/lookup"),
+        ]:
+            response = await client.request(
+                method, path, params={"name": "x"}, headers={**bearer(civil), **purpose()}, json={}
+            )
+            assert response.status_code == 400, (path, response.text)
+            assert response.json()["code"] == "unknown_parameter", path
+
+    async def test_a_parameter_name_that_is_not_a_plain_name_is_counted_not_echoed(
+        self, client: httpx.AsyncClient, civil: str
+    ) -> None:
+        response = await client.get("/v1/children", params={"扎西 多吉": "1"}, headers=bearer(civil))
+        assert response.status_code == 400
+        assert response.json()["parameters"] == []
+        assert "扎西" not in response.text
+
+
+class TestDatesAreText:
+    async def test_a_number_for_a_date_is_refused_not_read_as_seconds_since_1970(
+        self, client: httpx.AsyncClient, civil: str
+    ) -> None:
+        child = await make_child(client, civil)
+        for exit_date in (0, 1_700_000_000, "1700000000"):
+            response = await client.post(
+                f"/v1/children/{child['id']}/exit",
+                json={"reason": "moved", "exit_date": exit_date},
+                headers=bearer(civil),
+            )
+            assert response.status_code == 422, (exit_date, response.text)
+            assert response.json()["code"] == "validation_failed"
+        listed = await client.get("/v1/children", params={"updated_since": "0.5"}, headers=bearer(civil))
+        assert listed.status_code == 422
+        assert listed.json()["code"] == "validation_failed"
+
+    async def test_other_methods_on_lookup_are_405_not_a_child_id(
+        self, client: httpx.AsyncClient, civil: str
+    ) -> None:
+        for method in ("GET", "PATCH"):
+            response = await client.request(method, "/v1/children/lookup", headers=bearer(civil))
+            assert response.status_code == 405, method
+            assert response.headers["allow"] == "POST"
+            assert response.json()["code"] == "method_not_allowed"

@@ -217,26 +217,6 @@ class TestGuardianshipHistory:
         assert response.status_code == 422
         assert (await client.get(url, headers=bearer(civil))).json()["items"] == []
 
-    async def test_police_may_record_only_emergency_interventions(
-        self, client: httpx.AsyncClient, token: TokenFactory, civil: str
-    ) -> None:
-        child = await make_child(client, civil)
-        police = await token(agency="police", scopes=["custody:write", "custody:read"], region="51")
-        url = f"/v1/children/{child['id']}/guardianship"
-        plain = await client.post(url, json=guardianship_body(), headers={**bearer(police), **purpose()})
-        assert plain.status_code == 403
-        intervention = await client.post(
-            url,
-            json=guardianship_body(
-                custody_status="temporary_state",
-                emergency_intervention=True,
-                responsible_org="成都市未成年人救助保护中心",
-            ),
-            headers={**bearer(police), **purpose()},
-        )
-        assert intervention.status_code == 201, intervention.text
-        assert intervention.json()["emergency_intervention"] is True
-
 
 class TestAuditIsAPrecondition:
     async def test_read_whose_record_cannot_be_written_is_not_served(
@@ -347,7 +327,7 @@ class TestDirectPath:
         for answer in answers:
             assert CustodyPublic.model_validate(answer.json()).model_dump(mode="json") == answer.json()
         full, no_contact, no_custody = (a.json() for a in answers[:3])
-        assert full["last_assessment"] == {"date": "2026-10-01", "result": "adequate"}
+        assert full["last_assessment"] == {"date": "2026-10-01", "result": "adequate", "event_id": None}
         assert full["since"] is not None and full["guardianship_id"] is not None
         assert no_contact["guardian"] is None and no_contact["custody_status"] == "kinship_care"
         assert no_custody["custody_status"] is None and no_custody["guardian"] is not None
@@ -549,3 +529,62 @@ def _counter(metrics: str, series: str) -> int:
         if line.startswith(series + " "):
             return int(line.rsplit(" ", 1)[1])
     return 0
+
+
+class TestEmergencyIsNotAKeyToContact:
+    """`X-Purpose-Of-Use: emergency` tells an agency who holds custody, not how to reach them."""
+
+    @pytest.mark.parametrize("spelling", ["canonical", "unhyphenated"])  # the direct path and the route
+    async def test_education_custody_check_in_an_emergency_gives_no_guardian_phone(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str, database_url: str, spelling: str
+    ) -> None:
+        child = await child_in_care(client, civil)
+        school = await token(agency="education", scopes=["custody:read"], region="51")
+        child_id = child["id"] if spelling == "canonical" else child["id"].replace("-", "")
+        response = await client.get(
+            f"/v1/children/{child_id}/custody", headers={**bearer(school), **purpose("emergency")}
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["custody_status"] == "kinship_care"
+        assert "13800138000" not in response.text
+        assert body["access"]["withheld"] == [{"category": "contact", "reason": "no_legal_basis"}]
+        assert body["access"]["basis"]["custody"]["ref"] == "any-emergency"
+        (row,) = await access_log(database_url)
+        assert row["purpose"] == "emergency" and row["categories_withheld"] == ["contact"]
+
+    async def test_police_custody_check_in_an_emergency_still_gives_whom_to_call(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str
+    ) -> None:
+        child = await child_in_care(client, civil)
+        police = await token(agency="police", scopes=["custody:read"], region="51")
+        response = await client.get(
+            f"/v1/children/{child['id']}/custody", headers={**bearer(police), **purpose("emergency")}
+        )
+        assert response.status_code == 200
+        assert response.json()["guardian"]["phone"] == "13800138000"
+
+
+class TestCustodyQueryParameters:
+    async def test_an_unknown_parameter_on_the_custody_check_is_refused_on_the_direct_path_too(
+        self,
+        served: tuple[httpx.AsyncClient, ServedBy],
+        token: TokenFactory,
+        civil: str,
+        client: httpx.AsyncClient,
+    ) -> None:
+        http, recorder = served
+        child = await child_in_care(client, civil)
+        police = await token(agency="police", scopes=["custody:read"], region="5101")
+        for child_id in (child["id"], routed(child["id"])):
+            response = await http.get(
+                f"/v1/children/{child_id}/custody",
+                params={"resident_id": "510107201605120249"},
+                headers={**bearer(police), **purpose()},
+            )
+            assert response.status_code == 400, response.text
+            assert response.json()["code"] == "unknown_parameter"
+        assert recorder.handlers == ["route", "route"]
+        plain = await http.get(f"/v1/children/{child['id']}/custody", headers={**bearer(police), **purpose()})
+        assert plain.status_code == 200
+        assert recorder.handlers[-1] == "direct"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -181,25 +184,86 @@ class TestScopeNarrowing:
         assert "admin audit:read" in description and "custody:read" not in description
 
 
+@asynccontextmanager
+async def from_address(app: Any, host: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose connections come from ``host`` (the ASGI peer address)."""
+    transport = httpx.ASGITransport(app=app, client=(host, 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+def assert_throttled(response: httpx.Response) -> None:
+    assert_oauth_error(response, 429, "too_many_requests")
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "too_many_requests"
+    assert 0 < int(response.headers["retry-after"]) <= 900
+
+
 class TestFailureLimit:
-    async def test_repeated_failures_are_answered_429_even_with_the_right_secret(
-        self, client: httpx.AsyncClient, db: Database, settings: Any
+    async def test_sixty_concurrent_wrong_guesses_get_at_most_the_budget_past_to_a_secret_check(
+        self, app: Any, db: Database, settings: Any
     ) -> None:
-        # A fresh client id: the limiter is per worker and per client id, so no other test shares it.
+        client_id, _ = await make_client(db, agency="health")
+        async with from_address(app, "203.0.113.7") as attacker:
+            answers = await asyncio.gather(
+                *(
+                    attacker.post("/oauth/token", data=GRANT, headers=_basic(client_id, f"cs_guess{n}"))
+                    for n in range(60)
+                )
+            )
+        statuses = [a.status_code for a in answers]
+        assert set(statuses) == {401, 429}
+        assert statuses.count(401) <= settings.token_failures_per_source
+        for answer in answers:
+            if answer.status_code == 429:
+                assert_throttled(answer)
+
+    async def test_an_attackers_address_is_throttled_while_the_real_secret_from_another_still_works(
+        self, app: Any, db: Database, settings: Any
+    ) -> None:
         client_id, secret = await make_client(db, agency="health")
-        for _ in range(settings.token_failures_per_minute):
-            failed = await client.post("/oauth/token", data=GRANT, headers=_basic(client_id, "cs_guess"))
-            assert failed.status_code == 401
-        blocked = await client.post("/oauth/token", data=GRANT, headers=_basic(client_id, secret))
-        assert_oauth_error(blocked, 429, "too_many_requests")
-        assert 0 < int(blocked.headers["retry-after"]) <= 61
+        async with from_address(app, "203.0.113.7") as attacker:
+            for _ in range(settings.token_failures_per_source):
+                failed = await attacker.post(
+                    "/oauth/token", data=GRANT, headers=_basic(client_id, "cs_guess")
+                )
+                assert failed.status_code == 401
+            assert_throttled(
+                await attacker.post("/oauth/token", data=GRANT, headers=_basic(client_id, "cs_guess"))
+            )
+            # Even a right secret is not checked from the address that was guessing.
+            assert_throttled(
+                await attacker.post("/oauth/token", data=GRANT, headers=_basic(client_id, secret))
+            )
+        async with from_address(app, "198.51.100.20") as legitimate:
+            response = await legitimate.post("/oauth/token", data=GRANT, headers=_basic(client_id, secret))
+        assert response.status_code == 200, response.text
+        assert response.json()["access_token"]
+
+    async def test_a_forged_forwarded_for_buys_no_more_guesses(
+        self, app: Any, db: Database, settings: Any
+    ) -> None:
+        client_id, _ = await make_client(db, agency="health")
+        async with from_address(app, "203.0.113.8") as attacker:
+            statuses = [
+                (
+                    await attacker.post(
+                        "/oauth/token",
+                        data=GRANT,
+                        headers={**_basic(client_id, "cs_guess"), "X-Forwarded-For": f"192.0.2.{n}"},
+                    )
+                ).status_code
+                for n in range(settings.token_failures_per_source + 3)
+            ]
+        assert statuses.count(401) == settings.token_failures_per_source
+        assert statuses[-3:] == [429, 429, 429]
 
     async def test_failures_for_one_client_do_not_block_another(
         self, client: httpx.AsyncClient, db: Database, settings: Any
     ) -> None:
         attacked, _ = await make_client(db, agency="health")
         bystander, secret = await make_client(db, agency="health")
-        for _ in range(settings.token_failures_per_minute + 1):
+        for _ in range(settings.token_failures_per_source + 1):
             await client.post("/oauth/token", data=GRANT, headers=_basic(attacked, "cs_guess"))
         response = await client.post("/oauth/token", data=GRANT, headers=_basic(bystander, secret))
         assert response.status_code == 200

@@ -20,7 +20,11 @@ class TestGetPolicy:
         assert "police-protection" in {r["id"] for r in body["rules"]}
         assert "child_protection" in body["purposes"]
         assert "law_enforcement" in body["categories"]
-        assert body["grounds"] == ["owner", "statute", "consent", "break_glass"]
+        assert body["grounds"] == ["owner", "statute", "consent", "referral", "break_glass"]
+        assert body["oversight"]["agency_kinds"] == []
+        assert "own agency" in body["oversight"]["note"]
+        assert body["cases"]["respond_within_max_hours"] == 168
+        assert body["cases"]["referral_purposes"] == ["child_protection"]
 
     async def test_needs_a_token(self, client: httpx.AsyncClient) -> None:
         assert (await client.get("/v1/policy")).status_code == 401
