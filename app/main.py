@@ -95,6 +95,15 @@ TAGS = [
         "description": "The child registry (civil affairs writes; others read through the access layer).",
     },
     {"name": "guardianship", "description": "Guardianship records and the custody check."},
+    {
+        "name": "care schedule",
+        "description": "What falls due: guardianship assessments (监护评估) and home visits (定期探访).",
+    },
+    {
+        "name": "cases",
+        "description": "Coordinated handling (协同处置): cases, referrals (转介) with deadlines, joint "
+        "consultations (会商) and their actions (`cases:write` to change them).",
+    },
     {"name": "consents", "description": "Guardian consents and the guardian's access report."},
     {"name": "access policy", "description": "The statutory rules that decide cross-agency reads."},
     {"name": "operations", "description": "Health, readiness and metrics."},

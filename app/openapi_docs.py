@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from app.errors import PROBLEM_BASE, PROBLEM_JSON
-from app.openapi_examples import REQUEST_EXAMPLES, path_value
+from app.openapi_examples import REQUEST_EXAMPLES, path_value, query_value
 
 OPERATION_IDS: dict[str, str] = {
     "token": "issue_token",
@@ -30,6 +30,10 @@ OPERATION_IDS: dict[str, str] = {
     "healthz": "get_health",
     "readyz": "get_readiness",
     "metrics": "get_metrics",
+    "accept": "accept_referral",
+    "decline": "decline_referral",
+    "complete": "complete_referral",
+    "withdraw": "withdraw_referral",
 }
 """Route function name -> operationId, where the function's name alone reads poorly in a
 generated client (``client.custody(...)``). Every other operation is named after its function."""
@@ -190,6 +194,8 @@ def _document_parameters(operation: dict[str, Any], method: str) -> None:
             value = path_value(op_id, name)
             if value is not None:
                 parameter["example"] = value
+        elif where == "query" and query_value(op_id, name) is not None:
+            parameter["example"] = query_value(op_id, name)
         elif where == "header" and name == "X-Purpose-Of-Use":
             parameter["description"] = PURPOSE_DESCRIPTION
             parameter["example"] = "child_protection"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.openapi_case_examples import CASE_PATH_EXAMPLES, case_examples
 from app.services.demo import (
     DEMO_BREAK_GLASS_ID,
     DEMO_CHILD_IDS,
@@ -143,18 +144,6 @@ REQUEST_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
             "An entrusted guardianship needs the signed confirmation's reference and date; an "
             "assessment result goes with its date.",
         ),
-        "police_emergency": _example(
-            "police",
-            "Emergency custody intervention",
-            {
-                "custody_status": "temporary_state",
-                "responsible_org": "成都市未成年人救助保护中心",
-                "responsible_org_duty_phone": "028-12349",
-                "effective_from": "2026-11-28",
-                "risk_flags": ["unsafe_home"],
-                "emergency_intervention": True,
-            },
-        ),
     },
     "record_consent": {
         "health_to_womens_federation": _example(
@@ -207,6 +196,27 @@ REQUEST_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
             },
             "Send a fresh `Idempotency-Key` (e.g. a UUID) with every new event.",
         ),
+        "police_intervention": _example(
+            "police",
+            "Emergency custody intervention: a demo child handed to the rescue centre",
+            {
+                "specversion": "1.0",
+                "id": "gaj-510107-2026-004711",
+                "source": "/police/513401/jingwu",
+                "type": "cn.gov.childlink.police.custody.intervention.v1",
+                "subject": CHEN_CHEN,
+                "time": "2026-11-30T23:05:00+08:00",
+                "datacontenttype": "application/json",
+                "data": {
+                    "intervened_at": "2026-11-30T22:40:00+08:00",
+                    "action": "handed_to_rescue_centre",
+                    "handling_unit": {"name": "成都市未成年人救助保护中心", "duty_phone": "028-12349"},
+                },
+            },
+            "How the police record an emergency intervention: the event supersedes the child's "
+            "guardianship (`emergency_protection`, with the unit to call). `handling_unit.duty_phone` "
+            "is required.",
+        ),
     },
     "create_subscription": {
         "pull": _example(
@@ -243,11 +253,14 @@ REQUEST_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
             {"from_time": "2026-11-27T00:00:00+08:00"},
         ),
     },
+    **case_examples(_example),
 }
 """Operation id -> example name -> Example Object."""
 
 PATH_EXAMPLES: dict[str, dict[str, str]] = {
+    **CASE_PATH_EXAMPLES,
     "": {
+        **CASE_PATH_EXAMPLES[""],
         "child_id": ZHAXI,
         "consent_id": str(DEMO_CONSENT_ID),
         "review_id": str(DEMO_BREAK_GLASS_ID),
@@ -265,6 +278,16 @@ PATH_EXAMPLES: dict[str, dict[str, str]] = {
     "rotate_subscription_secret": {"subscription_id": str(DEMO_WEBHOOK_SUBSCRIPTION_ID)},
 }
 """Path parameter values per operation id (``""``: every operation)."""
+
+
+QUERY_EXAMPLES: dict[str, dict[str, str]] = {
+    "list_due": {"what": "assessment", "region": "510107"},
+}
+"""Required query parameter values per operation id, so "Try it out" has something to send."""
+
+
+def query_value(operation_id: str, name: str) -> str | None:
+    return QUERY_EXAMPLES.get(operation_id, {}).get(name)
 
 
 def path_value(operation_id: str, name: str) -> str | None:

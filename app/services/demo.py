@@ -1,5 +1,6 @@
 """Demo data for a newcomer's first run: the five agencies, the platform operator, one API client
-each, five children and the records the documentation's examples act on. Loading is idempotent;
+each, five children and the records the documentation's examples act on (the cases in
+app/services/demo_cases.py). Loading is idempotent;
 the demo clients keep their secrets across loads when the caller passes the kept ones."""
 
 from __future__ import annotations
@@ -28,11 +29,13 @@ from app.models.consent import Consent, ConsentGiver
 from app.models.guardianship import AssessmentResult, CustodyStatus, Guardianship
 from app.models.subscription import Subscription, SubscriptionMode, SubscriptionStatus
 from app.services import client as client_service
+from app.services.demo_cases import add_cases
 
 DEMO_REGION = "51"
 """Sichuan province: the demo children live in Chengdu's districts."""
 
 _COMMON = [
+    Scope.cases_write,
     Scope.children_read,
     Scope.custody_read,
     Scope.events_publish,
@@ -200,6 +203,11 @@ async def load_children(session: AsyncSession, box: SecretBox) -> list[uuid.UUID
     await session.flush()
     _add_records(session, box)
     await session.flush()
+    await add_cases(
+        session,
+        dropout=(DEMO_CHILD_IDS[0], str(DEMO_CHILDREN[0]["region"])),
+        medical_aid=(DEMO_CHILD_IDS[2], str(DEMO_CHILDREN[2]["region"])),
+    )
     return ids
 
 
@@ -235,7 +243,7 @@ def _add_records(session: AsyncSession, box: SecretBox) -> None:
             categories=["health"],
         )
     )
-    session.add(Investigation(ref=DEMO_INVESTIGATION_REF, agency="police"))
+    session.add(Investigation(ref=DEMO_INVESTIGATION_REF, agency="police", opened_region=DEMO_REGION))
     session.add(
         Subscription(
             id=DEMO_PULL_SUBSCRIPTION_ID,
