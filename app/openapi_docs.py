@@ -162,6 +162,9 @@ def _problem_example(path: str, operation: dict[str, Any], status: str) -> dict[
     elif status == "409" and operation.get("operationId") in _CONFLICTS:
         code, detail = _CONFLICTS[operation["operationId"]]
         title = "Conflict"
+    elif status == "429" and any(p.get("name") == "X-Break-Glass" for p in operation.get("parameters", [])):
+        code, title = "break_glass_limit", "Daily break-glass limit reached"
+        detail = "This client has used break-glass 5 times in 24 hours; the limit is 5."
     elif status in _PROBLEMS:
         code, title, detail = _PROBLEMS[status]
     else:
@@ -216,8 +219,26 @@ def _require_if_match(parameter: dict[str, Any]) -> None:
     parameter["schema"] = {"type": "string", "maxLength": 200, "examples": ['"3"']}
 
 
+def _declare_break_glass_limit(operation: dict[str, Any]) -> None:
+    """Every operation that honours `X-Break-Glass` can answer 429 `break_glass_limit` (the
+    client's daily budget is spent); the header comes from a shared dependency, so it is
+    declared here, once, rather than in each route."""
+    if not any(p.get("name") == "X-Break-Glass" for p in operation.get("parameters", [])):
+        return
+    operation.setdefault("responses", {}).setdefault(
+        "429",
+        {
+            "description": "`break_glass_limit`: this client used break-glass its daily number of "
+            "times; retry after `Retry-After` seconds.",
+            "headers": {"Retry-After": {"description": "Seconds to wait.", "schema": {"type": "integer"}}},
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetail"}}},
+        },
+    )
+
+
 def _document_operation(path: str, method: str, operation: dict[str, Any]) -> None:
     _document_parameters(operation, method)
+    _declare_break_glass_limit(operation)
     examples = REQUEST_EXAMPLES.get(operation.get("operationId", ""))
     if examples:
         for media in operation.get("requestBody", {}).get("content", {}).values():

@@ -24,10 +24,16 @@ def sh_blocks(markdown: str) -> list[str]:
     return blocks(markdown, "sh")
 
 
+DEPLOYMENT_MARK = "# On the deployment's host"
+"""How a block that sets up a real installation (its database roles, with its own passwords)
+begins: it cannot run against the demo, so it is not run."""
+
+
 def runnable(blocks: list[str]) -> list[str]:
-    """All but the blocks that install and start the server or run the tests: the test does the
-    first itself (``childlink serve --demo``, what ``./scripts/serve`` runs after installing)."""
-    return [b for b in blocks if not b.lstrip().startswith("./scripts/")]
+    """All but the blocks that install and start the server or run the tests (the test does the
+    first itself: ``childlink serve --demo``, what ``./scripts/serve`` runs after installing) and
+    those marked as run on a deployment's host."""
+    return [b for b in blocks if not b.lstrip().startswith(("./scripts/", DEPLOYMENT_MARK))]
 
 
 def fill_in(block: str, server: LiveServer) -> str:
