@@ -187,6 +187,14 @@ class Settings(BaseSettings):
     """How long a worker owns a claimed delivery; a worker that dies mid-delivery is replaced after it."""
     webhook_secret_overlap_seconds: int = Field(default=86400, ge=0, le=30 * 86400)
     """After a secret rotation, deliveries carry the old secret's signature too for this long."""
+    webhook_subscription_share: float = Field(default=0.25, gt=0, le=1)
+    """The fraction of a worker's slots (``worker_concurrency``) one subscription may hold at once
+    (at least one): a receiver that hangs ties up its share, never every slot."""
+    webhook_max_secrets: int = Field(default=5, ge=2, le=20)
+    """Signing secrets valid at once (the current one and those still in their rotation overlap);
+    a rotation beyond it is refused until the oldest overlap ends."""
+    webhook_disable_after_failing_seconds: float = Field(default=5 * 86400, ge=0)
+    """A subscription whose every attempt has failed for this long is disabled and told so (0: never)."""
     worker_concurrency: int = Field(default=16, ge=1, le=256)
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     feed_max_wait_seconds: int = Field(default=30, ge=0, le=60)

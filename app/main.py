@@ -44,8 +44,11 @@ from app.routers import (
     ops,
     policy,
     referrals,
+    reports,
+    statistics,
     timeline,
 )
+from app.routers import deliveries as deliveries_router
 from app.routers import events as events_router
 from app.routers import subscriptions as subscriptions_router
 from app.services import guardianship as guardianship_service
@@ -183,6 +186,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_database_error_handlers(app)
     if settings.docs:
         install_docs(app)
+    app.include_router(due.wrong_methods)
     for module in (
         oauth,
         identity,
@@ -194,15 +198,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         policy,
         audit,
         break_glass,
+        statistics,
         ops,
         cases,
         referrals,
         consultations,
         timeline,
+        reports,
     ):
         app.include_router(module.router)
     app.include_router(events_router.router)
     app.include_router(subscriptions_router.router)
+    app.include_router(deliveries_router.router)
     install_webhooks(app)
     install_openapi_docs(app)
     # Middleware added first runs innermost: the custody check's direct path runs inside CORS

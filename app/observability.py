@@ -30,7 +30,19 @@ _NO_STORE_PATHS = ("/v1/", "/oauth/")
 
 
 class JsonFormatter(logging.Formatter):
-    _fields = ("request_id", "method", "route", "status", "duration_ms", "client_id", "agency", "error_type")
+    _fields = (
+        "request_id",
+        "method",
+        "route",
+        "status",
+        "duration_ms",
+        "client_id",
+        "agency",
+        "error_type",
+        "worker",
+        "delivery_id",
+        "subscription_id",
+    )
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {

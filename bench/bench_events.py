@@ -36,6 +36,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import orjson
+from _common import backend_pids, cpu_seconds
 
 from app.cli import migrate
 from app.config import Settings
@@ -300,6 +301,13 @@ async def run(args: argparse.Namespace) -> int:
                         next_at += interval
                         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
+            worker_pids = [w.pid for w in workers]
+            cpu_before = {
+                "api": cpu_seconds([api.pid]),
+                "worker": cpu_seconds(worker_pids),
+                "postgres": cpu_seconds(await backend_pids(url)),
+            }
+            load_before = os.getloadavg()[0]
             began = time.monotonic()
             await asyncio.gather(*(publish_loop(i) for i in range(args.publishers)))
             published_for = time.monotonic() - began
@@ -309,6 +317,16 @@ async def run(args: argparse.Namespace) -> int:
                 if sum(len(a) for a in receivers.arrivals.values()) >= expected:
                     break
                 await asyncio.sleep(0.1)
+            backends = await backend_pids(url)
+            cpu_after = {
+                "api": cpu_seconds([api.pid]),
+                "worker": cpu_seconds(worker_pids),
+                "postgres": cpu_seconds(backends),
+            }
+            cpu_used = {
+                part: sum(v - cpu_before[part].get(pid, 0.0) for pid, v in cpu_after[part].items())
+                for part in cpu_after
+            }
             latencies = [
                 (arrived - sent_at[event_id]) * 1000
                 for arrivals in receivers.arrivals.values()
@@ -337,6 +355,14 @@ async def run(args: argparse.Namespace) -> int:
                     f"max {max(latencies):.0f} ms",
                     flush=True,
                 )
+            per = max(received, 1)
+            print(
+                "CPU per delivery: "
+                + ", ".join(f"{part} {1e6 * used / per:.0f} us" for part, used in cpu_used.items())
+                + f" (total {1e6 * sum(cpu_used.values()) / per:.0f} us); "
+                f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
             return 0 if received == expected else 1
     finally:
         for worker in workers:

@@ -53,6 +53,31 @@ class CareInterval:
     by_custody_status: dict[str, int]
 
 
+@dataclass(frozen=True, slots=True)
+class AgeBand:
+    label: str
+    label_zh: str
+    start: int
+    end: int
+    """Inclusive, in whole years."""
+
+
+@dataclass(frozen=True, slots=True)
+class StatisticsPolicy:
+    """Disclosure control for aggregate counts (``statistics`` in the policy file)."""
+
+    threshold: int
+    rounding_base: int
+    age_bands: tuple[AgeBand, ...]
+    rules: dict[str, Rule]
+    """By agency kind: the categories it may count by. Kept apart from the record rules so that a
+    read of a child's record stating purpose ``statistics`` is never granted anything by them."""
+
+    def grant(self, agency_kind: str, category: DataCategory) -> Rule | None:
+        rule = self.rules.get(agency_kind)
+        return rule if rule is not None and category in rule.categories else None
+
+
 @dataclass(frozen=True)
 class Policy:
     version: str
@@ -71,6 +96,7 @@ class Policy:
     """Event types that change custody, by type: who may publish each."""
     care_schedule: dict[str, CareInterval]
     """By what falls due (``assessment``, ``home_visit``)."""
+    statistics: StatisticsPolicy
 
     @cached_property
     def investigating_kinds(self) -> frozenset[str]:
@@ -149,7 +175,35 @@ def load_policy(path: Path = DEFAULT_POLICY_PATH) -> Policy:
             for what, item in document.get("care_schedule", {}).items()
             if isinstance(item, dict)
         },
+        statistics=_statistics(document.get("statistics", {}), kinds),
     )
+
+
+def _statistics(section: dict[str, Any], kinds: set[str]) -> StatisticsPolicy:
+    bands = tuple(
+        AgeBand(str(b["label"]), str(b.get("label_zh", b["label"])), int(b["from"]), int(b["to"]))
+        for b in section.get("age_bands", [])
+    )
+    for band in bands:
+        if not 0 <= band.start <= band.end:
+            raise ValueError(f"policy statistics age band {band.label}: bad bounds")
+    threshold = int(section.get("threshold", 5))
+    rounding_base = int(section.get("rounding_base", 5))
+    if threshold < 1 or rounding_base < 1:
+        raise ValueError("policy statistics: threshold and rounding_base must be at least 1")
+    rules: dict[str, Rule] = {}
+    for item in section.get("rules", []):
+        if item["agency_kind"] not in kinds - {ANY_AGENCY} or item["agency_kind"] in rules:
+            raise ValueError(f"policy statistics rule {item['id']}: unknown or repeated agency kind")
+        rules[item["agency_kind"]] = Rule(
+            id=item["id"],
+            agency_kind=item["agency_kind"],
+            categories=frozenset(DataCategory(c) for c in item["categories"]),
+            purposes=frozenset(PurposeOfUse(p) for p in item["purposes"]),
+            citation=item["citation"],
+            note=item.get("note"),
+        )
+    return StatisticsPolicy(threshold=threshold, rounding_base=rounding_base, age_bands=bands, rules=rules)
 
 
 def _custody_changes(section: dict[str, Any], kinds: set[str]) -> dict[str, CustodyChangeRule]:

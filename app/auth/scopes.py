@@ -16,9 +16,11 @@ class Scope(StrEnum):
     events_read = "events:read"
     subscriptions_manage = "subscriptions:manage"
     audit_read = "audit:read"
+    statistics_read = "statistics:read"
     break_glass = "break-glass"
     admin = "admin"
     cases_write = "cases:write"
+    reports_file = "reports:file"
 
 
 SCOPE_DESCRIPTIONS: dict[str, str] = {
@@ -32,9 +34,11 @@ SCOPE_DESCRIPTIONS: dict[str, str] = {
     Scope.events_read: "Read events and the pull feed.",
     Scope.subscriptions_manage: "Manage the agency's event subscriptions.",
     Scope.audit_read: "Review the access log and break-glass uses.",
+    Scope.statistics_read: "Read aggregate counts for joint meetings (摸底排查), under disclosure control.",
     Scope.break_glass: "Read in an emergency with a stated justification.",
     Scope.admin: "Register agencies and API clients (platform operator).",
     Scope.cases_write: "Open and close cases, refer them and answer referrals (协同处置).",
+    Scope.reports_file: "File mandatory reports (强制报告) and follow their status; any agency kind.",
 }
 
 

@@ -18,6 +18,7 @@ from app.events.types import CIVIL, EDUCATION, HEALTH, POLICE, WOMENS, TypeSpec
 from app.models.agency import AgencyKind
 from app.models.case import KIND_CATEGORY, CaseKind
 from app.models.referral import ReferralStatus
+from app.models.report import ReportConcern, ReportUrgency
 from app.models.vocabulary import DataCategory
 
 _ANY = (CIVIL, EDUCATION, HEALTH, POLICE, WOMENS)
@@ -217,6 +218,31 @@ PLATFORM_SPECS: tuple[TypeSpec, ...] = (
         _ANY,
         {**_ACTION, **{k: v for k, v in _OVERDUE.items() if k != "due_at"}},
         (*_ACTION_REQUIRED, "deadline", "step"),
+        registry_only=True,
+    ),
+    TypeSpec(
+        "platform.report.received",
+        "Mandatory report received (强制报告)",
+        "A mandatory report about the child was filed and routed to its receivers (the policy's "
+        "`report_routing`); each must acknowledge (受理) by `acknowledge_by` at "
+        "`POST /v1/reports/{report_id}/acknowledge`. The reporter's identity is never in it.",
+        _ANY,
+        {
+            **_CASE,
+            "report_id": s.reference("The report."),
+            "concern": s.code(
+                s.enum_values(ReportConcern), DataCategory.law_enforcement, "What was reported."
+            ),
+            "urgency": s.code(s.enum_values(ReportUrgency), DataCategory.law_enforcement, "How urgent."),
+            "receivers": {
+                "type": "array",
+                "items": {"type": "string", "maxLength": 64},
+                "maxItems": 20,
+                "description": "The receiving agencies.",
+            },
+            "acknowledge_by": _when("Acknowledge by then."),
+        },
+        ("case_id", "kind", "report_id", "concern", "urgency", "receivers", "acknowledge_by"),
         registry_only=True,
     ),
     # the care schedule

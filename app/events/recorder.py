@@ -16,7 +16,6 @@ import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -25,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.events.envelope import StoredEvent
 from app.events.sender import SendResult
-from app.events.vault import SecretBox
+from app.events.vault import SecretBox, valid_retired
 from app.models.vocabulary import DataCategory
 
 logger = logging.getLogger(__name__)
@@ -42,19 +41,48 @@ SET status = CAST(:status AS text), lease_token = NULL, last_status_code = :stat
 WHERE id = :delivery_id AND lease_token = :lease
 """
 
-# Only while the delivery still exists: a subscription deleted mid-delivery takes its
-# deliveries with it, and one vanished row must not fail the whole batch.
+# The attempt row was written (``sending``) when the delivery was claimed; this is its answer.
+# It is written even when the lease ran out meanwhile (and overwrites the ``abandoned`` a later
+# claimer put there): what the receiver answered is history either way. A subscription deleted
+# mid-delivery took the row with it, and the update then matches nothing.
 _ATTEMPT = """
-INSERT INTO delivery_attempt
-    (delivery_id, attempt, outcome, status_code, error, duration_ms, categories_withheld, worker)
-SELECT CAST(:delivery_id AS bigint), :attempt, CAST(:outcome AS text), :status_code, CAST(:error AS text),
-       :duration_ms, CAST(:withheld AS text[]), CAST(:worker AS text)
-WHERE EXISTS (SELECT 1 FROM event_delivery WHERE id = CAST(:delivery_id AS bigint))
+UPDATE delivery_attempt
+SET outcome = CAST(:outcome AS text), status_code = :status_code, error = CAST(:error AS text),
+    duration_ms = :duration_ms, categories_withheld = CAST(:withheld AS text[]), at = now()
+WHERE delivery_id = CAST(:delivery_id AS bigint) AND attempt = :attempt
 """
 
 _DISABLE_GONE = """
 UPDATE subscription SET status = 'disabled', disabled_reason = 'gone', updated_at = now()
 WHERE id = :subscription_id AND status = 'active'
+RETURNING id
+"""
+
+# Subscription health, once per subscription per batch. An answer resets it; an endpoint failure
+# (no answer, 5xx, 429) backs the whole subscription off and leaves it one probe at a time;
+# any failure starts the clock that disables a subscription failing for the configured period.
+_HEALTHY = """
+UPDATE subscription SET consecutive_failures = 0, failing_since = NULL, backoff_until = NULL
+WHERE id = :subscription_id AND (consecutive_failures <> 0 OR failing_since IS NOT NULL)
+"""
+
+_UNHEALTHY = """
+UPDATE subscription
+SET consecutive_failures = consecutive_failures + CAST(:endpoint AS integer),
+    failing_since = COALESCE(failing_since, now()),
+    backoff_until = CASE
+        WHEN CAST(:endpoint AS integer) = 1 THEN now() + make_interval(secs => schedule.s[
+            LEAST(consecutive_failures + 1, cardinality(schedule.s))])
+        ELSE backoff_until END
+FROM (SELECT CAST(:schedule AS double precision[]) AS s) AS schedule
+WHERE id = :subscription_id
+"""
+
+_DISABLE_FAILING = """
+UPDATE subscription SET status = 'disabled', disabled_reason = 'failing', updated_at = now()
+WHERE id = :subscription_id AND status = 'active'
+  AND failing_since <= now() - make_interval(secs => CAST(:period AS double precision))
+RETURNING id
 """
 
 
@@ -66,7 +94,9 @@ class Job:
     attempt: int
     webhook_id: str
     lease: uuid.UUID
-    previous_lease: uuid.UUID | None
+    retry_base: int
+    claimed_monotonic: float
+    """When the lease began, on this worker's monotonic clock."""
     subscription_id: uuid.UUID
     agency: str
     client_id: str
@@ -77,11 +107,10 @@ class Job:
     event: StoredEvent
 
     @classmethod
-    def from_row(cls, row: Mapping[Any, Any], lease: uuid.UUID, box: SecretBox) -> Job:
-        stored = [row["secret"]]
-        expires: datetime | None = row["previous_secret_expires_at"]
-        if row["previous_secret"] and expires is not None and expires > row["claimed_at"]:
-            stored.append(row["previous_secret"])
+    def from_row(
+        cls, row: Mapping[Any, Any], lease: uuid.UUID, box: SecretBox, *, claimed_monotonic: float
+    ) -> Job:
+        stored = [row["secret"], *valid_retired(row["retired_secrets"], row["claimed_at"])]
         try:
             keys = [box.open(row["subscription_id"], value) for value in stored]
         except (ValueError, InvalidTag):
@@ -94,7 +123,8 @@ class Job:
             attempt=row["attempts"],
             webhook_id=row["webhook_id"],
             lease=lease,
-            previous_lease=row["previous_lease"],
+            retry_base=row["retry_base"],
+            claimed_monotonic=claimed_monotonic,
             subscription_id=row["subscription_id"],
             agency=row["agency"],
             client_id=row["created_by_client"],
@@ -125,8 +155,18 @@ class _Pending:
 
 
 class Recorder:
-    def __init__(self, engine: AsyncEngine, worker_name: str, *, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        worker_name: str,
+        *,
+        backoff_schedule: list[float],
+        disable_after_seconds: float,
+        max_batch: int = 500,
+    ) -> None:
         self.engine = engine
+        self.backoff_schedule = backoff_schedule
+        self.disable_after_seconds = disable_after_seconds
         self.worker_name = worker_name[:64]
         self.max_batch = max_batch
         self._pending: deque[_Pending] = deque()
@@ -161,20 +201,6 @@ class Recorder:
             self._flusher = None
 
     async def _flush(self, batch: list[_Pending]) -> None:
-        abandoned: list[dict[str, Any]] = [
-            {
-                "delivery_id": e.job.delivery_id,
-                "attempt": e.job.attempt - 1,
-                "outcome": "abandoned",
-                "status_code": None,
-                "error": "the worker stopped before recording the result",
-                "duration_ms": None,
-                "withheld": [],
-                "worker": None,
-            }
-            for e in batch
-            if e.job.previous_lease is not None
-        ]
         updates = [
             {
                 "status": e.result.status,
@@ -195,20 +221,48 @@ class Recorder:
                 "error": e.result.send.error,
                 "duration_ms": e.result.send.duration_ms,
                 "withheld": [str(c) for c in e.result.withheld],
-                "worker": self.worker_name,
             }
             for e in batch
         ]
+        healthy, unhealthy = _health(batch)
         gone = [{"subscription_id": e.job.subscription_id} for e in batch if e.result.status == "gone"]
         async with self.engine.begin() as conn:
-            if abandoned:
-                await conn.execute(text(_ATTEMPT), abandoned)
             # A delivery whose lease ran out (another worker owns it now) is not updated; our
             # attempt is still history, so its row is written either way.
             await conn.execute(text(_RECORD), updates)
             await conn.execute(text(_ATTEMPT), attempts)
+            if healthy:
+                await conn.execute(text(_HEALTHY), [{"subscription_id": s} for s in healthy])
+            for subscription_id, endpoint in unhealthy.items():
+                await conn.execute(
+                    text(_UNHEALTHY),
+                    {
+                        "subscription_id": subscription_id,
+                        "endpoint": int(endpoint),
+                        "schedule": self.backoff_schedule,
+                    },
+                )
+                if self.disable_after_seconds > 0:
+                    await conn.execute(
+                        text(_DISABLE_FAILING),
+                        {"subscription_id": subscription_id, "period": self.disable_after_seconds},
+                    )
             for params in gone:
                 await conn.execute(text(_DISABLE_GONE), params)
         self.flushes += 1
         if len(batch) > 1:
             logger.debug("recorded %d deliveries in one transaction", len(batch))
+
+
+def _health(batch: list[_Pending]) -> tuple[set[uuid.UUID], dict[uuid.UUID, bool]]:
+    """Per subscription in the batch: answered at least once (healthy), or else failed, and
+    whether any failure was the endpoint's (it then backs off as a whole)."""
+    answered: set[uuid.UUID] = set()
+    failed: dict[uuid.UUID, bool] = {}
+    for entry in batch:
+        sent, sub, outcome = entry.result.send, entry.job.subscription_id, entry.result.outcome
+        if outcome == "delivered":
+            answered.add(sub)
+        elif outcome in ("failed", "refused") and not sent.not_sent:
+            failed[sub] = failed.get(sub, False) or sent.endpoint_failed
+    return answered, {sub: endpoint for sub, endpoint in failed.items() if sub not in answered}

@@ -21,6 +21,7 @@ from app.db_roles import enforce_least_privilege
 from app.events.notify import Notifier
 from app.events.scheduler import Scheduler, registered_jobs
 from app.events.worker import DeliveryWorker
+from app.observability import configure_logging
 
 logger = logging.getLogger(__name__)
 
@@ -56,9 +57,9 @@ async def serve_worker(settings: Settings, *, once: bool = False) -> int:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop)
-        logger.info("delivery worker %s started", worker.name)
-        print(f"childlink worker {worker.name} running; SIGTERM to stop", flush=True)
+        logger.info("delivery worker %s running; SIGTERM to stop", worker.name, extra={"worker": worker.name})
         await worker.run()
+        logger.info("delivery worker %s stopped", worker.name, extra={"worker": worker.name})
         return 0
     finally:
         await worker.aclose()
@@ -69,4 +70,6 @@ async def serve_worker(settings: Settings, *, once: bool = False) -> int:
 
 
 def run(settings: Settings, *, once: bool = False) -> int:
+    # One JSON object a line on stderr, as the API logs: the same collectors read both.
+    configure_logging(settings.log_level)
     return asyncio.run(serve_worker(settings, once=once))

@@ -4,6 +4,7 @@ connection pinned to the checked address, no redirects, a hard deadline, the bod
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import time
 from dataclasses import dataclass
@@ -19,6 +20,12 @@ from app.events import signing, ssrf
 
 MAX_RETRY_AFTER_SECONDS = 86400.0
 USER_AGENT = f"ChildLink-Webhooks/{__version__}"
+ANSWER_GRACE_SECONDS = 0.25
+"""After the deadline, how long to let an answer already on the socket be read before calling the
+attempt a timeout: a worker paused past its deadline (SIGSTOP, a VM frozen) finds the receiver's
+answer waiting when it resumes, and records that answer instead of a timeout it did not suffer."""
+ABORT_HEADER = "webhook-delivery"
+ABORT_VALUE = "abort-message"
 
 
 class Outcome(StrEnum):
@@ -28,6 +35,8 @@ class Outcome(StrEnum):
     """410: the receiver wants no more; the subscription is disabled."""
     refused = "refused"
     """The URL failed the SSRF check at delivery time; nothing was sent."""
+    aborted = "aborted"
+    """The receiver answered ``webhook-delivery: abort-message``: no more retries of this message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +46,19 @@ class SendResult:
     error: str | None = None
     duration_ms: int = 0
     retry_after: float | None = None
+    not_sent: bool = False
+    """Failed before anything reached the receiver (the door, the lease, a secret): says nothing
+    about the endpoint's health."""
+
+    @property
+    def endpoint_failed(self) -> bool:
+        """The endpoint itself is unwell (no answer, 5xx, 429, refused): its whole subscription
+        backs off. Another 4xx is this message's problem, not the endpoint's."""
+        if self.outcome is Outcome.refused:
+            return True
+        if self.outcome is not Outcome.failed:
+            return False
+        return self.status_code is None or self.status_code >= 500 or self.status_code == 429
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
@@ -83,7 +105,9 @@ class WebhookSender:
         self.timeout = settings.webhook_timeout_seconds
         self.client = httpx.AsyncClient(
             follow_redirects=False,
-            timeout=httpx.Timeout(self.timeout),
+            # No timeouts of httpx's own: they cancel a read whose answer is already on the socket
+            # when a paused worker resumes. The one deadline is send()'s, with its grace.
+            timeout=httpx.Timeout(None),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             # No proxy from the environment: it would connect somewhere other than the address
             # that passed the check.
@@ -106,30 +130,54 @@ class WebhookSender:
             return SendResult(Outcome.refused, error=(exc.detail or exc.title)[:200], duration_ms=elapsed())
         headers = signing.headers(secrets, webhook_id, int(time.time()), body)
         headers["host"] = _host_header(destination)
+        exchange = asyncio.ensure_future(self._exchange(destination, body, headers))
+        # The whole exchange has one deadline: httpx's timeouts are per read, so a receiver
+        # dripping one byte a second would otherwise hold a worker slot indefinitely.
         try:
-            # The whole exchange has one deadline: httpx's timeouts are per read, so a receiver
-            # dripping one byte a second would otherwise hold a worker slot indefinitely.
-            async with asyncio.timeout(self.timeout):
-                async with self.client.stream(
-                    "POST",
-                    _pinned_url(destination, destination.addresses[0]),
-                    content=body,
-                    headers=headers,
-                    extensions={"sni_hostname": destination.host},
-                ) as response:
-                    status = response.status_code
-                    retry_after = parse_retry_after(response.headers.get("retry-after"))
-        except TimeoutError:
+            done, _ = await asyncio.wait({exchange}, timeout=self.timeout)
+            if not done:
+                done, _ = await asyncio.wait({exchange}, timeout=ANSWER_GRACE_SECONDS)
+        except asyncio.CancelledError:
+            exchange.cancel()
+            raise
+        if not done:
+            exchange.cancel()
+            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                await exchange
             return SendResult(Outcome.failed, error="timeout", duration_ms=elapsed())
+        try:
+            status, answer = exchange.result()
         except httpx.HTTPError as exc:
             # The class name only: an exception message may quote the URL.
             return SendResult(Outcome.failed, error=type(exc).__name__, duration_ms=elapsed())
+        retry_after = parse_retry_after(answer.get("retry-after"))
         if 200 <= status < 300:
             return SendResult(Outcome.delivered, status, duration_ms=elapsed())
         if status == 410:
             return SendResult(Outcome.gone, status, error="receiver answered 410 Gone", duration_ms=elapsed())
+        if answer.get(ABORT_HEADER, "").strip().lower() == ABORT_VALUE:
+            return SendResult(
+                Outcome.aborted,
+                status,
+                error=f"receiver answered {status}, abort-message",
+                duration_ms=elapsed(),
+            )
         error = "redirect not followed" if 300 <= status < 400 else f"receiver answered {status}"
         return SendResult(Outcome.failed, status, error=error, duration_ms=elapsed(), retry_after=retry_after)
+
+    async def _exchange(
+        self, destination: ssrf.Destination, body: bytes, headers: dict[str, str]
+    ) -> tuple[int, dict[str, str]]:
+        """POST and read the status line and headers only (the body is never read)."""
+        async with self.client.stream(
+            "POST",
+            _pinned_url(destination, destination.addresses[0]),
+            content=body,
+            headers=headers,
+            extensions={"sni_hostname": destination.host},
+        ) as response:
+            wanted = ("retry-after", ABORT_HEADER)
+            return response.status_code, {k: response.headers[k] for k in wanted if k in response.headers}
 
     async def aclose(self) -> None:
         await self.client.aclose()

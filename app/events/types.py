@@ -34,6 +34,19 @@ CHANGED_FIELD_CATEGORIES: dict[str, DataCategory] = {
 """Which category a changed registry field's *name* reveals (that the address changed is contact
 data; the new address is not in the event at all)."""
 
+_REGISTRY_IDENTITY = {
+    "name": s.text(
+        C.identity,
+        "The child's name, so that the agencies told of an entry or exit know whom it "
+        "concerns (及时将新增和退出的儿童信息通报给相关部门).",
+        max_length=100,
+    ),
+    "sex": s.code(("male", "female"), C.identity, "The child's sex."),
+    "birth_date": s.date(C.identity, "The child's birth date."),
+}
+"""Identity on registry entries and exits (policy `registry_notifications`): released to each
+subscriber under its own rules, like every field."""
+
 _URGENCY = ("routine", "soon", "urgent")
 _SCHOOL = "The school (学校) concerned."
 
@@ -56,6 +69,7 @@ _OWN_SPECS: tuple[TypeSpec, ...] = (
                 item_categories={str(k): v for k, v in CATEGORY_DATA.items()},
                 min_items=1,
             ),
+            **_REGISTRY_IDENTITY,
         },
         ("child_id", "region_code", "categories"),
         registry_only=True,
@@ -88,6 +102,8 @@ _OWN_SPECS: tuple[TypeSpec, ...] = (
             "child_id": s.reference("The child."),
             "reason": s.code(s.enum_values(ExitReason), C.welfare, "Why the child left the registry."),
             "exit_date": s.date(C.welfare, "When."),
+            "region_code": s.region(),
+            **_REGISTRY_IDENTITY,
         },
         ("child_id", "reason", "exit_date"),
         registry_only=True,

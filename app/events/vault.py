@@ -14,6 +14,7 @@ import base64
 import os
 import secrets
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -71,3 +72,13 @@ def load(key_dir: Path, *, create_if_missing: bool) -> SecretBox:
         finally:
             tmp.unlink(missing_ok=True)
     return SecretBox(base64.b64decode(path.read_bytes().strip()))
+
+
+def valid_retired(retired: list[dict[str, str]] | None, now: datetime) -> list[str]:
+    """The sealed secrets retired by rotation whose own overlap has not ended, newest first."""
+    found = [
+        (datetime.fromisoformat(entry["expires_at"]), entry["secret"])
+        for entry in retired or []
+        if datetime.fromisoformat(entry["expires_at"]) > now
+    ]
+    return [secret for _, secret in sorted(found, reverse=True)]

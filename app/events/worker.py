@@ -8,16 +8,21 @@ advances the cursors, all in one transaction. Sequence numbers become visible in
 holes (migration 0005), so a cursor never steps over an event that commits later.
 
 **Claims are leases.** A worker claims due deliveries with ``FOR UPDATE SKIP LOCKED``, counts
-the attempt and moves ``next_attempt_at`` a lease into the future, then commits: no transaction
-stays open while a receiver thinks. A worker that dies (SIGKILL, power loss) between sending and
-recording leaves the lease to run out, and whoever claims next sends the same ``webhook-id``
-again: at-least-once. Two workers never hold the same lease: the lease outlasts the worker's
-hard deadline for the whole delivery, and a result is recorded only under the lease it was
-claimed with.
+the attempt, writes its ``delivery_attempt`` row (``sending``) and moves ``next_attempt_at`` a
+lease into the future, then commits: no transaction stays open while a receiver thinks, and an
+attempt is on record before it is sent. A worker that dies (SIGKILL, power loss) between sending
+and recording leaves the lease to run out; whoever claims next (expired leases first) marks the
+old attempt ``abandoned`` and sends the same ``webhook-id`` again: at-least-once. A worker sends
+only when the whole exchange still fits in its lease, records the answer it got even if it was
+paused past its deadline, and changes the delivery's state only under the lease it claimed with.
+
+**Fair shares.** A subscription holds at most its share of live leases (across workers), one
+while its endpoint is failing, and a failing endpoint backs off as a whole: a receiver that hangs
+ties up its share of the slots, never everyone's.
 
 **Order.** A delivery is claimable only when no earlier one (by event sequence) for the same
-subscription and child is still pending, so per subscription and child, events arrive in
-sequence order, across retries and across workers.
+subscription and child is still pending (or, for a ``blocking`` subscription, dead-lettered),
+so per subscription and child, events arrive in sequence order, across retries and workers.
 
 **Every delivery is a read.** Before each attempt the door decides the subscriber's read of the
 event (its agency, the creating client's region, the subscription's purpose of use) and writes
@@ -102,31 +107,117 @@ advanced AS (
 SELECT (SELECT count(*) FROM queued) AS queued, (SELECT count(*) FROM advanced) AS subscriptions
 """
 
+# The claim, in one statement (a hot path: Core SQL, no ORM).
+# - Fair shares: each active subscription out of back-off may hold ``:share`` live leases at once
+#   (counted across all workers), one while it is failing (a probe); a receiver that hangs ties
+#   up its share, never every slot.
+# - Expired leases first: a crashed worker's deliveries go ahead of newer work.
+# - Order: nothing is claimed while an earlier delivery for the same subscription and child is
+#   pending (or, for a blocking subscription, dead-lettered).
+# - On record before sent: the attempt row is written now, ``sending``; whatever an earlier
+#   claimer left ``sending`` is marked ``abandoned``.
 _CLAIM = """
-WITH due AS (
-    SELECT d.id, d.lease_token AS previous_lease
-    FROM event_delivery AS d
-    JOIN subscription AS s ON s.id = d.subscription_id
-    WHERE d.status = 'pending' AND d.kind <> 'ping' AND d.next_attempt_at <= now() AND s.status = 'active'
-      AND NOT EXISTS (
-          SELECT 1 FROM event_delivery AS p
-          WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
-            AND p.status = 'pending' AND (p.event_seq, p.id) < (d.event_seq, d.id)
-      )
-    ORDER BY d.next_attempt_at, d.id
+WITH subs AS MATERIALIZED (  -- computed once: ``room`` is used in several places below
+    SELECT s.id, s.blocking,
+           (CASE WHEN s.consecutive_failures > 0 THEN 1 ELSE :share END) - (
+               SELECT count(*) FROM event_delivery AS l
+               WHERE l.subscription_id = s.id AND l.status = 'pending' AND l.lease_token IS NOT NULL
+                 AND l.next_attempt_at > now()
+           ) AS room
+    FROM subscription AS s
+    WHERE s.mode = 'webhook' AND s.status = 'active' AND (s.backoff_until IS NULL OR s.backoff_until <= now())
+),
+candidates AS (
+    -- Locked here, inside each subscription's own LIMIT, so that a second worker claiming at the
+    -- same moment skips these rows and takes the next ones instead of finding its share locked.
+    -- The conditions are re-checked on the newest row version once locked: a row another worker
+    -- claimed (and committed) since this statement began has its lease in the future, and is
+    -- skipped. Never our own deliveries still in flight, even when their lease ran out while this
+    -- process was paused: we are about to record their answer, not send them twice.
+    SELECT ranked.id, ranked.expired, ranked.next_attempt_at, ranked.turn
+    FROM (
+        SELECT c.id, c.expired, c.next_attempt_at, subs.room,
+               row_number() OVER (PARTITION BY subs.id ORDER BY c.next_attempt_at, c.id) AS turn
+        FROM subs, LATERAL (
+            SELECT d.id, true AS expired, d.next_attempt_at
+            FROM event_delivery AS d
+            WHERE d.subscription_id = subs.id AND d.status = 'pending' AND d.lease_token IS NOT NULL
+              AND d.next_attempt_at <= now() AND d.id <> ALL(CAST(:held AS bigint[]))
+            ORDER BY d.next_attempt_at, d.id
+            LIMIT subs.room
+            FOR UPDATE SKIP LOCKED
+        ) AS c
+        WHERE subs.room > 0
+        UNION ALL
+        SELECT c.id, c.expired, c.next_attempt_at, subs.room,
+               row_number() OVER (PARTITION BY subs.id ORDER BY c.next_attempt_at, c.id) AS turn
+        FROM subs, LATERAL (
+            SELECT d.id, false AS expired, d.next_attempt_at
+            FROM event_delivery AS d
+            WHERE d.subscription_id = subs.id AND d.status = 'pending' AND d.lease_token IS NULL
+              AND d.kind <> 'ping' AND d.next_attempt_at <= now()
+              -- Two checks, each on its own partial index (an OR of the two would scan them all).
+              AND NOT EXISTS (
+                  SELECT 1 FROM event_delivery AS p
+                  WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
+                    AND p.status = 'pending' AND (p.event_seq, p.id) < (d.event_seq, d.id)
+              )
+              AND NOT (subs.blocking AND EXISTS (
+                  SELECT 1 FROM event_delivery AS p
+                  WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
+                    AND p.status = 'dead' AND (p.event_seq, p.id) < (d.event_seq, d.id)
+              ))
+            ORDER BY d.next_attempt_at, d.id
+            LIMIT subs.room
+            FOR UPDATE SKIP LOCKED
+        ) AS c
+        WHERE subs.room > 0
+    ) AS ranked
+),
+due AS (
+    -- Expired leases first, then each subscription's oldest, taking turns; within its room.
+    SELECT picked.id FROM (
+        SELECT candidates.id, candidates.expired, candidates.next_attempt_at,
+               row_number() OVER (
+                   PARTITION BY d.subscription_id ORDER BY candidates.expired DESC, candidates.turn
+               ) AS place,
+               subs.room
+        FROM candidates
+        JOIN event_delivery AS d ON d.id = candidates.id
+        JOIN subs ON subs.id = d.subscription_id
+    ) AS picked
+    WHERE picked.place <= picked.room
+    ORDER BY picked.expired DESC, picked.place, picked.next_attempt_at
     LIMIT :limit
-    FOR UPDATE OF d SKIP LOCKED
+),
+claimed AS (
+    UPDATE event_delivery AS d
+    SET attempts = d.attempts + 1, lease_token = :lease,
+        next_attempt_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
+    FROM due
+    WHERE d.id = due.id
+    RETURNING d.id, d.attempts, d.retry_base, d.webhook_id, d.subscription_id, d.event_id
+),
+abandoned AS (
+    UPDATE delivery_attempt AS a
+    SET outcome = 'abandoned', error = 'the worker stopped before recording the result'
+    FROM claimed
+    WHERE a.delivery_id = claimed.id AND a.outcome = 'sending'
+    RETURNING 1
+),
+on_record AS (
+    INSERT INTO delivery_attempt (delivery_id, attempt, outcome, worker)
+    SELECT claimed.id, claimed.attempts, 'sending', CAST(:worker AS text) FROM claimed
+    RETURNING 1
 )
-UPDATE event_delivery AS d
-SET attempts = d.attempts + 1, lease_token = :lease,
-    next_attempt_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
-FROM due, subscription AS s, outbox_event AS e
-WHERE d.id = due.id AND s.id = d.subscription_id AND e.id = d.event_id
-RETURNING d.id AS delivery_id, d.attempts, d.webhook_id, due.previous_lease,
+SELECT claimed.id AS delivery_id, claimed.attempts, claimed.retry_base, claimed.webhook_id,
     s.id AS subscription_id, s.agency, s.created_by_client, s.reader_region, s.url, s.secret,
-    s.previous_secret, s.previous_secret_expires_at, s.purpose_of_use, now() AS claimed_at,
+    s.retired_secrets, s.purpose_of_use, now() AS claimed_at,
     e.id, e.seq, e.type, e.source, e.subject, e.time, e.data, e.data_categories, e.region_code,
     e.publisher_agency, e.publisher_event_id, e.case_id
+FROM claimed
+JOIN subscription AS s ON s.id = claimed.subscription_id
+JOIN outbox_event AS e ON e.id = claimed.event_id
 """
 
 
@@ -168,9 +259,16 @@ class DeliveryWorker:
         self.box = box or vault.load(settings.resolved_key_dir, create_if_missing=settings.is_development)
         self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets_module.token_hex(2)}"
         self._in_flight: set[asyncio.Task[None]] = set()
+        self._held: set[int] = set()
+        """Ids of the deliveries this worker is sending or recording right now."""
         self._stopping = asyncio.Event()
         self._progress = asyncio.Event()
-        self.recorder = Recorder(db.engine, self.name)
+        self.recorder = Recorder(
+            db.engine,
+            self.name,
+            backoff_schedule=settings.webhook_retry_schedule,
+            disable_after_seconds=settings.webhook_disable_after_failing_seconds,
+        )
         pool_size = getattr(db.engine.pool, "size", lambda: 10)()
         self._door_slots = asyncio.Semaphore(max(2, min(settings.worker_concurrency, pool_size // 2)))
         self.delivered = 0
@@ -192,16 +290,28 @@ class DeliveryWorker:
             result = await conn.execute(text(_PRUNE), {"days": IDEMPOTENCY_RETENTION_DAYS})
         return int(getattr(result, "rowcount", 0) or 0)
 
+    @property
+    def subscription_share(self) -> int:
+        """Live leases one subscription may hold at once, across all workers."""
+        settings = self.settings
+        return max(1, int(settings.worker_concurrency * settings.webhook_subscription_share))
+
     async def claim(self, limit: int) -> list[Job]:
         lease = uuid.uuid4()
+        params = {
+            "limit": limit,
+            "lease": lease,
+            "lease_seconds": self.settings.webhook_lease_seconds,
+            "share": self.subscription_share,
+            "worker": self.recorder.worker_name,
+            # Never our own deliveries still in flight, even when their lease ran out while this
+            # process was paused: we are about to record their answer, not send them twice.
+            "held": sorted(self._held),
+        }
         async with self.db.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    text(_CLAIM),
-                    {"limit": limit, "lease": lease, "lease_seconds": self.settings.webhook_lease_seconds},
-                )
-            ).mappings()
-            return [Job.from_row(row, lease, self.box) for row in rows]
+            rows = (await conn.execute(text(_CLAIM), params)).mappings().all()
+        claimed = time.monotonic()
+        return [Job.from_row(row, lease, self.box, claimed_monotonic=claimed) for row in rows]
 
     async def run_once(self) -> int:
         """One dispatch, one claim, every claimed delivery sent and recorded; returns the number
@@ -311,33 +421,47 @@ class DeliveryWorker:
             request_id=job.webhook_id,
         )
 
+    async def _decide(self, job: Job, kind: str) -> Any:
+        # The door may read consents: bound how many connections deliveries take at once,
+        # so a busy worker queues here instead of opening (and closing) overflow connections.
+        async with self._door_slots, self.db.sessionmaker() as session:
+            decision = await self.door.admit(
+                session,
+                self._reader(job, kind),
+                action="event.deliver",
+                subject=job.event.subject_for_door(),
+                categories=job.event.data_categories,
+                case_id=job.event.case_id,
+            )
+            await session.commit()
+        return decision
+
     async def _attempt(self, job: Job) -> Result:
         kind = await self.kinds.kind(job.agency)
         if kind is None:
             return Result("denied", "denied", SendResult(Outcome.failed, error="subscriber agency unknown"))
+        lease = self.settings.webhook_lease_seconds
         try:
-            # The door may read consents: bound how many connections deliveries take at once,
-            # so a busy worker queues here instead of opening (and closing) overflow connections.
-            async with self._door_slots, self.db.sessionmaker() as session:
-                decision = await self.door.admit(
-                    session,
-                    self._reader(job, kind),
-                    action="event.deliver",
-                    subject=job.event.subject_for_door(),
-                    categories=job.event.data_categories,
-                    case_id=job.event.case_id,
-                )
-                await session.commit()
+            async with asyncio.timeout(max(0.1, lease - (time.monotonic() - job.claimed_monotonic) - 0.5)):
+                decision = await self._decide(job, kind)
+        except TimeoutError:
+            return self._unsent(job, "worker deadline")
         except (Forbidden, NotFound) as exc:
             # Decided and on record by the door: this subscriber may see none of it. Final.
             return Result("denied", "denied", SendResult(Outcome.failed, error=exc.code))
         except AppError as exc:
-            return self._failed(job, SendResult(Outcome.failed, error=f"access layer: {exc.code}"))
+            return self._unsent(job, f"access layer: {exc.code}")
         except (DBAPIError, OSError) as exc:
             # Nothing was sent: an attempt that could not be decided is a failed one.
-            return self._failed(job, SendResult(Outcome.failed, error=f"database: {type(exc).__name__}"))
+            return self._unsent(job, f"database: {type(exc).__name__}")
         if not job.signing_secrets:
-            return self._failed(job, SendResult(Outcome.failed, error="signing secret unreadable"))
+            return self._unsent(job, "signing secret unreadable")
+        # Send only if the whole exchange fits in what is left of the lease: otherwise another
+        # worker could claim and send it while we still wait for the answer. Nothing was sent,
+        # so "worker deadline" is then the honest record.
+        left = lease - (time.monotonic() - job.claimed_monotonic)
+        if left < self.sender.timeout + 0.5:
+            return self._unsent(job, "worker deadline")
         body = envelope(job.event, decision.granted)
         withheld = tuple(DataCategory(c) for c in decision.withheld)
         sent = await self.sender.send(
@@ -347,13 +471,22 @@ class DeliveryWorker:
             return Result("delivered", "delivered", sent, withheld)
         if sent.outcome is Outcome.gone:
             return Result("gone", "gone", sent, withheld)
+        if sent.outcome is Outcome.aborted:
+            return Result("dead", "aborted", sent, withheld)
         result = self._failed(job, sent)
         return Result(result.status, result.outcome, sent, withheld, result.delay)
+
+    def _unsent(self, job: Job, error: str) -> Result:
+        """A failed attempt that reached no receiver: retried, and no mark on the endpoint's health."""
+        return self._failed(job, SendResult(Outcome.failed, error=error, not_sent=True))
 
     def _failed(self, job: Job, sent: SendResult) -> Result:
         settings = self.settings
         delay = retry_delay(
-            job.attempt, settings.webhook_retry_schedule, settings.webhook_retry_jitter, sent.retry_after
+            job.attempt - job.retry_base,
+            settings.webhook_retry_schedule,
+            settings.webhook_retry_jitter,
+            sent.retry_after,
         )
         status = "dead" if delay is None else "pending"
         return Result(status, str(sent.outcome), sent, delay=delay or 0.0)
@@ -361,11 +494,15 @@ class DeliveryWorker:
     async def deliver(self, job: Job) -> None:
         """Decide, send and record one claimed delivery; never raises (a failure to record is
         logged, and the lease running out brings the delivery back)."""
+        self._held.add(job.delivery_id)
         try:
-            async with asyncio.timeout(self.settings.webhook_lease_seconds - 0.5):
-                result = await self._attempt(job)
-        except TimeoutError:
-            result = self._failed(job, SendResult(Outcome.failed, error="worker deadline"))
+            await self._deliver(job)
+        finally:
+            self._held.discard(job.delivery_id)
+
+    async def _deliver(self, job: Job) -> None:
+        try:
+            result = await self._attempt(job)
         except Exception:  # a bug must not take the worker down; the lease brings it back
             logger.exception("delivery %s failed unexpectedly", job.delivery_id)
             return

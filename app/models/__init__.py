@@ -14,6 +14,8 @@ from app.models.consultation import Action, Consultation
 from app.models.guardianship import Guardianship
 from app.models.outbox import OutboxEvent
 from app.models.referral import DeadlineStep, Referral
+from app.models.report import Report, ReportIdempotency, ReportOutcome, ReportSubject
+from app.models.statistics import ChildHistory, ChildTally
 
 __all__ = [
     "Action",
@@ -23,6 +25,8 @@ __all__ = [
     "BreakGlassReview",
     "Case",
     "Child",
+    "ChildHistory",
+    "ChildTally",
     "ClientStatus",
     "Consent",
     "Consultation",
@@ -34,4 +38,8 @@ __all__ = [
     "OutboxEvent",
     "OverdueNotice",
     "Referral",
+    "Report",
+    "ReportIdempotency",
+    "ReportOutcome",
+    "ReportSubject",
 ]

@@ -83,7 +83,8 @@ class Case(SQLModel, table=True):
     )
 
     id: uuid.UUID = SQLField(default_factory=uuid.uuid4, primary_key=True)
-    child_id: uuid.UUID = SQLField(foreign_key="child.id")
+    child_id: uuid.UUID
+    """A child, or a report subject until its report is linked (a trigger checks either)."""
     region_code: str = SQLField(max_length=12)
     """The child's division when the case opened (region scope of the case's readers)."""
     kind: CaseKind = SQLField(sa_type=String(24))

@@ -91,7 +91,8 @@ class Referral(SQLModel, table=True):
 
     id: uuid.UUID = SQLField(default_factory=uuid.uuid4, primary_key=True)
     case_id: uuid.UUID = SQLField(foreign_key="case.id")
-    child_id: uuid.UUID = SQLField(foreign_key="child.id")
+    child_id: uuid.UUID
+    """A child, or a report subject until its report is linked (a trigger checks either)."""
     from_agency: str = SQLField(foreign_key="agency.code", max_length=64)
     to_agency: str = SQLField(foreign_key="agency.code", max_length=64)
     to_region: str | None = SQLField(default=None, max_length=12)

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ConfigDict, field_validator, model_validator
 from sqlalchemy import BigInteger, Column, Identity, String
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
 from app.models.common import BIGINT_MAX, IsoDateTime, timestamp_column, utcnow
@@ -32,19 +32,29 @@ class SubscriptionStatus(StrEnum):
     paused = "paused"
     """Nothing is sent; events keep queueing and follow when you resume."""
     disabled = "disabled"
-    """Stopped by the platform (your endpoint answered 410, or your client was revoked); set
-    `status: active` to resume from where it stopped."""
+    """Stopped by the platform (your endpoint answered 410, kept failing for the configured period,
+    or your client was revoked); set `status: active` with `resume` to start again."""
 
 
 class DeliveryStatus(StrEnum):
     pending = "pending"
     delivered = "delivered"
     dead = "dead"
-    """Every attempt on the retry schedule failed (dead letter); `/replay` sends it again."""
+    """Every attempt on the retry schedule failed, or the receiver answered
+    `webhook-delivery: abort-message` (dead letter); `/retry` or the redrive sends it again."""
     denied = "denied"
     """The access layer found no legal basis to release any of the event's data to you."""
     gone = "gone"
     """Your endpoint answered 410; the subscription was disabled."""
+    skipped = "skipped"
+    """An operator skipped it (a dead letter that holds back nothing): not sent again unless redriven."""
+
+
+class ResumeFrom(StrEnum):
+    where_stopped = "where_stopped"
+    """Send what queued while the subscription was disabled, then carry on."""
+    now = "now"
+    """Skip what queued meanwhile (it stays listed, `skipped`) and start with the next event."""
 
 
 class Subscription(SQLModel, table=True):
@@ -57,8 +67,18 @@ class Subscription(SQLModel, table=True):
     mode: str = Field(sa_type=String(8))
     url: str | None = Field(default=None, max_length=2000)
     secret: str | None = Field(default=None, max_length=100)
-    previous_secret: str | None = Field(default=None, max_length=100)
-    previous_secret_expires_at: datetime | None = Field(
+    retired_secrets: list[dict[str, str]] = Field(
+        default_factory=list, sa_column=Column(JSONB, nullable=False, server_default="[]")
+    )
+    """Secrets replaced by rotation, each ``{"secret": sealed, "expires_at": ISO time}``: every one
+    keeps signing until its own overlap ends."""
+    blocking: bool = False
+    """A dead letter holds back the child's later events until an operator retries or skips it."""
+    consecutive_failures: int = 0
+    failing_since: datetime | None = Field(
+        default=None, sa_column=timestamp_column(nullable=True, default_now=False)
+    )
+    backoff_until: datetime | None = Field(
         default=None, sa_column=timestamp_column(nullable=True, default_now=False)
     )
     type_patterns: list[str] = Field(sa_column=Column(ARRAY(String), nullable=False))
@@ -87,6 +107,8 @@ class EventDelivery(SQLModel, table=True):
     webhook_id: str = Field(max_length=64)
     status: str = Field(default=DeliveryStatus.pending, sa_type=String(16))
     attempts: int = 0
+    retry_base: int = 0
+    """The attempt count at which the retry schedule last started again (an operator's retry)."""
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     lease_token: uuid.UUID | None = None
     last_status_code: int | None = None
@@ -179,6 +201,12 @@ class SubscriptionCreate(_SubscriptionFields):
         le=BIGINT_MAX,
         description="Start after this sequence number (0: from the first event); default: from now.",
     )
+    blocking: bool = Field(
+        default=False,
+        description="Whether a dead letter holds back the child's later events until you retry or skip "
+        "it (strict per-child order). Default: it does not; later events go ahead, since a stuck child "
+        "is worse than an out-of-order one. Events still arrive in order while they are retried.",
+    )
 
     @field_validator("types")
     @classmethod
@@ -211,6 +239,11 @@ class SubscriptionUpdate(_SubscriptionFields):
         description="`active` or `paused` (a disabled subscription is resumed with `active`).",
         schema_extra={"examples": ["paused"]},
     )
+    resume: ResumeFrom | None = Field(
+        default=None,
+        description="Required when a disabled subscription is set `active`: `where_stopped` sends "
+        "its pending deliveries, `now` skips them and starts with the next event.",
+    )
 
 
 class SubscriptionPublic(SQLModel):
@@ -224,7 +257,14 @@ class SubscriptionPublic(SQLModel):
     categories: list[DataCategory]
     purpose_of_use: PurposeOfUse
     status: SubscriptionStatus
-    disabled_reason: str | None = Field(description="Why the platform disabled it, e.g. `gone`.")
+    disabled_reason: str | None = Field(
+        description="Why the platform disabled it: `gone` (410), `failing` (failed for the whole "
+        "configured period) or `client_revoked`."
+    )
+    blocking: bool = Field(description="Whether a dead letter holds back the child's later events.")
+    failing_since: datetime | None = Field(
+        description="Since when every attempt has failed (unset while the endpoint is healthy)."
+    )
     position: int = Field(description="The last sequence number queued for delivery (webhook mode).")
     secret_rotation_ends_at: datetime | None = Field(
         description="Until when the previous secret still signs deliveries alongside the new one."
@@ -256,7 +296,11 @@ class SecretRotated(SQLModel):
 
 class AttemptPublic(SQLModel):
     attempt: int
-    outcome: str = Field(description="`delivered`, `failed`, `gone`, `denied`, `refused` or `abandoned`.")
+    outcome: str = Field(
+        description="`sending` (on record before it is sent; still in flight), `delivered`, `failed`, "
+        "`gone`, `denied`, `refused`, `aborted` (the receiver answered `webhook-delivery: "
+        "abort-message`) or `abandoned` (the worker stopped before it knew the answer)."
+    )
     status_code: int | None
     error: str | None
     duration_ms: int | None
@@ -321,6 +365,13 @@ class ReplayAccepted(SQLModel):
     )
     from_sequence: int
     to_sequence: int
+
+
+class RedriveAccepted(SQLModel):
+    queued: int = Field(
+        description="Dead letters queued again (same `webhook-id`, a fresh retry schedule).",
+        schema_extra={"examples": [3]},
+    )
 
 
 class PingResult(SQLModel):

@@ -20,6 +20,8 @@ class DataCategory(StrEnum):
     health = "health"
     disability = "disability"
     law_enforcement = "law_enforcement"
+    reporter = "reporter"
+    """Who filed a mandatory report (强制报告): role, name, phone. Kept confidential."""
 
 
 class PurposeOfUse(StrEnum):
@@ -61,4 +63,6 @@ CATEGORY_DESCRIPTIONS: dict[DataCategory, str] = {
     DataCategory.health: "Health conditions, serious illness.",
     DataCategory.disability: "Disability and its assessment.",
     DataCategory.law_enforcement: "Incidents, guardian harm, police matters.",
+    DataCategory.reporter: "The identity of a mandatory reporter (强制报告人): only the receiving police "
+    "and civil affairs read it.",
 }

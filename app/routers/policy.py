@@ -62,6 +62,12 @@ class PolicyPublic(BaseModel):
         description="Coordinated handling: the purposes a referral serves, deadline bounds and the "
         "escalation interval.",
     )
+    report_routing: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Mandatory reports (强制报告): the receiving agency kinds of each concern with the "
+        "statute, each urgency's acknowledgement and handling deadlines and escalation interval, and "
+        "who reads the reporter's identity.",
+    )
 
 
 @router.get("/policy", response_model=PolicyPublic, summary="The access policy in force")
@@ -111,4 +117,5 @@ async def get_policy(request: Request, _: Annotated[Principal, Security(require)
             agency_kinds=sorted(policy.oversight_agency_kinds), note=policy.oversight_note
         ),
         cases=policy.document.get("cases", {}),
+        report_routing=policy.document.get("report_routing", {}),
     )

@@ -43,8 +43,20 @@ def declared_query(route: APIRoute) -> frozenset[str]:
     return names
 
 
+_ANY_QUERY: set[Any] = set()
+
+
+def answers_before_parameters(endpoint: Any) -> Any:
+    """Mark a route that refuses the request whatever it carries (a 405 for a method a fixed path
+    does not take): its answer must not depend on the query parameters sent."""
+    _ANY_QUERY.add(endpoint)
+    return endpoint
+
+
 def unknown_query(route: Any, query_keys: Any) -> list[str]:
     """The query parameters sent that ``route`` does not read, sorted."""
+    if getattr(route, "endpoint", None) in _ANY_QUERY:
+        return []
     known = declared_query(route) if isinstance(route, APIRoute) else frozenset()
     return sorted({key for key in query_keys if key not in known})
 

@@ -96,7 +96,8 @@ async def update_subscription(
     session: Session, principal: Manager, sender: Sender, subscription_id: uuid.UUID, data: SubscriptionUpdate
 ) -> Any:
     """Change filters, purpose, URL (checked again) or status: `paused` stops delivery while events
-    keep queueing; `active` resumes, also after the platform disabled it, from where it stopped."""
+    keep queueing; `active` resumes. Re-enabling a subscription the platform disabled needs
+    `resume`: `where_stopped` sends what queued meanwhile, `now` skips it."""
     return await subscription_service.update(session, principal, sender, subscription_id, data=data)
 
 
@@ -123,10 +124,16 @@ async def rotate_secret(
     request: Request, session: Session, principal: Manager, box: Box, subscription_id: uuid.UUID
 ) -> Any:
     """Issue a new `whsec_` secret (shown once). Until `previous_secret_valid_until`, deliveries
-    carry two signatures, one per secret, so your endpoint can switch without losing any."""
-    overlap = request.app.state.settings.webhook_secret_overlap_seconds
+    also carry the replaced secret's signature, so your endpoint can switch without losing any;
+    an earlier secret still inside its own overlap keeps signing too, until that overlap ends."""
+    settings = request.app.state.settings
     return await subscription_service.rotate_secret(
-        session, principal, box, subscription_id, overlap_seconds=overlap
+        session,
+        principal,
+        box,
+        subscription_id,
+        overlap_seconds=settings.webhook_secret_overlap_seconds,
+        max_secrets=settings.webhook_max_secrets,
     )
 
 

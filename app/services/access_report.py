@@ -33,6 +33,12 @@ _ENTRIES = text(
       AND (l.break_glass OR l.investigation_ref IS NULL OR EXISTS (
             SELECT 1 FROM investigation i
             WHERE i.agency = l.agency AND i.ref = l.investigation_ref AND i.closed_at IS NOT NULL))
+      -- While a mandatory report about the child is open, its receivers' reads since it was
+      -- filed are left out: the guardian may be the one reported (强制报告 confidentiality).
+      AND NOT EXISTS (
+            SELECT 1 FROM "case" c JOIN referral r ON r.case_id = c.id
+            WHERE c.child_id = :child AND c.kind = 'mandatory_report' AND c.status = 'open'
+              AND r.to_agency = l.agency AND l.logged_at >= c.created_at)
       AND (CAST(:before AS bigint) IS NULL OR l.id < CAST(:before AS bigint))
     ORDER BY l.id DESC
     LIMIT :limit

@@ -157,6 +157,12 @@ async def _emit(
     )
 
 
+def _identity(child: Child) -> dict[str, str]:
+    """Who entered or left the registry, for the agencies it is told to (the door releases each
+    field to each subscriber under its own rules)."""
+    return {"name": child.name, "sex": str(child.sex), "birth_date": child.birth_date.isoformat()}
+
+
 async def register(
     session: AsyncSession, door: Door, reader: Reader, *, data: ChildCreate
 ) -> tuple[Child, ChildPublic]:
@@ -184,7 +190,12 @@ async def register(
         reader,
         child,
         "child.registered",
-        {"child_id": str(child.id), "region_code": child.region_code, "categories": child.categories},
+        {
+            "child_id": str(child.id),
+            "region_code": child.region_code,
+            "categories": child.categories,
+            **_identity(child),
+        },
     )
     return await _released(session, door, reader, child)
 
@@ -338,7 +349,13 @@ async def exit_registry(
         reader,
         child,
         "child.exited",
-        {"child_id": str(child.id), "reason": str(data.reason), "exit_date": data.exit_date.isoformat()},
+        {
+            "child_id": str(child.id),
+            "reason": str(data.reason),
+            "exit_date": data.exit_date.isoformat(),
+            "region_code": child.region_code,
+            **_identity(child),
+        },
     )
     return await _released(session, door, reader, child)
 

@@ -31,10 +31,12 @@ from sqlmodel import col
 
 from app.access.case_policy import case_policy, parent_region
 from app.access.policy import Policy
+from app.access.report_policy import report_policy
 from app.auth.principal import Principal
-from app.models.case import Case
+from app.models.case import Case, CaseKind
 from app.models.consultation import Action, ActionStatus
 from app.models.referral import DeadlineStep, Referral, ReferralStatus
+from app.models.report import PRIORITY_URGENCY
 from app.services import case as case_service
 from app.services import outbox
 from app.services.case_view import action_event_data
@@ -105,7 +107,8 @@ async def _emit(session: AsyncSession, agency: str, case: Case, what: str, data:
 async def fire_overdue(session: AsyncSession, now: datetime, *, policy: Policy) -> int:
     """Fire every referral step due at ``now``; returns how many fired. Safe to run in any number
     of workers at once (rows are claimed with SKIP LOCKED, steps are unique)."""
-    interval = case_policy(policy).escalation_interval
+    default_interval = case_policy(policy).escalation_interval
+    report_clocks = report_policy(policy).by_urgency
     rows = (
         await session.execute(
             select(Referral, Case)
@@ -121,6 +124,11 @@ async def fire_overdue(session: AsyncSession, now: datetime, *, policy: Policy) 
     ).all()
     fired = 0
     for referral, case in rows:
+        interval = default_interval
+        if case.kind == CaseKind.mandatory_report:
+            # A report's urgency sets its own escalation interval (minutes for immediate danger).
+            clock = report_clocks.get(str(PRIORITY_URGENCY[case.priority]))
+            interval = clock.escalation_interval if clock is not None else default_interval
         deadline = "respond_by" if referral.status == ReferralStatus.requested else "complete_by"
         due_at = referral.respond_by if deadline == "respond_by" else referral.complete_by
         above = parent_region(referral.target_region)

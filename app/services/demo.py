@@ -29,6 +29,7 @@ from app.models.consent import Consent, ConsentGiver
 from app.models.guardianship import AssessmentResult, CustodyStatus, Guardianship
 from app.models.subscription import Subscription, SubscriptionMode, SubscriptionStatus
 from app.services import client as client_service
+from app.services import demo_population
 from app.services.demo_cases import add_cases
 
 DEMO_REGION = "51"
@@ -41,6 +42,8 @@ _COMMON = [
     Scope.events_publish,
     Scope.events_read,
     Scope.subscriptions_manage,
+    Scope.reports_file,
+    Scope.statistics_read,
 ]
 
 DEMO_AGENCIES: list[tuple[str, str, AgencyKind, list[Scope]]] = [
@@ -157,7 +160,10 @@ async def load_children(session: AsyncSession, box: SecretBox) -> list[uuid.UUID
     documented examples act on (``box`` seals the demo webhook's signing secret)."""
     existing = (await session.execute(select(col(Child.id)).limit(1))).first()
     if existing is not None:
-        rows = (await session.execute(select(col(Child.id)).order_by(col(Child.created_at)))).scalars().all()
+        # The demo population has no resident ID numbers; these are the five named children.
+        named = col(Child.resident_id).is_not(None)
+        query = select(col(Child.id)).where(named).order_by(col(Child.created_at))
+        rows = (await session.execute(query)).scalars().all()
         return list(rows)
     ids = []
     for seq, item in enumerate(DEMO_CHILDREN, start=1):
@@ -208,6 +214,7 @@ async def load_children(session: AsyncSession, box: SecretBox) -> list[uuid.UUID
         dropout=(DEMO_CHILD_IDS[0], str(DEMO_CHILDREN[0]["region"])),
         medical_aid=(DEMO_CHILD_IDS[2], str(DEMO_CHILDREN[2]["region"])),
     )
+    await demo_population.load(session)
     return ids
 
 

@@ -21,7 +21,7 @@ from app.access.decision import Decision
 from app.access.door import AccessDenied, Door, Reader
 from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.models.agency import Agency
-from app.models.case import KIND_CATEGORY, Case, CaseStatus
+from app.models.case import KIND_CATEGORY, Case, CaseKind, CaseStatus
 from app.models.child import Child
 from app.models.common import utcnow
 from app.models.referral import (
@@ -98,9 +98,10 @@ async def create(
         raise InvalidReceiver("A case is referred to another agency, not to its lead.")
     if await session.get(Agency, data.to_agency) is None:
         raise InvalidReceiver("No agency with this code is registered.", code="unknown_agency")
+    # A report's case about an unregistered child stands on its subject's division.
     child_region = (
         await session.execute(select(col(Child.region_code)).where(col(Child.id) == case.child_id))
-    ).scalar_one()
+    ).scalar_one_or_none() or case.region_code
     if data.to_region is not None and not child_region.startswith(data.to_region):
         raise RegionOutsideChild("`to_region` must be the child's division or one containing it.")
     categories = sorted({str(c) for c in data.categories} | {str(KIND_CATEGORY[case.kind])})
@@ -181,6 +182,9 @@ async def transition(
         raise NotReferralParty(f"Only the receiving agency may {action} a referral.")
     if not receiver_step and not _is_referrer(reader, referral, case):
         raise NotReferralParty("Only the referring agency may withdraw a referral.")
+    if not receiver_step and case.kind == CaseKind.mandatory_report:
+        # The filer of a mandatory report cannot take it back from the police; the lead closes the case.
+        raise NotReferralParty("A mandatory report's referrals are not withdrawn; its lead closes the case.")
     # Decided while the referral still stands: answering it is the receiver's last read under it.
     decision = await _decision(session, door, reader, case)
     field = _TEXT_FIELD.get(action)

@@ -16,7 +16,7 @@ from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.events import catalog, signing
 from app.events.openapi import PING_TYPE
 from app.events.sender import Outcome, WebhookSender
-from app.events.vault import SecretBox
+from app.events.vault import SecretBox, valid_retired
 from app.models.common import utcnow
 from app.models.subscription import (
     AttemptPublic,
@@ -28,6 +28,7 @@ from app.models.subscription import (
     PingResult,
     ReplayAccepted,
     ReplayRequest,
+    ResumeFrom,
     SecretRotated,
     Subscription,
     SubscriptionCreate,
@@ -47,8 +48,12 @@ def new_webhook_id() -> str:
     return "msg_" + uuid.uuid4().hex
 
 
+def _rotation_ends(sub: Subscription, now: datetime) -> datetime | None:
+    ends = [datetime.fromisoformat(e["expires_at"]) for e in sub.retired_secrets or []]
+    return max((end for end in ends if end > now), default=None)
+
+
 def to_public(sub: Subscription) -> SubscriptionPublic:
-    rotation = sub.previous_secret_expires_at
     return SubscriptionPublic(
         id=sub.id,
         agency=sub.agency,
@@ -61,19 +66,18 @@ def to_public(sub: Subscription) -> SubscriptionPublic:
         purpose_of_use=PurposeOfUse(sub.purpose_of_use),
         status=SubscriptionStatus(sub.status),
         disabled_reason=sub.disabled_reason,
+        blocking=sub.blocking,
+        failing_since=sub.failing_since,
         position=sub.dispatched_seq,
-        secret_rotation_ends_at=rotation if rotation and rotation > utcnow() else None,
+        secret_rotation_ends_at=_rotation_ends(sub, utcnow()),
         created_at=sub.created_at,
         updated_at=sub.updated_at,
     )
 
 
 def signing_secrets(sub: Subscription, box: SecretBox, now: datetime | None = None) -> list[str]:
-    """The current secret, and the previous one while its rotation overlap lasts, opened."""
-    stored: list[str] = [str(sub.secret)]
-    expires = sub.previous_secret_expires_at
-    if sub.previous_secret and expires is not None and expires > (now or utcnow()):
-        stored.append(sub.previous_secret)
+    """The current secret and every retired one whose own rotation overlap lasts, opened."""
+    stored: list[str] = [str(sub.secret), *valid_retired(sub.retired_secrets, now or utcnow())]
     return [box.open(sub.id, value) for value in stored]
 
 
@@ -136,6 +140,7 @@ async def create(
         categories=[str(c) for c in data.categories],
         purpose_of_use=str(data.purpose_of_use),
         dispatched_seq=start,
+        blocking=data.blocking,
     )
     session.add(sub)
     await session.flush()
@@ -209,13 +214,50 @@ async def update(
             raise Unprocessable(
                 "Set `active` or `paused`; only the platform disables.", code="status_invalid"
             )
+        re_enabling = (
+            sub.status == SubscriptionStatus.disabled and changes["status"] == SubscriptionStatus.active
+        )
+        if re_enabling:
+            await _resume(session, sub, changes.get("resume"))
+        elif changes.get("resume") is not None:
+            raise Unprocessable(
+                "`resume` applies only to re-enabling a disabled subscription.", code="resume_invalid"
+            )
         sub.status = str(changes["status"])
         sub.disabled_reason = None
+    elif changes.get("resume") is not None:
+        raise Unprocessable(
+            "`resume` applies only to re-enabling a disabled subscription.", code="resume_invalid"
+        )
     sub.version += 1
     sub.updated_at = utcnow()
     session.add(sub)
     await session.flush()
     return to_public(sub)
+
+
+_SKIP_PENDING = """
+UPDATE event_delivery
+SET status = 'skipped', lease_token = NULL, finished_at = now(), updated_at = now(),
+    last_error = 'skipped when the subscription was re-enabled from now'
+WHERE subscription_id = :sub AND status = 'pending'
+"""
+
+
+async def _resume(session: AsyncSession, sub: Subscription, resume: ResumeFrom | None) -> None:
+    """Re-enable a disabled subscription as the caller chose: its pending deliveries go out
+    (``where_stopped``) or are skipped, with the cursor moved to the head (``now``). Either way it
+    starts healthy: no back-off, no failure clock."""
+    if resume is None:
+        raise Unprocessable(
+            "The subscription was disabled: say whether to resume `where_stopped` (its pending "
+            "deliveries are sent) or from `now` (they are skipped).",
+            code="resume_choice_required",
+        )
+    if resume is ResumeFrom.now:
+        await session.execute(text(_SKIP_PENDING), {"sub": sub.id})
+        sub.dispatched_seq = max(sub.dispatched_seq, await head_sequence(session))
+    sub.consecutive_failures, sub.failing_since, sub.backoff_until = 0, None, None
 
 
 async def remove(session: AsyncSession, principal: Principal, subscription_id: uuid.UUID) -> None:
@@ -231,41 +273,37 @@ async def rotate_secret(
     subscription_id: uuid.UUID,
     *,
     overlap_seconds: int,
+    max_secrets: int,
 ) -> SecretRotated:
+    """Issue a new secret; the one it replaces keeps signing until its own overlap ends, and so
+    does every earlier one still inside its own (a second rotation never cuts the first's short).
+    At most ``max_secrets`` sign at once: 409 ``too_many_secrets`` until the oldest overlap ends."""
     sub = await load(session, principal, subscription_id, for_update=True)
     if sub.mode != SubscriptionMode.webhook:
         raise Conflict("A pull subscription has no signing secret.", code="not_a_webhook")
     now = utcnow()
+    still_valid = [
+        entry for entry in sub.retired_secrets or [] if datetime.fromisoformat(entry["expires_at"]) > now
+    ]
+    if len(still_valid) + 2 > max_secrets:
+        raise Conflict(
+            "Too many secrets still sign deliveries; rotate again when the oldest overlap ends.",
+            code="too_many_secrets",
+        )
     secret = signing.new_secret()
-    sub.previous_secret, sub.secret = sub.secret, box.seal(sub.id, secret)
-    sub.previous_secret_expires_at = now + timedelta(seconds=overlap_seconds)
+    valid_until = now + timedelta(seconds=overlap_seconds)
+    if overlap_seconds > 0:
+        still_valid.append({"secret": str(sub.secret), "expires_at": valid_until.isoformat()})
+    sub.retired_secrets = still_valid
+    sub.secret = box.seal(sub.id, secret)
     sub.updated_at = now
     session.add(sub)
     await session.flush()
-    return SecretRotated(secret=secret, previous_secret_valid_until=sub.previous_secret_expires_at)
+    return SecretRotated(secret=secret, previous_secret_valid_until=valid_until)
 
 
-async def deliveries(
-    session: AsyncSession,
-    principal: Principal,
-    subscription_id: uuid.UUID,
-    *,
-    status: DeliveryStatus | None,
-    before: int | None,
-    limit: int,
-) -> DeliveryPage:
-    """Deliveries newest first, each with its attempts."""
-    await load(session, principal, subscription_id)
-    query = select(EventDelivery).where(col(EventDelivery.subscription_id) == subscription_id)
-    if status is not None:
-        query = query.where(col(EventDelivery.status) == str(status))
-    if before is not None:
-        query = query.where(col(EventDelivery.id) < before)
-    rows = list(
-        (await session.execute(query.order_by(col(EventDelivery.id).desc()).limit(limit + 1))).scalars()
-    )
-    more = len(rows) > limit
-    rows = rows[:limit]
+async def delivery_items(session: AsyncSession, rows: list[EventDelivery]) -> list[DeliveryPublic]:
+    """Deliveries as the API shows them, each with its attempts in order."""
     attempts: dict[int, list[AttemptPublic]] = {}
     if rows:
         found = await session.execute(
@@ -304,6 +342,31 @@ async def deliveries(
         )
         for row in rows
     ]
+    return items
+
+
+async def deliveries(
+    session: AsyncSession,
+    principal: Principal,
+    subscription_id: uuid.UUID,
+    *,
+    status: DeliveryStatus | None,
+    before: int | None,
+    limit: int,
+) -> DeliveryPage:
+    """Deliveries newest first, each with its attempts."""
+    await load(session, principal, subscription_id)
+    query = select(EventDelivery).where(col(EventDelivery.subscription_id) == subscription_id)
+    if status is not None:
+        query = query.where(col(EventDelivery.status) == str(status))
+    if before is not None:
+        query = query.where(col(EventDelivery.id) < before)
+    rows = list(
+        (await session.execute(query.order_by(col(EventDelivery.id).desc()).limit(limit + 1))).scalars()
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = await delivery_items(session, rows)
     return DeliveryPage(items=items, next_cursor=str(rows[-1].id) if more and rows else None)
 
 

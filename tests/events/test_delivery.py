@@ -125,8 +125,45 @@ class TestPublishToWebhook:
             "child_id": child["id"],
             "region_code": child["region_code"],
             "categories": ["left_behind"],
+            "name": child["name"],
+            "sex": child["sex"],
+            "birth_date": child["birth_date"],
         }
         assert payload["childlinkwithheld"] == "health"
+
+    async def test_police_and_the_womens_federation_learn_who_entered_and_left_the_registry(
+        self,
+        client: httpx.AsyncClient,
+        token: TokenFactory,
+        civil: str,
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+        start_worker: WorkerFactory,
+    ) -> None:
+        subs = {}
+        for agency in ("police", "womens-federation"):
+            reader = await token(agency=agency, scopes=SUBSCRIBER_SCOPES, region=REGION)
+            subs[agency] = await subscribe(
+                client,
+                reader,
+                receiver.url + f"?{agency}",
+                [PREFIX + "civil-affairs.child.registered.v1", PREFIX + "civil-affairs.child.exited.v1"],
+            )
+        await start_worker()
+        child = await make_child(client, civil, region=REGION + "005003", categories=["left_behind"])
+        exited = await client.post(
+            f"/v1/children/{child['id']}/exit",
+            json={"reason": "moved", "exit_date": child["created_at"][:10]},
+            headers=bearer(civil),
+        )
+        assert exited.status_code == 200, exited.text
+        await receiver.wait_for(lambda r: len(r.delivered()) == 4)
+        for request in receiver.requests:
+            agency = "police" if request.path.endswith("?police") else "womens-federation"
+            payload = Webhook(subs[agency]["secret"]).verify(request.body, request.headers)
+            data = payload["data"]
+            assert data["name"] == child["name"] and data["region_code"] == child["region_code"]
+            assert data["sex"] == child["sex"] and data["birth_date"] == child["birth_date"]
 
 
 class TestAccessLayer:
@@ -162,7 +199,8 @@ class TestAccessLayer:
 
         async def attempt() -> Any:
             items = await deliveries(client, federation, sub["id"])
-            return items and items[0]["attempt_log"] and items[0]["attempt_log"][0]
+            done = [a for a in (items[0]["attempt_log"] if items else []) if a["outcome"] != "sending"]
+            return done and done[0]
 
         assert sorted((await eventually(attempt))["categories_withheld"]) == ["custody", "law_enforcement"]
 
@@ -208,8 +246,8 @@ class TestNothingLost:
         start_worker: WorkerFactory,
     ) -> None:
         children = [await make_child(client, civil, region=REGION + "005003") for _ in range(3)]
-        failing_until = time.monotonic() + 0.6
-        receiver.responder = lambda request: (500 if time.monotonic() < failing_until else 200, {})
+        # The first few requests fail (counted, not timed: a slow machine must not skip them).
+        receiver.responder = lambda request: (500 if len(receiver.requests) < 4 else 200, {})
         sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
         await start_worker()
         published: dict[str, list[int]] = defaultdict(list)
@@ -315,7 +353,12 @@ class TestNothingLost:
         missed = (await publish(client, education, DROPOUT, child["id"])).json()
         await asyncio.sleep(0.3)
         assert len(receiver.requests) == 1  # nothing sent while disabled
-        resumed = await client.patch(path, json={"status": "active"}, headers=bearer(subscriber))
+        unasked = await client.patch(path, json={"status": "active"}, headers=bearer(subscriber))
+        assert unasked.status_code == 422
+        assert unasked.json()["code"] == "resume_choice_required"
+        resumed = await client.patch(
+            path, json={"status": "active", "resume": "where_stopped"}, headers=bearer(subscriber)
+        )
         assert resumed.json()["status"] == "active"
         await receiver.wait_for(lambda r: len(r.delivered()) == 1)
         assert receiver.delivered()[0].json["id"] == missed["id"]

@@ -255,7 +255,7 @@ class TestSequence:
     ) -> None:
         rows = await fetch(database_url, "SELECT seq, data_categories FROM outbox_event")
         assert [r["seq"] for r in rows] == [1]
-        assert rows[0]["data_categories"] == ["welfare"]
+        assert rows[0]["data_categories"] == ["identity", "welfare"]
 
     async def test_events_cannot_be_edited(self, database_url: str, child: dict[str, Any]) -> None:
         conn = await asyncpg.connect(asyncpg_dsn(database_url))

@@ -4,6 +4,7 @@ worker the app's lifespan runs in-process."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -27,7 +28,7 @@ from tests.factories import make_child
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def worker_process(database_url: str, key_dir: Path) -> subprocess.Popen[bytes]:
+def worker_process(database_url: str, key_dir: Path, log_level: str = "WARNING") -> subprocess.Popen[bytes]:
     """``childlink worker`` from this checkout, with loopback allowed and a two-second lease; it
     shares the test app's key folder (and so the key that seals webhook secrets)."""
     env = {
@@ -39,7 +40,7 @@ def worker_process(database_url: str, key_dir: Path) -> subprocess.Popen[bytes]:
         "CHILDLINK_WEBHOOK_LEASE_SECONDS": "2",
         "CHILDLINK_WEBHOOK_RETRY_SCHEDULE": "0.05,0.1",
         "CHILDLINK_WORKER_POLL_SECONDS": "0.1",
-        "CHILDLINK_LOG_LEVEL": "WARNING",
+        "CHILDLINK_LOG_LEVEL": log_level,
     }
     return subprocess.Popen(
         [sys.executable, "-m", "app.cli", "worker"],
@@ -119,6 +120,25 @@ class TestKilledWorker:
         ]
 
 
+class TestWorkerLogs:
+    async def test_the_worker_logs_one_json_object_a_line_like_the_api(
+        self, database_url: str, key_dir: Path
+    ) -> None:
+        worker = worker_process(database_url, key_dir, log_level="INFO")
+        try:
+            await asyncio.sleep(3)  # started (imports, migration check)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            code = await exited(worker)
+        assert worker.stderr is not None
+        output = worker.stderr.read().decode()
+        assert code == 0, output
+        lines = [line for line in output.splitlines() if line.strip()]
+        records = [json.loads(line) for line in lines]  # every line is JSON, nothing plain
+        assert any(r["message"].endswith("running; SIGTERM to stop") and r["worker"] for r in records)
+        assert {"time", "level", "logger", "message"} <= set(records[0])
+
+
 class TestInProcessWorker:
     async def test_the_app_runs_a_worker_when_configured(
         self,
@@ -146,3 +166,50 @@ class TestInProcessWorker:
     async def test_by_default_an_app_on_an_external_database_runs_none(self, app: Any) -> None:
         assert app.state.delivery_worker is None
         await asyncio.sleep(0)
+
+
+class TestPausedWorker:
+    async def test_a_worker_paused_past_its_lease_records_the_answer_it_got_and_sends_once(
+        self,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        education: str,
+        child: dict[str, Any],
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+        database_url: str,
+        key_dir: Path,
+    ) -> None:
+        sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
+        await publish(client, education, DROPOUT, child["id"])
+        worker = worker_process(database_url, key_dir)
+        try:
+
+            def pause_then_answer(request: Any) -> tuple[int, dict[str, str]]:
+                # Frozen (SIGSTOP, a VM paused) with the request sent: the 200 reaches its socket
+                # while it cannot read it, and it wakes up past its deadline and its lease.
+                os.kill(worker.pid, signal.SIGSTOP)
+                return 200, {}
+
+            receiver.responder = pause_then_answer
+            await receiver.wait_for(lambda r: len(r.requests) == 1, within=30)
+            await asyncio.sleep(2.5)  # the two-second lease runs out
+            os.kill(worker.pid, signal.SIGCONT)
+            receiver.responder = None
+            path = f"/v1/subscriptions/{sub['id']}/deliveries"
+
+            async def finished() -> Any:
+                item = (await client.get(path, headers=bearer(subscriber))).json()["items"][0]
+                return item if item["status"] != "pending" else None
+
+            item = await eventually(finished, within=20)
+            await asyncio.sleep(0.5)  # a wrong "timeout" would have been retried by now
+        finally:
+            os.kill(worker.pid, signal.SIGCONT)
+            worker.send_signal(signal.SIGTERM)
+            await exited(worker)
+        assert item["status"] == "delivered"
+        assert [(a["attempt"], a["outcome"], a["status_code"]) for a in item["attempt_log"]] == [
+            (1, "delivered", 200)
+        ]
+        assert len(receiver.requests) == 1  # not sent again

@@ -151,14 +151,16 @@ class TestReadThroughTheDoor:
         assert body["name"] == "扎西·多吉"
         assert body["address"] is not None
         assert body["resident_id"] is None
-        assert body["categories"] is None  # welfare, health and law-enforcement flags all withheld
+        # Welfare (to find children to pair with caring mothers), never the health or
+        # law-enforcement flags.
+        assert body["categories"] == ["left_behind"]
         withheld = {w["category"]: w["reason"] for w in body["access"]["withheld"]}
         assert {"health", "law_enforcement", "identifier"} <= set(withheld)
         assert set(withheld.values()) == {"no_legal_basis"}
         log = await rows(database_url, "SELECT * FROM access_log")
         assert len(log) == 1
         assert log[0]["decision"] == "allow_redacted"
-        assert set(log[0]["categories_returned"]) == {"identity", "contact"}
+        assert set(log[0]["categories_returned"]) == {"identity", "contact", "welfare"}
         assert {"health", "law_enforcement"} <= set(log[0]["categories_withheld"])
 
     async def test_police_sees_guardian_harm_flag_but_not_illness(

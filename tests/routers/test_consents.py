@@ -93,7 +93,8 @@ class TestFiveReaders:
         assert seen["health"]["categories"] == ["left_behind", "serious_illness"]
         assert seen["police"]["categories"] == ["guardian_harm"] and seen["police"]["school"] is None
         wf = seen["womens-federation"]
-        assert wf["categories"] == ["serious_illness"]  # health released by the consent only
+        # Welfare by statute (caring-mother pairing), health released by the consent only.
+        assert wf["categories"] == ["left_behind", "serious_illness"]
         assert wf["access"]["basis"]["health"] == {
             "ground": "consent",
             "ref": consent.json()["id"],

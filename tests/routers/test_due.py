@@ -142,7 +142,12 @@ class TestDueList:
     async def test_patch_on_the_due_list_is_405_not_a_child_id(
         self, client: httpx.AsyncClient, civil: str
     ) -> None:
-        response = await client.patch("/v1/children/due", json={}, headers=bearer(civil))
+        response = await client.patch(
+            "/v1/children/due",
+            params={"what": "assessment", "region": TOWNSHIP},
+            json={},
+            headers=bearer(civil),
+        )
         assert response.status_code == 405, response.text
         with_query = await client.patch(
             "/v1/children/due",
@@ -155,6 +160,15 @@ class TestDueList:
         assert response.headers["allow"] == "GET"
         assert response.json()["code"] == "method_not_allowed"
         # The list's own query does not turn it into a 400 unknown_parameter either.
+
+    async def test_patch_with_the_lists_query_is_still_405(
+        self, client: httpx.AsyncClient, civil: str
+    ) -> None:
+        response = await client.patch(
+            "/v1/children/due", params={"what": "assessment", "limit": 50}, json={}, headers=bearer(civil)
+        )
+        assert response.status_code == 405, response.text
+        assert response.headers["allow"] == "GET"
 
     async def test_an_unknown_parameter_is_refused_not_ignored(
         self, client: httpx.AsyncClient, civil: str

@@ -52,7 +52,9 @@ class TestTimeline:
             "platform.referral.requested",
             "platform.case.opened",
             None,  # guardianship changed: custody data, which the women's federation may not see
-            None,  # registered: the registry categories are welfare data, likewise
+            # registered: the registry's notice of a new child (identity, region, categories),
+            # which the policy's registry_notifications release to the women's federation
+            "civil-affairs.child.registered",
         ]
         assert page["items"][0]["case_id"] == case["id"]
         assert page["items"][0]["data"]["kind"] == "dropout"  # education data, on the referral

@@ -1,0 +1,139 @@
+"""Operators' hands on one subscription's deliveries: retry or skip one, list the dead letters,
+redrive them. A retried or redriven delivery keeps its ``webhook-id`` (it is the same message,
+so a receiver deduplicating by it stays right) and starts the retry schedule afresh."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
+
+from app.auth.principal import Principal
+from app.errors import Conflict, NotFound
+from app.models.common import utcnow
+from app.models.subscription import (
+    DeliveryPage,
+    DeliveryPublic,
+    DeliveryStatus,
+    EventDelivery,
+    RedriveAccepted,
+)
+from app.services import subscription as subscription_service
+
+DEAD_LETTERS = (DeliveryStatus.dead, DeliveryStatus.skipped)
+RETRYABLE = (DeliveryStatus.pending, *DEAD_LETTERS)
+SKIPPABLE = (DeliveryStatus.pending, DeliveryStatus.dead)
+
+
+async def _load(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID, delivery_id: int
+) -> EventDelivery:
+    await subscription_service.load(session, principal, subscription_id)
+    found = (
+        await session.execute(
+            select(EventDelivery)
+            .where(
+                col(EventDelivery.id) == delivery_id, col(EventDelivery.subscription_id) == subscription_id
+            )
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
+    if found is None or found.kind == "ping":
+        raise NotFound("No delivery with this id on this subscription.", code="delivery_not_found")
+    return found
+
+
+async def _one(session: AsyncSession, delivery: EventDelivery) -> DeliveryPublic:
+    await session.flush()
+    return (await subscription_service.delivery_items(session, [delivery]))[0]
+
+
+async def retry(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID, delivery_id: int
+) -> DeliveryPublic:
+    """Make a pending, dead or skipped delivery due now with a fresh retry schedule. One being
+    sent right now is a 409 ``delivery_in_flight``; a delivered or denied one is a 409
+    ``delivery_not_retryable`` (``/replay`` sends an event again as a new message)."""
+    delivery = await _load(session, principal, subscription_id, delivery_id)
+    now = utcnow()
+    if delivery.status not in RETRYABLE:
+        raise Conflict(
+            f"A {delivery.status} delivery is not retried; replay its event instead.",
+            code="delivery_not_retryable",
+        )
+    if delivery.status == DeliveryStatus.pending and delivery.lease_token and delivery.next_attempt_at > now:
+        raise Conflict("The delivery is being sent right now.", code="delivery_in_flight")
+    delivery.status = str(DeliveryStatus.pending)
+    delivery.retry_base = delivery.attempts
+    delivery.next_attempt_at = now
+    delivery.lease_token = None
+    delivery.finished_at = None
+    delivery.updated_at = now
+    session.add(delivery)
+    await session.execute(text(subscription_service.NOTIFY_SQL))
+    return await _one(session, delivery)
+
+
+async def skip(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID, delivery_id: int
+) -> DeliveryPublic:
+    """Dead-letter a pending or dead delivery as ``skipped``: it is not sent again (unless
+    redriven) and the child's next event goes ahead, also on a blocking subscription. An attempt
+    in flight still finishes and is recorded, but changes nothing."""
+    delivery = await _load(session, principal, subscription_id, delivery_id)
+    if delivery.status not in SKIPPABLE:
+        raise Conflict(f"A {delivery.status} delivery cannot be skipped.", code="delivery_not_skippable")
+    now = utcnow()
+    delivery.status = str(DeliveryStatus.skipped)
+    delivery.lease_token = None  # an attempt in flight then records its answer but not its status
+    delivery.finished_at = now
+    delivery.updated_at = now
+    session.add(delivery)
+    await session.execute(text(subscription_service.NOTIFY_SQL))
+    return await _one(session, delivery)
+
+
+async def dead_letters(
+    session: AsyncSession, principal: Principal, subscription_id: uuid.UUID, *, before: int | None, limit: int
+) -> DeliveryPage:
+    """Dead and skipped deliveries, newest first, each with its attempts."""
+    await subscription_service.load(session, principal, subscription_id)
+    query = select(EventDelivery).where(
+        col(EventDelivery.subscription_id) == subscription_id,
+        col(EventDelivery.status).in_([str(s) for s in DEAD_LETTERS]),
+    )
+    if before is not None:
+        query = query.where(col(EventDelivery.id) < before)
+    rows = list(
+        (await session.execute(query.order_by(col(EventDelivery.id).desc()).limit(limit + 1))).scalars()
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    items = await subscription_service.delivery_items(session, rows)
+    return DeliveryPage(items=items, next_cursor=str(rows[-1].id) if more and rows else None)
+
+
+async def redrive(session: AsyncSession, principal: Principal, subscription_id: uuid.UUID) -> RedriveAccepted:
+    """Queue every dead letter (dead or skipped) of the subscription again, due now, each with a
+    fresh retry schedule, in event order per child as always."""
+    await subscription_service.load(session, principal, subscription_id, for_update=True)
+    now = utcnow()
+    result = await session.execute(
+        update(EventDelivery)
+        .where(
+            col(EventDelivery.subscription_id) == subscription_id,
+            col(EventDelivery.status).in_([str(s) for s in DEAD_LETTERS]),
+        )
+        .values(
+            status=str(DeliveryStatus.pending),
+            retry_base=EventDelivery.attempts,
+            next_attempt_at=now,
+            lease_token=None,
+            finished_at=None,
+            updated_at=now,
+        )
+    )
+    await session.execute(text(subscription_service.NOTIFY_SQL))
+    return RedriveAccepted(queued=int(getattr(result, "rowcount", 0) or 0))
