@@ -107,6 +107,16 @@ TAGS = [
         "description": "Coordinated handling (协同处置): cases, referrals (转介) with deadlines, joint "
         "consultations (会商) and their actions (`cases:write` to change them).",
     },
+    {
+        "name": "reports",
+        "description": "Mandatory reports (强制报告, Minors Protection Law art. 11): filing, routing to "
+        "police and civil affairs, acknowledgement (受理) on the clock, outcomes, linking to the registry.",
+    },
+    {
+        "name": "statistics",
+        "description": "Survey counts (摸底排查): children, entries and exits, services, the regional "
+        "dashboard; small counts suppressed (`statistics:read`).",
+    },
     {"name": "consents", "description": "Guardian consents and the guardian's access report."},
     {"name": "access policy", "description": "The statutory rules that decide cross-agency reads."},
     {"name": "operations", "description": "Health, readiness and metrics."},

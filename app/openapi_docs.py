@@ -34,6 +34,8 @@ OPERATION_IDS: dict[str, str] = {
     "decline": "decline_referral",
     "complete": "complete_referral",
     "withdraw": "withdraw_referral",
+    "record_outcome": "record_report_outcome",
+    "dashboard": "get_statistics_dashboard",
 }
 """Route function name -> operationId, where the function's name alone reads poorly in a
 generated client (``client.custody(...)``). Every other operation is named after its function."""
@@ -201,7 +203,9 @@ def _document_parameters(operation: dict[str, Any], method: str) -> None:
             parameter["example"] = query_value(op_id, name)
         elif where == "header" and name == "X-Purpose-Of-Use":
             parameter["description"] = PURPOSE_DESCRIPTION
-            parameter["example"] = "child_protection"
+            # Counts are read for the purpose `statistics` (any other is a 400).
+            statistics = "statistics" in operation.get("tags", [])
+            parameter["example"] = "statistics" if statistics else "child_protection"
         elif where == "header" and name == "If-Match":
             # A demo record that has not changed yet has ETag "1": Swagger UI pre-fills it.
             parameter["example"] = '"1"'

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.openapi_case_examples import CASE_PATH_EXAMPLES, case_examples
+from app.openapi_report_examples import REPORT_PATH_EXAMPLES, report_examples
 from app.services.demo import (
     DEMO_BREAK_GLASS_ID,
     DEMO_CHILD_IDS,
@@ -254,11 +255,13 @@ REQUEST_EXAMPLES: dict[str, dict[str, dict[str, Any]]] = {
         ),
     },
     **case_examples(_example),
+    **report_examples(_example, registered_child=ZHAXI, child_to_link=ZHANG_WEI),
 }
 """Operation id -> example name -> Example Object."""
 
 PATH_EXAMPLES: dict[str, dict[str, str]] = {
     **CASE_PATH_EXAMPLES,
+    **REPORT_PATH_EXAMPLES,
     "": {
         **CASE_PATH_EXAMPLES[""],
         "child_id": ZHAXI,
@@ -280,13 +283,15 @@ PATH_EXAMPLES: dict[str, dict[str, str]] = {
 """Path parameter values per operation id (``""``: every operation)."""
 
 
-QUERY_EXAMPLES: dict[str, dict[str, str]] = {
+QUERY_EXAMPLES: dict[str, dict[str, Any]] = {
     "list_due": {"what": "assessment", "region": "510107"},
+    # An array: Swagger UI fills one box per item and repeats the parameter (also accepted).
+    "count_children": {"group_by": ["region", "category", "sex"]},
 }
 """Required query parameter values per operation id, so "Try it out" has something to send."""
 
 
-def query_value(operation_id: str, name: str) -> str | None:
+def query_value(operation_id: str, name: str) -> Any:
     return QUERY_EXAMPLES.get(operation_id, {}).get(name)
 
 

@@ -38,6 +38,9 @@ AGENCY_OF: dict[str, str] = {
     "get_custody": "police",
     "list_guardianships": "police",
     "close_investigation": "police",
+    "list_reports": "police",
+    "get_report": "police",
+    "acknowledge_report": "police",
     "list_cases": "education",
     "get_case": "education",
     "list_children": "civil-affairs",
@@ -50,6 +53,12 @@ AGENCY_OF: dict[str, str] = {
     "list_deliveries": "civil-affairs",
     "rotate_subscription_secret": "civil-affairs",
     "ping_subscription": "civil-affairs",
+    "count_children": "education",
+    "count_flows": "education",
+    "count_services": "education",
+    "get_statistics_dashboard": "education",
+    "list_dead_letters": "education",
+    "redrive_dead_letters": "education",
     "list_event_types": "education",
     "get_event_type": "education",
     "read_feed": "education",
@@ -69,12 +78,14 @@ AGENCY_OF: dict[str, str] = {
 NOT_TRIED = {
     "issue_token": "the Authorize dialog calls it for every agency",
     "get_event": "an event's id is known only once it is published",
+    "retry_delivery": "a delivery's id is known only once an event is delivered",
+    "skip_delivery": "a delivery's id is known only once an event is delivered",
 }
 
 LAST = ["delete_subscription", "rotate_client_secret", "revoke_client"]
 """These change demo records other operations use (the pull subscription, the education client)."""
 
-PHASES = ["civil-affairs", "police", "education", "platform"]
+PHASES = ["civil-affairs", "police", "education", "health", "platform"]
 
 
 def plan(spec: dict[str, Any]) -> dict[str, list[tuple[str, str | None, int]]]:

@@ -31,6 +31,7 @@ from app.models.subscription import Subscription, SubscriptionMode, Subscription
 from app.services import client as client_service
 from app.services import demo_population
 from app.services.demo_cases import add_cases
+from app.services.demo_reports import add_reports
 
 DEMO_REGION = "51"
 """Sichuan province: the demo children live in Chengdu's districts."""
@@ -213,6 +214,12 @@ async def load_children(session: AsyncSession, box: SecretBox) -> list[uuid.UUID
         session,
         dropout=(DEMO_CHILD_IDS[0], str(DEMO_CHILDREN[0]["region"])),
         medical_aid=(DEMO_CHILD_IDS[2], str(DEMO_CHILDREN[2]["region"])),
+    )
+    await add_reports(
+        session,
+        to_acknowledge=DEMO_CHILD_IDS[1],
+        acknowledged=DEMO_CHILD_IDS[4],
+        subject_region=str(DEMO_CHILDREN[3]["region"])[:9],
     )
     await demo_population.load(session)
     return ids
