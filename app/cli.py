@@ -92,41 +92,16 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
-def _demo_banner(credentials: list[Any], host: str, port: int, child_ids: list[Any] | None = None) -> str:
-    shown_host = "localhost" if host in ("0.0.0.0", "127.0.0.1", "::") else host  # noqa: S104
-    base = f"http://{shown_host}:{port}"
-    lines = ["", "ChildLink demo clients (secrets are shown only now; `serve --demo` issues new ones):", ""]
-    for c in credentials:
-        lines.append(f"  {c.agency:<18} client_id={c.client_id:<24} client_secret={c.client_secret}")
-    police = next(c for c in credentials if c.agency == "police")
-    lines += [
-        "",
-        "Get a token (police) and ask who you are:",
-        "",
-        f"  TOKEN=$(curl -s -u '{police.client_id}:{police.client_secret}' "
-        f"-d grant_type=client_credentials {base}/oauth/token "
-        "| python3 -c 'import sys,json; print(json.load(sys.stdin)[\"access_token\"])')",
-        f'  curl -s -H "Authorization: Bearer $TOKEN" {base}/v1/me',
-        "",
-    ]
-    if child_ids:
-        lines += [
-            "Ask who has custody of a demo child and whom to call (the read is logged):",
-            "",
-            f'  curl -s -H "Authorization: Bearer $TOKEN" -H "X-Purpose-Of-Use: child_protection" '
-            f"{base}/v1/children/{child_ids[0]}/custody",
-            "",
-        ]
-    lines += [
-        f"API docs (work offline): {base}/docs  - press Authorize and paste a client id and secret.",
-        "",
-    ]
-    return "\n".join(lines)
+def _secret_box(settings: Settings) -> Any:
+    from app.events import vault
+
+    return vault.load(settings.resolved_key_dir, create_if_missing=settings.is_development)
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from app import demo_banner
     from app.auth.keys import KeyRing
     from app.db import resolve_database_url
     from app.server import UVICORN_OPTIONS
@@ -141,15 +116,25 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     # Create the first key before workers start, so they never race to make one each.
     KeyRing(settings.resolved_key_dir, create_if_empty=settings.is_development)
 
+    if settings.is_development and "CHILDLINK_ISSUER" not in os.environ:
+        # The development issuer is where this server answers, so `iss` names the port really
+        # served. Set in the environment for uvicorn's worker processes too.
+        os.environ["CHILDLINK_ISSUER"] = demo_banner.base_url(args.host, args.port)
+        get_settings.cache_clear()  # the app factory, in this process, reads settings again
+    keep = settings.is_development  # production never writes client secrets to disk
+
     async def seed(session: AsyncSession) -> tuple[list[Any], list[Any]] | None:
         if args.demo or await demo.is_empty(session):
-            credentials = await demo.load(session)
-            return credentials, await demo.load_children(session)
+            kept = demo.read_kept_secrets(settings.data_dir) if keep else {}
+            credentials = await demo.load(session, kept=kept)
+            return credentials, await demo.load_children(session, _secret_box(settings))
         return None
 
     seeded = _with_session(settings, seed)
     if seeded:
-        print(_demo_banner(seeded[0], args.host, args.port, seeded[1]), flush=True)
+        if keep:
+            demo.keep_secrets(settings.data_dir, seeded[0])
+        print(demo_banner.render(seeded[0], args.host, args.port, seeded[1], kept=keep), flush=True)
     # uvicorn shuts down gracefully on SIGTERM and then re-raises it; under the default handler
     # that kills the process before atexit runs, so the embedded PostgreSQL kept running and its
     # handle list kept naming the dead process, which stopped every later run from stopping it.
@@ -180,22 +165,25 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    from app import demo_banner
     from app.services import demo
 
     migrate(settings)
 
     async def seed(session: AsyncSession) -> tuple[list[Any], list[Any]]:
-        return await demo.load(session), await demo.load_children(session)
+        return await demo.load(session), await demo.load_children(session, _secret_box(settings))
 
     credentials, child_ids = _with_session(settings, seed)
-    print(_demo_banner(credentials, "localhost", 8000, child_ids))
+    if settings.is_development:
+        demo.keep_secrets(settings.data_dir, credentials)
+    print(demo_banner.render(credentials, "localhost", 8000, child_ids, kept=settings.is_development))
     return 0
 
 
 def cmd_agency_add(args: argparse.Namespace, settings: Settings) -> int:
     from pydantic import ValidationError
 
-    from app.models.agency import AgencyCreate, AgencyKind
+    from app.models.agency import AgencyCreate, AgencyKind, AgencyPublic
     from app.services import agency as agency_service
 
     kind = args.kind or (args.code if args.code in {k.value for k in AgencyKind} else None)
@@ -206,7 +194,8 @@ def cmd_agency_add(args: argparse.Namespace, settings: Settings) -> int:
     except (ValidationError, ValueError) as exc:
         return _fail(f"invalid agency: {exc}")
     agency = _with_session(settings, lambda s: agency_service.register(s, data=data))
-    _print_json(agency.model_dump())
+    # Through the public model, as the API answers: ISO 8601 times and the kind as its code.
+    _print_json(AgencyPublic.model_validate(agency).model_dump(mode="json"))
     return 0
 
 

@@ -7,6 +7,9 @@ it follows the installed FastAPI version), data: images (Swagger UI's icons), Re
 worker (started from a blob), and requests to this origin only (the spec, "Try it out", the
 token endpoint). Inline styles are allowed: both UIs set them at run time, and a style cannot run
 code. Nothing may frame the pages.
+
+ReDoc's bundle loads its own logo from ``cdn.redoc.ly``; it is served here with that one URL
+pointed at a local copy of the mark, so nothing on the page leaves the host.
 """
 
 from __future__ import annotations
@@ -19,11 +22,29 @@ from pathlib import Path
 import fastapi_offline
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
+
+from app.errors import NotFound
 
 STATIC_URL = "/static/docs"
 _ASSETS = Path(fastapi_offline.__file__).parent / "static"
+GUIDE_URL = "/docs/integration-guide.zh-CN.md"
+_GUIDE = Path(__file__).resolve().parent.parent / "docs" / "integration-guide.zh-CN.md"
+REDOC_JS_URL = "/docs/assets/redoc.standalone.js"
+REDOC_LOGO_URL = "/docs/assets/redoc-logo-mini.svg"
+_REDOC_CDN_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
+_REDOC_LOGO = (
+    '<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16" viewBox="0 0 16 16">'
+    '<rect width="16" height="16" rx="3" fill="#32329f"/>'
+    '<path d="M4 12V4h4.2a2.3 2.3 0 0 1 .6 4.5L11 12H9.2L7.3 8.8H5.6V12z" fill="#fff"/></svg>'
+)
+
+
+def _redoc_bundle() -> bytes:
+    bundle = (_ASSETS / "redoc.standalone.js").read_text(encoding="utf-8")
+    return bundle.replace(_REDOC_CDN_LOGO, REDOC_LOGO_URL).encode("utf-8")
+
 
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 
@@ -64,6 +85,27 @@ class _Page:
 
 def install_docs(app: FastAPI) -> None:
     app.mount(STATIC_URL, StaticFiles(directory=_ASSETS), name="docs-assets")
+    redoc_bundle = _redoc_bundle()
+
+    @app.get(REDOC_JS_URL, include_in_schema=False)
+    async def redoc_js() -> Response:
+        return Response(
+            redoc_bundle, media_type="text/javascript", headers={"Cache-Control": "public, max-age=3600"}
+        )
+
+    @app.get(GUIDE_URL, include_in_schema=False)
+    async def integration_guide() -> Response:
+        """The Chinese integration guide, linked from the top of /docs (from the source tree)."""
+        if not _GUIDE.is_file():
+            raise NotFound("The integration guide is not installed with this copy of ChildLink.")
+        return Response(_GUIDE.read_bytes(), media_type="text/markdown; charset=utf-8")
+
+    @app.get(REDOC_LOGO_URL, include_in_schema=False)
+    async def redoc_logo() -> Response:
+        return Response(
+            _REDOC_LOGO, media_type="image/svg+xml", headers={"Cache-Control": "public, max-age=3600"}
+        )
+
     swagger = _Page(
         get_swagger_ui_html(
             openapi_url="/openapi.json",
@@ -74,8 +116,10 @@ def install_docs(app: FastAPI) -> None:
             oauth2_redirect_url="/docs/oauth2-redirect",
             init_oauth={"clientId": "", "scopes": [], "usePkceWithAuthorizationCodeGrant": False},
             # validatorUrl: Swagger UI would otherwise send the spec's URL to validator.swagger.io.
+            # persistAuthorization stays off: Swagger UI would keep the client secret, not only
+            # the token, in the browser's localStorage.
             swagger_ui_parameters={
-                "persistAuthorization": True,
+                "persistAuthorization": False,
                 "displayRequestDuration": True,
                 "validatorUrl": None,
             },
@@ -86,7 +130,7 @@ def install_docs(app: FastAPI) -> None:
         get_redoc_html(
             openapi_url="/openapi.json",
             title="ChildLink API",
-            redoc_js_url=f"{STATIC_URL}/redoc.standalone.js",
+            redoc_js_url=REDOC_JS_URL,
             redoc_favicon_url=f"{STATIC_URL}/favicon.png",
             with_google_fonts=False,
         )

@@ -28,6 +28,7 @@ from app.errors import install_database_error_handlers, install_error_handlers
 from app.events.lifecycle import start_events, stop_events
 from app.events.openapi import install_webhooks
 from app.observability import Metrics, RequestContextMiddleware, configure_logging
+from app.openapi_docs import install_openapi_docs, operation_id
 from app.routers import (
     access_report,
     audit,
@@ -53,6 +54,10 @@ from app.routers import subscriptions as subscriptions_router
 from app.services import guardianship as guardianship_service
 
 DESCRIPTION = """
+**中文对接指南** (integration guide in Chinese):
+[integration-guide.zh-CN.md](/docs/integration-guide.zh-CN.md): tokens, purposes of use, the
+custody check, events, webhook signatures, error codes.
+
 ChildLink (儿童关爱保护信息共享平台) lets civil affairs, education, health, police and the
 women's federation share what each knows about left-behind (留守) and at-risk (困境) children,
 in time and only as far as the law and the guardian's consent allow.
@@ -60,7 +65,9 @@ in time and only as far as the law and the guardian's consent allow.
 **Getting a token.** Each agency system is an API client. Exchange its id and secret at
 `POST /oauth/token` (OAuth 2.0 client credentials) for a JWT of at most 15 minutes, then send
 `Authorization: Bearer <token>`. In this page, press **Authorize**, enter the client id and
-secret under *OAuth2ClientCredentials*, tick the scopes, and every "Try it out" carries the token.
+secret under *OAuth2ClientCredentials*, leave the scopes unticked (the token then carries every
+scope the client holds), and every "Try it out" carries the token. Each operation's pre-filled
+example works on the demo data of `./scripts/serve`; its summary names the demo client to use.
 
 ```
 curl -s -u "$CLIENT_ID:$CLIENT_SECRET" -d grant_type=client_credentials \\
@@ -91,6 +98,25 @@ TAGS = [
         "description": "The child registry (civil affairs writes; others read through the access layer).",
     },
     {"name": "guardianship", "description": "Guardianship records and the custody check."},
+    {
+        "name": "care schedule",
+        "description": "What falls due: guardianship assessments (监护评估) and home visits (定期探访).",
+    },
+    {
+        "name": "cases",
+        "description": "Coordinated handling (协同处置): cases, referrals (转介) with deadlines, joint "
+        "consultations (会商) and their actions (`cases:write` to change them).",
+    },
+    {
+        "name": "reports",
+        "description": "Mandatory reports (强制报告, Minors Protection Law art. 11): filing, routing to "
+        "police and civil affairs, acknowledgement (受理) on the clock, outcomes, linking to the registry.",
+    },
+    {
+        "name": "statistics",
+        "description": "Survey counts (摸底排查): children, entries and exits, services, the regional "
+        "dashboard; small counts suppressed (`statistics:read`).",
+    },
     {"name": "consents", "description": "Guardian consents and the guardian's access report."},
     {"name": "access policy", "description": "The statutory rules that decide cross-agency reads."},
     {"name": "operations", "description": "Health, readiness and metrics."},
@@ -165,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         swagger_ui_oauth2_redirect_url=None,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
@@ -200,6 +227,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(subscriptions_router.router)
     app.include_router(deliveries_router.router)
     install_webhooks(app)
+    install_openapi_docs(app)
     # Middleware added first runs innermost: the custody check's direct path runs inside CORS
     # and the request context, so both apply to it as to every route.
     app.add_middleware(DirectRoutes)

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +77,8 @@ class TestAgencyAdd:
             "武侯区公安分局",
         )
         assert await scalar(db, "SELECT name FROM agency WHERE code = 'police-510107'") == "武侯区公安分局"
+        assert "Warning" not in done.stderr, done.stderr
+        assert datetime.fromisoformat(printed["created_at"]).utcoffset() is not None
 
     async def test_a_code_that_is_a_kind_needs_no_kind(self, childlink: Run, db: Database) -> None:
         await run_async(childlink, "agency", "add", "health", "--name", "卫健委")

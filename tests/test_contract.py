@@ -26,6 +26,7 @@ from schemathesis.engine import Status, events, from_schema
 
 from app.config import Settings
 from app.db import create_database
+from app.events import vault
 from app.main import create_app
 from app.services import demo
 from tests.live import live_server as serve
@@ -49,7 +50,7 @@ def live_server(settings: Settings) -> Iterator[str]:
         yield url
 
 
-def _load_demo_data(database_url: str) -> dict[str, tuple[str, str]]:
+def _load_demo_data(database_url: str, settings: Settings) -> dict[str, tuple[str, str]]:
     """The demo agencies and their clients (one per agency, with that agency's scopes), so
     generated requests naming `police` (the spec's own example) get past "no such agency" into
     the code behind it. Returns each agency's credentials."""
@@ -59,7 +60,9 @@ def _load_demo_data(database_url: str) -> dict[str, tuple[str, str]]:
         try:
             async with db.sessionmaker() as session:
                 credentials = await demo.load(session)
-                children = await demo.load_children(session)
+                # Sealed with the live server's key, so it can open the demo webhook's secret.
+                box = vault.load(settings.resolved_key_dir, create_if_missing=True)
+                children = await demo.load_children(session, box)
                 assert children
                 await session.commit()
         finally:
@@ -75,8 +78,8 @@ def _load_demo_data(database_url: str) -> dict[str, tuple[str, str]]:
 
 
 @pytest.fixture
-def agency_headers(live_server: str, database_url: str) -> dict[str, dict[str, str]]:
-    credentials = _load_demo_data(database_url)
+def agency_headers(live_server: str, database_url: str, settings: Settings) -> dict[str, dict[str, str]]:
+    credentials = _load_demo_data(database_url, settings)
     assert set(AGENCIES) <= set(credentials)
     headers = {}
     for agency, (client_id, secret) in credentials.items():
@@ -102,6 +105,8 @@ def _config(base_url: str, headers: dict[str, str]) -> Any:
                 "positive_data_acceptance": {"enabled": False},
                 "use_after_free": {"enabled": False},
                 "ensure_resource_availability": {"enabled": False},
+                # A missing `If-Match` is 428 Precondition Required (RFC 6585), as the spec says.
+                "missing_required_header": {"expected-statuses": [400, 401, 403, 406, 415, 422, 428]},
             },
             "phases": {
                 "examples": {"enabled": True},
@@ -128,7 +133,8 @@ def _run(base_url: str, headers: dict[str, str]) -> tuple[set[str], list[str]]:
                         failure = check.failure_info.failure
                         sample = check.failure_info.code_sample.replace(headers["Authorization"], "$TOKEN")
                         failures.append(
-                            f"[{event.phase}] {event.label}: {check.name}: {failure.title}\n    {sample}"
+                            f"[{event.phase}] {event.label}: {check.name}: {failure.title} "
+                            f"{failure.message}\n    {sample}"
                         )
         elif isinstance(event, events.NonFatalError):
             failures.append(f"[{event.phase}] {event.label}: {type(event.value).__name__}: {event.value}")

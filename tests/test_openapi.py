@@ -203,3 +203,33 @@ class TestOfflineDocs:
         me = await client.get("/v1/me", headers={"Authorization": f"Bearer {token}"})
         assert me.status_code == 200
         assert me.json()["scopes"] == ["custody:read"]
+
+
+class TestDocsDetails:
+    async def test_redoc_loads_its_logo_from_this_service(self, client: httpx.AsyncClient) -> None:
+        parser = _Assets()
+        parser.feed((await client.get("/redoc")).text)
+        (bundle_url,) = [u for u in parser.urls if u.endswith(".js")]
+        bundle = (await client.get(bundle_url)).text
+        assert "cdn.redoc.ly" not in bundle
+        logo = await client.get("/docs/assets/redoc-logo-mini.svg")
+        assert logo.status_code == 200 and logo.headers["content-type"].startswith("image/svg+xml")
+        assert "/docs/assets/redoc-logo-mini.svg" in bundle
+
+    async def test_swagger_keeps_no_client_secret_in_local_storage(self, client: httpx.AsyncClient) -> None:
+        html = (await client.get("/docs")).text
+        assert '"persistAuthorization": false' in html
+
+    def test_the_docs_do_not_tell_people_to_tick_scopes(self, spec: dict[str, Any]) -> None:
+        description = spec["info"]["description"]
+        assert "tick the scopes" not in description
+        assert "leave the scopes unticked" in description
+
+    async def test_the_chinese_integration_guide_is_linked_and_served(
+        self, client: httpx.AsyncClient, spec: dict[str, Any]
+    ) -> None:
+        assert "(/docs/integration-guide.zh-CN.md)" in spec["info"]["description"]
+        guide = await client.get("/docs/integration-guide.zh-CN.md")
+        assert guide.status_code == 200
+        assert guide.headers["content-type"].startswith("text/markdown")
+        assert "对接指南" in guide.text

@@ -13,6 +13,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
+from app.events.examples import example_data
 from app.events.platform_types import PLATFORM_SPECS
 from app.events.schema import CATEGORY_KEY, ITEM_CATEGORIES_KEY, data_schema
 from app.events.types import SPECS, TypeSpec
@@ -149,8 +150,10 @@ class EventType:
 
 def _build(spec: TypeSpec) -> EventType:
     schema = data_schema(spec.type, spec.properties, spec.required)
-    if spec.example is not None:
-        schema["examples"] = [spec.example]
+    # A hand-written example keeps its meaningful values; generated ones fill the properties it
+    # leaves out, so integrators see every field the type can carry.
+    example = {**example_data(schema), **(spec.example or {})}
+    schema["examples"] = [example]
     Draft202012Validator.check_schema(schema)
     field_categories = {
         name: DataCategory(prop[CATEGORY_KEY])
@@ -166,7 +169,7 @@ def _build(spec: TypeSpec) -> EventType:
     for mapping in item_categories.values():
         categories.update(mapping.values())
     validator = Draft202012Validator(schema, format_checker=_format_checker())
-    if spec.example is not None and not validator.is_valid(spec.example):
+    if not validator.is_valid(example):
         raise ValueError(f"{spec.type}: the example does not match the schema")
     return EventType(
         spec=spec,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Security, status
+from fastapi import APIRouter, Depends, Query, Security, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.deps import DoorDep, get_reader
@@ -13,7 +13,7 @@ from app.access.door import Reader
 from app.auth.scopes import Scope
 from app.db import get_session
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable, responses
-from app.models.consent import ConsentCreate, ConsentPublic, ConsentRevoke
+from app.models.consent import ConsentCreate, ConsentPage, ConsentPublic, ConsentRevoke
 from app.routers.query import UnknownParameter, refuse_unknown_query
 from app.services import consent as consent_service
 
@@ -54,15 +54,27 @@ async def record_consent(
 
 @router.get(
     "/children/{child_id}/consents",
-    response_model=list[ConsentPublic],
+    response_model=ConsentPage,
     summary="List a child's consents",
     responses=responses(BadRequest, NotFound, Unprocessable),
 )
-async def list_consents(session: Session, door: DoorDep, reader: Reading, child_id: uuid.UUID) -> Any:
+async def list_consents(
+    session: Session,
+    door: DoorDep,
+    reader: Reading,
+    child_id: uuid.UUID,
+    cursor: Annotated[
+        str | None, Query(max_length=200, description="`next_cursor` from the previous page.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> Any:
     """Every consent on record for the child, newest first, with `active` telling whether it
-    grants anything now. Another agency reads this through the access layer (it names the
-    guardian: contact data)."""
-    return await consent_service.list_for_child(session, door, reader, child_id)
+    grants anything now, a page at a time like every list. Another agency reads this through the
+    access layer (it names the guardian: contact data)."""
+    items, next_cursor = await consent_service.list_for_child(
+        session, door, reader, child_id, cursor=cursor, limit=limit
+    )
+    return ConsentPage(items=items, next_cursor=next_cursor)
 
 
 @router.post(

@@ -85,6 +85,19 @@ def _oauth_error(
     return JSONResponse(body, status_code=status, headers={**base, **(headers or {})}, media_type=media_type)
 
 
+def _lacking_scopes(lacking: list[str]) -> str:
+    """RFC 6749 §5.2 `error_description`: name the scopes the client does not hold, so a caller
+    who asked for every scope (Swagger UI with all ticked) knows which to leave out. Only names
+    from the scope vocabulary are repeated back."""
+    known = [s for s in lacking if s in {str(v) for v in Scope}]
+    parts = []
+    if known:
+        parts.append("The client does not hold the scope(s): " + " ".join(known) + ".")
+    if len(known) < len(lacking):
+        parts.append("Unknown scope(s) requested; see the spec's OAuth2 scopes.")
+    return " ".join(parts) + " Leave `scope` out to get every scope the client holds."
+
+
 def _basic_credentials(request: Request) -> tuple[str, str] | None:
     header = request.headers.get("authorization", "")
     scheme, _, value = header.partition(" ")
@@ -223,8 +236,9 @@ async def token(
         granted = allowed
     else:
         requested = scope.split()
-        if not set(requested) <= set(client.allowed_scopes):
-            return _oauth_error(400, "invalid_scope", "The client may not request these scopes.")
+        lacking = [s for s in dict.fromkeys(requested) if s not in client.allowed_scopes]
+        if lacking:
+            return _oauth_error(400, "invalid_scope", _lacking_scopes(lacking))
         granted = [Scope(s) for s in dict.fromkeys(requested)]
     token_value, lifetime = issue_token(
         request.app.state.keys,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import uuid
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import text
@@ -142,6 +143,15 @@ _PURPOSES_ZH = {
 }
 
 
+CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
+"""UTC+8, all year (China has no daylight saving time): the time a guardian reads on a clock."""
+
+
+def _beijing(moment: datetime) -> str:
+    """A stored (UTC) moment in China Standard Time, whatever the server's own zone."""
+    return moment.astimezone(CHINA_STANDARD_TIME).strftime("%Y-%m-%d %H:%M")
+
+
 def render_html(result: AccessReport) -> str:
     """A printable page in Chinese for the guardian."""
     e = html.escape
@@ -155,7 +165,7 @@ def render_html(result: AccessReport) -> str:
         purpose = _PURPOSES_ZH.get(entry.purpose or "", entry.purpose or "")
         rows.append(
             "<tr>"
-            f"<td>{e(entry.read_at.astimezone().strftime('%Y-%m-%d %H:%M'))}</td>"
+            f"<td>{e(_beijing(entry.read_at))}</td>"
             f"<td>{e(entry.agency_name or entry.agency)}</td>"
             f"<td>{e(_ACTIONS_ZH.get(entry.action, entry.action))}</td>"
             f"<td>{e(purpose)}</td>"
@@ -169,7 +179,7 @@ def render_html(result: AccessReport) -> str:
         else ""
     )
     body = "\n".join(rows) or '<tr><td colspan="6">暂无其他部门查阅记录。</td></tr>'
-    generated = result.generated_at.astimezone().strftime("%Y-%m-%d %H:%M")
+    generated = _beijing(result.generated_at) + "（北京时间）"
     return f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>儿童个人信息查阅记录</title>
 <style>
@@ -182,7 +192,8 @@ th{{background:#eee}}.note{{border-left:4px solid #c60;padding-left:.6em}}@media
 <p>儿童编号：{e(str(result.child_id))}<br>生成时间：{e(generated)}</p>
 <p>根据《中华人民共和国个人信息保护法》第四十四条、第四十五条，本记录列出其他部门查阅该儿童信息的时间、部门、目的、依据和信息类别（按时间倒序）。</p>
 {withheld}
-<table><thead><tr><th>时间</th><th>查阅部门</th><th>操作</th><th>目的</th><th>信息类别</th><th>依据</th></tr></thead>
+<table><thead><tr><th>时间（北京时间 UTC+8）</th>
+<th>查阅部门</th><th>操作</th><th>目的</th><th>信息类别</th><th>依据</th></tr></thead>
 <tbody>
 {body}
 </tbody></table>

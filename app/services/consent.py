@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import date
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -18,6 +18,7 @@ from app.models.common import utcnow
 from app.models.consent import Consent, ConsentCreate, ConsentGiver, ConsentPublic, ConsentRevoke
 from app.models.vocabulary import DataCategory, PurposeOfUse
 from app.services import child as child_service
+from app.services import cursor as cursor_codec
 
 MIN_AGE_TO_CONSENT = 14
 """PIPL art. 31: under 14 only the guardian consents."""
@@ -91,10 +92,17 @@ async def record(
 
 
 async def list_for_child(
-    session: AsyncSession, door: Door, reader: Reader, child_id: uuid.UUID
-) -> list[ConsentPublic]:
-    """Every consent on record for the child, newest first. Consents name the guardian, so
-    another agency reads them through the door like any contact data."""
+    session: AsyncSession,
+    door: Door,
+    reader: Reader,
+    child_id: uuid.UUID,
+    *,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[ConsentPublic], str | None]:
+    """The child's consents on record, newest first, a page at a time (keyset on
+    ``(recorded_at, id)``). Consents name the guardian, so another agency reads them through the
+    door like any contact data."""
     child = await child_service.require_child(session, door, reader, child_id, "consent.read")
     await door.admit(
         session,
@@ -103,18 +111,20 @@ async def list_for_child(
         subject=Subject(child.id, child.owner_agency, child.region_code),
         categories=[DataCategory.contact],
     )
-    rows = (
-        (
-            await session.execute(
-                select(Consent)
-                .where(col(Consent.child_id) == child_id)
-                .order_by(col(Consent.recorded_at).desc())
+    query = select(Consent).where(col(Consent.child_id) == child_id)
+    if cursor:
+        stamp, ident = cursor_codec.decode(cursor)
+        query = query.where(
+            or_(
+                col(Consent.recorded_at) < stamp,
+                and_(col(Consent.recorded_at) == stamp, col(Consent.id) < ident),
             )
         )
-        .scalars()
-        .all()
-    )
-    return [to_public(c) for c in rows]
+    query = query.order_by(col(Consent.recorded_at).desc(), col(Consent.id).desc()).limit(limit + 1)
+    rows = (await session.execute(query)).scalars().all()
+    page = list(rows[:limit])
+    next_cursor = cursor_codec.encode(page[-1].recorded_at, page[-1].id) if len(rows) > limit else None
+    return [to_public(c) for c in page], next_cursor
 
 
 async def revoke(

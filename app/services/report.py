@@ -122,11 +122,18 @@ async def _replay(session: AsyncSession, reader: Reader, key: str, digest: str) 
 
 
 async def file(
-    session: AsyncSession, door: Door, reader: Reader, *, data: ReportCreate, idempotency_key: str
+    session: AsyncSession,
+    door: Door,
+    reader: Reader,
+    *,
+    data: ReportCreate,
+    idempotency_key: str,
+    report_id: uuid.UUID | None = None,
 ) -> tuple[ReportPublic, bool]:
     """File a report; returns the filer's view (receivers and deadlines) and whether it is a
     replay of the key. Emits ``platform.report.received`` once, to every receiver at once.
-    A child absent or outside the filer's region is a 404 and nothing is written."""
+    A child absent or outside the filer's region is a 404 and nothing is written. ``report_id``
+    fixes the new report's id (the demo's documented reports); a request never sets it."""
     digest = request_hash(data)
     replayed = await _replay(session, reader, idempotency_key, digest)
     if replayed is not None:
@@ -147,7 +154,7 @@ async def file(
             await door.refuse_unseen(reader, action="report.file", child_id=data.child_id)
         assert child is not None
         child_id, child_region = child.id, child.region_code
-    report_id = uuid.uuid4()
+    report_id = report_id or uuid.uuid4()
     # The key first: a concurrent filing with the same key waits here for this one to commit,
     # then answers as a replay instead of filing the report twice.
     claimed = (

@@ -434,3 +434,46 @@ class TestAccessReport:
             >= first["entries"][1]["read_at"]
             >= second["entries"][0]["read_at"]
         )
+
+
+class TestListConsents:
+    async def test_consents_come_as_a_page_like_every_list(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str
+    ) -> None:
+        child = await make_child(client, civil)
+        await token(agency="womens-federation", scopes=["children:read"], region="51")  # registers the agency
+        refs = [f"TY-2026-00{n}" for n in (41, 42, 43)]
+        for ref in refs:
+            recorded = await client.post(
+                f"/v1/children/{child['id']}/consents",
+                json=consent_body(evidence_ref=ref),
+                headers=bearer(civil),
+            )
+            assert recorded.status_code == 201, recorded.text
+        url = f"/v1/children/{child['id']}/consents"
+        first = await client.get(url, params={"limit": 2}, headers=bearer(civil))
+        assert first.status_code == 200, first.text
+        assert [c["evidence_ref"] for c in first.json()["items"]] == refs[:0:-1]
+        assert first.json()["next_cursor"]
+        rest = await client.get(
+            url, params={"limit": 2, "cursor": first.json()["next_cursor"]}, headers=bearer(civil)
+        )
+        assert [c["evidence_ref"] for c in rest.json()["items"]] == refs[:1]
+        assert rest.json()["next_cursor"] is None
+
+
+class TestAccessReportTimes:
+    async def test_the_printable_report_shows_china_standard_time_and_says_so(
+        self, client: httpx.AsyncClient, token: TokenFactory, civil: str
+    ) -> None:
+        child = await make_child(client, civil)
+        police = await token(agency="police", scopes=["children:read"], region="51")
+        read = await read_child(client, police, child["id"])
+        assert read.status_code == 200, read.text
+        url = f"/v1/children/{child['id']}/access-report"
+        (entry,) = (await client.get(url, headers=bearer(civil))).json()["entries"]
+        read_at = datetime.fromisoformat(entry["read_at"])
+        beijing = read_at.astimezone(UTC) + timedelta(hours=8)
+        page = await client.get(url, params={"format": "html"}, headers=bearer(civil))
+        assert beijing.strftime("%Y-%m-%d %H:%M") in page.text
+        assert "北京时间" in page.text

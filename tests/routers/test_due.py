@@ -149,8 +149,17 @@ class TestDueList:
             headers=bearer(civil),
         )
         assert response.status_code == 405, response.text
+        with_query = await client.patch(
+            "/v1/children/due",
+            params={"what": "assessment", "region": TOWNSHIP},
+            json={},
+            headers=bearer(civil),
+        )
+        assert with_query.status_code == 405, with_query.text
+        assert with_query.headers["allow"] == "GET"
         assert response.headers["allow"] == "GET"
         assert response.json()["code"] == "method_not_allowed"
+        # The list's own query does not turn it into a 400 unknown_parameter either.
 
     async def test_patch_with_the_lists_query_is_still_405(
         self, client: httpx.AsyncClient, civil: str

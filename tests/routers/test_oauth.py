@@ -172,6 +172,17 @@ class TestScopeNarrowing:
         response = await client.post("/oauth/token", data={**GRANT, "scope": scope}, headers=_basic(*police))
         assert_oauth_error(response, 400, "invalid_scope")
 
+    async def test_invalid_scope_names_the_scope_the_client_lacks(
+        self, client: httpx.AsyncClient, police: tuple[str, str]
+    ) -> None:
+        """What Swagger UI sends when every scope is ticked: the answer says which to untick."""
+        response = await client.post(
+            "/oauth/token", data={**GRANT, "scope": "custody:read admin audit:read"}, headers=_basic(*police)
+        )
+        assert_oauth_error(response, 400, "invalid_scope")
+        description = response.json()["error_description"]
+        assert "admin audit:read" in description and "custody:read" not in description
+
 
 @asynccontextmanager
 async def from_address(app: Any, host: str) -> AsyncIterator[httpx.AsyncClient]:
