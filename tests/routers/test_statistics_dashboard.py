@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 
-from app.db import Database
 from app.services import demo
 from tests.conftest import TokenFactory, bearer
 
@@ -20,10 +19,10 @@ HAVE_CHROMIUM = Path(CHROMIUM).exists()
 
 
 @pytest.fixture
-async def demo_loaded(db: Database) -> None:
-    async with db.sessionmaker() as session:
+async def demo_loaded(app: Any) -> None:
+    async with app.state.db.sessionmaker() as session:
         await demo.load(session)
-        await demo.load_children(session)
+        await demo.load_children(session, app.state.webhook_secret_box)
         await session.commit()
 
 
