@@ -69,6 +69,7 @@ AGENCY_OF: dict[str, str] = {
     "list_clients": "platform",
     "get_client": "platform",
     "list_access_log": "platform",
+    "list_checkpoints": "platform",
     "list_break_glass": "platform",
     "rotate_client_secret": "platform",
     "revoke_client": "platform",
