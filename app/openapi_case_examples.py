@@ -66,10 +66,9 @@ def case_examples(example: ExampleMaker) -> dict[str, dict[str, dict[str, Any]]]
                     "to_region": "510107005",
                     "request": "A caring mother (爱心妈妈) to visit weekly and help with homework.",
                     "categories": ["contact", "education"],
-                    "respond_by": "2026-12-08T08:00:00+08:00",
-                    "complete_by": "2027-02-26T18:00:00+08:00",
                 },
-                _DEADLINES,
+                "Left out, `respond_by` and `complete_by` are the policy's defaults from now "
+                "(`GET /v1/policy`, `cases`); a date given must lie within the policy's bounds.",
             ),
         },
         "decline_referral": {

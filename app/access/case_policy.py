@@ -17,6 +17,10 @@ class CasePolicy:
     complete_within_max: timedelta
     action_due_within_max: timedelta
     escalation_interval: timedelta
+    respond_within_default: timedelta
+    """A referral's ``respond_by`` when the referrer gives none."""
+    complete_within_default: timedelta
+    """A referral's ``complete_by`` when the referrer gives none."""
     document: dict[str, Any]
 
 
@@ -27,6 +31,8 @@ def case_policy(policy: Policy) -> CasePolicy:
         complete_within_max=timedelta(days=float(doc.get("complete_within_max_days", 90))),
         action_due_within_max=timedelta(days=float(doc.get("action_due_within_max_days", 90))),
         escalation_interval=timedelta(hours=float(doc.get("escalation_interval_hours", 24))),
+        respond_within_default=timedelta(hours=float(doc.get("default_respond_within_hours", 72))),
+        complete_within_default=timedelta(days=float(doc.get("default_complete_within_days", 30))),
         document=doc,
     )
 

@@ -153,13 +153,21 @@ class ReferralCreate(BaseModel):
         description="The child's data categories released to the receiver for this case while the "
         "referral is open (ground `referral`). The case's own category is always added.",
     )
-    respond_by: datetime = Field(description="Accept or decline by then (RFC 3339 with offset).")
-    complete_by: datetime = Field(description="Complete by then; not before `respond_by`.")
+    respond_by: datetime | None = Field(
+        default=None,
+        description="Accept or decline by then (RFC 3339 with offset), within the policy's "
+        "`respond_within_max_hours`; left out, the policy's `default_respond_within_hours` from now.",
+    )
+    complete_by: datetime | None = Field(
+        default=None,
+        description="Complete by then; not before `respond_by`, within `complete_within_max_days`; "
+        "left out, the policy's `default_complete_within_days` from now.",
+    )
 
     @field_validator("respond_by", "complete_by")
     @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
             raise ValueError("a deadline needs a UTC offset")
         return value
 

@@ -93,7 +93,10 @@ async def create(
     if case.status != CaseStatus.open:
         raise case_service.CaseClosed("A closed case cannot be referred.")
     now = utcnow()
-    _check_deadlines(door, data.respond_by, data.complete_by, now)
+    bounds = case_policy(door.policy)
+    respond_by = data.respond_by or now + bounds.respond_within_default
+    complete_by = data.complete_by or max(respond_by, now + bounds.complete_within_default)
+    _check_deadlines(door, respond_by, complete_by, now)
     if data.to_agency == reader.principal.agency:
         raise InvalidReceiver("A case is referred to another agency, not to its lead.")
     if await session.get(Agency, data.to_agency) is None:
@@ -114,9 +117,9 @@ async def create(
         target_region=data.to_region or child_region,
         request=data.request,
         categories=categories,
-        respond_by=data.respond_by,
-        complete_by=data.complete_by,
-        next_deadline_at=data.respond_by,
+        respond_by=respond_by,
+        complete_by=complete_by,
+        next_deadline_at=respond_by,
         created_by_client=reader.principal.client_id,
     )
     session.add(referral)

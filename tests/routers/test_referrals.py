@@ -10,7 +10,16 @@ import httpx
 import pytest
 
 from app.models.referral import TRANSITIONS, ReferralStatus, mermaid
-from tests.case_factories import ROOT_README, as_, deadlines, open_case, refer, story_child, tokens
+from tests.case_factories import (
+    ROOT_README,
+    as_,
+    deadlines,
+    open_case,
+    refer,
+    referral_body,
+    story_child,
+    tokens,
+)
 from tests.conftest import TokenFactory, bearer
 from tests.routers.test_custody import access_log, fetch
 
@@ -109,6 +118,26 @@ class TestLifecycle:
     async def test_the_readme_diagram_is_the_lifecycle_table(self) -> None:
         assert mermaid() in ROOT_README.read_text()
         assert {s for s, _ in TRANSITIONS} == {ReferralStatus.requested, ReferralStatus.accepted}
+
+
+class TestDefaultDeadlines:
+    async def test_a_referral_without_deadlines_gets_the_policys_defaults(
+        self, client: httpx.AsyncClient, parties: dict[str, str], case: dict[str, Any]
+    ) -> None:
+        body = {k: v for k, v in referral_body().items() if k not in ("respond_by", "complete_by")}
+        before = datetime.now(UTC)
+        response = await client.post(
+            f"/v1/cases/{case['id']}/referrals", json=body, headers=as_(parties["education"])
+        )
+        assert response.status_code == 201, response.text
+        policy = (await client.get("/v1/policy", headers=as_(parties["education"]))).json()["cases"]
+        referral = response.json()
+        respond_by = datetime.fromisoformat(referral["respond_by"])
+        complete_by = datetime.fromisoformat(referral["complete_by"])
+        respond_in = timedelta(hours=policy["default_respond_within_hours"])
+        complete_in = timedelta(days=policy["default_complete_within_days"])
+        assert before + respond_in <= respond_by <= datetime.now(UTC) + respond_in
+        assert before + complete_in <= complete_by <= datetime.now(UTC) + complete_in
 
 
 class TestRefusedReferrals:
