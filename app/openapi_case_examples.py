@@ -105,11 +105,11 @@ def case_examples(example: ExampleMaker) -> dict[str, dict[str, dict[str, Any]]]
                         {
                             "assigned_agency": "civil-affairs",
                             "description": "Apply for temporary assistance (临时救助) for school costs.",
-                            "due_at": "2027-02-26T18:00:00+08:00",
                         }
                     ],
                 },
-                "`held_at` lies in the past; each decision's `due_at` within 90 days from now.",
+                "`held_at` lies in the past. The decision gives no `due_at`, so it is due the policy's "
+                "`default_action_due_within_days` (14) from now; a `due_at` must lie within 90 days.",
             ),
         },
         "complete_action": {

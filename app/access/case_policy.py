@@ -21,6 +21,8 @@ class CasePolicy:
     """A referral's ``respond_by`` when the referrer gives none."""
     complete_within_default: timedelta
     """A referral's ``complete_by`` when the referrer gives none."""
+    action_due_default: timedelta
+    """A consultation decision's ``due_at`` when it gives none."""
     document: dict[str, Any]
 
 
@@ -33,6 +35,7 @@ def case_policy(policy: Policy) -> CasePolicy:
         escalation_interval=timedelta(hours=float(doc.get("escalation_interval_hours", 24))),
         respond_within_default=timedelta(hours=float(doc.get("default_respond_within_hours", 72))),
         complete_within_default=timedelta(days=float(doc.get("default_complete_within_days", 30))),
+        action_due_default=timedelta(days=float(doc.get("default_action_due_within_days", 14))),
         document=doc,
     )
 

@@ -73,12 +73,16 @@ class DecisionIn(BaseModel):
 
     assigned_agency: str = Field(pattern=AGENCY_CODE, description="The agency that carries it out.")
     description: str = Field(min_length=1, max_length=2000, description="What to do. No names or ID numbers.")
-    due_at: datetime = Field(description="Due by then (RFC 3339 with offset), within the policy's bound.")
+    due_at: datetime | None = Field(
+        default=None,
+        description="Due by then (RFC 3339 with offset), within the policy's bound (`cases` "
+        "`action_due_within_max_days`). Without it, the policy's `default_action_due_within_days` from now.",
+    )
 
     @field_validator("due_at")
     @classmethod
-    def _aware(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
             raise ValueError("a due date needs a UTC offset")
         return value
 
@@ -96,7 +100,6 @@ class ConsultationCreate(BaseModel):
                         {
                             "assigned_agency": "civil-affairs",
                             "description": "Apply for temporary assistance (临时救助) for school costs.",
-                            "due_at": "2026-12-11T18:00:00+08:00",
                         }
                     ],
                 }

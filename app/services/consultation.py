@@ -59,7 +59,8 @@ async def record(
     if case.status != CaseStatus.open:
         raise case_service.CaseClosed("A closed case takes no consultations.")
     now = utcnow()
-    bound = case_policy(door.policy).action_due_within_max
+    bounds = case_policy(door.policy)
+    bound = bounds.action_due_within_max
     if data.held_at > now:
         raise BadRequest("`held_at` lies in the future.", code="invalid_held_at")
     codes = set(data.agencies) | {d.assigned_agency for d in data.decisions}
@@ -68,8 +69,9 @@ async def record(
     )
     if codes - known:
         raise BadRequest("Some agency codes are not registered.", code="unknown_agency")
-    for index, item in enumerate(data.decisions):
-        if item.due_at <= now or item.due_at > now + bound:
+    due = [item.due_at or now + bounds.action_due_default for item in data.decisions]
+    for index, due_at in enumerate(due):
+        if due_at <= now or due_at > now + bound:
             raise BadRequest(
                 f"decisions[{index}].due_at must lie in the future and within {bound.days} days.",
                 code="invalid_deadline",
@@ -96,14 +98,14 @@ async def record(
         },
     )
     actions = []
-    for item in data.decisions:
+    for item, due_at in zip(data.decisions, due, strict=True):
         action = Action(
             case_id=case.id,
             consultation_id=consultation.id,
             assigned_agency=item.assigned_agency,
             description=item.description,
-            due_at=item.due_at,
-            next_deadline_at=item.due_at,
+            due_at=due_at,
+            next_deadline_at=due_at,
         )
         session.add(action)
         await session.flush()

@@ -81,6 +81,23 @@ class TestConsultations:
         assert seen.json()["consultations"][0]["summary"].startswith("Joint meeting")
         assert [a["status"] for a in seen.json()["actions"]] == ["completed"]
 
+    async def test_a_decision_without_a_due_date_is_due_the_policy_default_from_now(
+        self, client: httpx.AsyncClient, parties: dict[str, str], case: dict[str, Any]
+    ) -> None:
+        body = consultation_body()
+        del body["decisions"][0]["due_at"]
+        before = datetime.now(UTC)
+
+        recorded = await client.post(
+            f"/v1/cases/{case['id']}/consultations", json=body, headers=as_(parties["education"])
+        )
+
+        assert recorded.status_code == 201, recorded.text
+        due = datetime.fromisoformat(recorded.json()["actions"][0]["due_at"])
+        policy = (await client.get("/v1/policy", headers=as_(parties["education"]))).json()
+        days = policy["cases"]["default_action_due_within_days"]
+        assert before + timedelta(days=days) <= due <= datetime.now(UTC) + timedelta(days=days)
+
     async def test_only_the_assignee_completes_and_a_stranger_gets_404(
         self, client: httpx.AsyncClient, parties: dict[str, str], case: dict[str, Any]
     ) -> None:
