@@ -71,6 +71,42 @@ async def ensure_database(url: str) -> bool:
         await conn.close()
 
 
+# What the registry's statistics trigger (migration 0010) keeps row by row, derived in one statement
+# each from the child table: a set-based seed runs with triggers off, then these. Children that
+# already have a history row keep it; the tally counts the table as it now stands.
+STATISTICS_REBUILD_SQL = (
+    """
+    INSERT INTO child_history (child_id, valid_from, region_code, sex, birth_date, ethnicity, categories,
+                               care_arrangement, status, owner_agency, exit_reason, exit_date)
+    SELECT c.id, c.created_at, c.region_code, c.sex, c.birth_date, c.ethnicity, c.categories,
+           c.care_arrangement, c.status, c.owner_agency, c.exit_reason, c.exit_date
+    FROM child AS c
+    WHERE NOT EXISTS (SELECT 1 FROM child_history AS h WHERE h.child_id = c.id AND h.valid_to IS NULL)
+    """,
+    "TRUNCATE child_tally",
+    """
+    INSERT INTO child_tally (level, region_code, category, sex, status, owner_agency, n)
+    SELECT lv, left(region_code, lv), c, sex, status, owner_agency, count(*) FROM child,
+           unnest(ARRAY[6, 9, 12]) AS lv, unnest(array['*']::varchar[] || categories::varchar[]) AS c
+    GROUP BY lv, left(region_code, lv), c, sex, status, owner_agency
+    """,
+)
+
+
+async def seed_without_triggers(conn: Any, statements: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Run set-based seed statements in one transaction with every trigger off
+    (``session_replication_role = replica``: the per-row statistics trigger would make a million-row
+    seed take many minutes), then rebuild the statistics tables from the child table."""
+    async with conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit = off")
+        await conn.execute("SET LOCAL session_replication_role = replica")
+        for sql, args in statements:
+            await conn.execute(sql, *args)
+        await conn.execute("SET LOCAL session_replication_role = origin")
+        for sql in STATISTICS_REBUILD_SQL:
+            await conn.execute(sql)
+
+
 def env_for(database_url: str, key_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+from _common import seed_without_triggers
 
 from app.cli import migrate
 from app.config import Settings
@@ -34,7 +35,6 @@ DB = "childlink_bench_stats"
 SEED = """
 INSERT INTO agency (code, name, kind) VALUES ('civil-affairs', 'bench', 'civil-affairs')
     ON CONFLICT DO NOTHING;
-SET session_replication_role = replica;
 INSERT INTO child (id, name, sex, birth_date, region_code, categories, status, owner_agency, version,
                    created_at, updated_at)
 SELECT gen_random_uuid(), 'x', CASE WHEN g % 2 = 0 THEN 'male' ELSE 'female' END,
@@ -46,16 +46,6 @@ SELECT gen_random_uuid(), 'x', CASE WHEN g % 2 = 0 THEN 'male' ELSE 'female' END
                     'de_facto_unsupported','guardian_harm','other'])[1 + (g % 8)]]::varchar[],
        'active', 'civil-affairs', 1, now(), now()
 FROM generate_series(1, $N) AS g;
-INSERT INTO child_history (child_id, valid_from, region_code, sex, birth_date, ethnicity, categories,
-                           care_arrangement, status, owner_agency, exit_reason, exit_date)
-SELECT id, created_at, region_code, sex, birth_date, ethnicity, categories, care_arrangement, status,
-       owner_agency, exit_reason, exit_date FROM child;
-INSERT INTO child_tally (level, region_code, category, sex, status, owner_agency, n)
-SELECT lv, left(region_code, lv), c, sex, status, owner_agency, count(*) FROM child,
-       unnest(ARRAY[6, 9, 12]) AS lv, unnest(array['*']::varchar[] || categories::varchar[]) AS c
-GROUP BY lv, left(region_code, lv), c, sex, status, owner_agency;
-SET session_replication_role = origin;
-ANALYZE;
 """
 
 PROVINCE = {"group_by": "region,category,sex", "level": "county"}
@@ -142,7 +132,8 @@ async def main() -> None:
         await asyncio.to_thread(migrate, Settings(DATABASE_URL=url), url)  # Alembic runs its own loop
         conn = await asyncpg.connect(asyncpg_dsn(url))
         start = time.perf_counter()
-        await conn.execute(SEED.replace("$N", str(int(args.children))))
+        await seed_without_triggers(conn, [(SEED.replace("$N", str(int(args.children))), ())])
+        await conn.execute("ANALYZE")
         tally = await conn.fetchval("SELECT count(*) FROM child_tally")
         print(f"seeded {args.children} children in {time.perf_counter() - start:.0f} s; tally rows {tally}")
         await conn.close()
