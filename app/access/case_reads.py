@@ -52,12 +52,18 @@ async def admit_case_reads(
     needing = [i for i, d in enumerate(decisions) if d.withheld and d.cross_agency and purpose is not None]
     if needing:
         consents = await asyncio.gather(*(door._consents(reader, reads[i].subject.child_id) for i in needing))
+        referrals: Mapping[uuid.UUID, Sequence[ReferralGrant]] = {}
+        if purpose in door.referral_purposes:
+            referrals = await door._referrals_of(session, reader, [reads[i].case_id for i in needing])
         for i, found in zip(needing, consents, strict=True):
-            referrals: Sequence[ReferralGrant] = ()
-            if purpose in door.referral_purposes:
-                referrals = await door._referrals(session, reader, reads[i].case_id)
             decisions[i] = door._decide_now(
-                reader, reads[i].subject, reads[i].categories, purpose, found, None, referrals
+                reader,
+                reads[i].subject,
+                reads[i].categories,
+                purpose,
+                found,
+                None,
+                referrals.get(reads[i].case_id, ()),
             )
     groups: dict[tuple[str, tuple[tuple[str, str, str], ...]], list[int]] = {}
     for i, decision in enumerate(decisions):

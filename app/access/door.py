@@ -148,11 +148,11 @@ decisions (redacted reads, event deliveries) share one query instead of one each
 
 
 OPEN_REFERRALS_SQL = """
-SELECT r.id, r.categories FROM referral AS r JOIN "case" AS c ON c.id = r.case_id
-WHERE r.case_id = :case_id AND r.to_agency = :agency AND r.status IN ('requested', 'accepted')
+SELECT r.id, r.case_id, r.categories FROM referral AS r JOIN "case" AS c ON c.id = r.case_id
+WHERE r.case_id = ANY(:case_ids) AND r.to_agency = :agency AND r.status IN ('requested', 'accepted')
   AND c.status = 'open' AND starts_with(r.target_region, :region)
 """
-"""Open referrals of one case to this reader's agency, addressed to a division the reader's
+"""Open referrals of the given cases to this reader's agency, addressed to a division the reader's
 region covers. Read in the request's transaction: a referral counts from the moment it commits
 and stops counting the moment it is answered or withdrawn."""
 
@@ -493,16 +493,28 @@ class Door:
     async def _referrals(
         self, session: AsyncSession | OnDemandSession, reader: Reader, case_id: uuid.UUID
     ) -> Sequence[ReferralGrant]:
+        return (await self._referrals_of(session, reader, [case_id])).get(case_id, ())
+
+    async def _referrals_of(
+        self, session: AsyncSession | OnDemandSession, reader: Reader, case_ids: Sequence[uuid.UUID]
+    ) -> dict[uuid.UUID, list[ReferralGrant]]:
+        """The open referrals to the reader of each case, in one query (a page of cases)."""
         rows = await opened(session).execute(
             text(OPEN_REFERRALS_SQL),
-            {"case_id": case_id, "agency": reader.principal.agency, "region": reader.principal.region},
+            {
+                "case_ids": list(case_ids),
+                "agency": reader.principal.agency,
+                "region": reader.principal.region,
+            },
         )
-        return [
-            ReferralGrant(
-                referral_id=str(row.id), categories=frozenset(DataCategory(c) for c in row.categories)
+        found: dict[uuid.UUID, list[ReferralGrant]] = {}
+        for row in rows:
+            found.setdefault(row.case_id, []).append(
+                ReferralGrant(
+                    referral_id=str(row.id), categories=frozenset(DataCategory(c) for c in row.categories)
+                )
             )
-            for row in rows
-        ]
+        return found
 
     # -- the door --------------------------------------------------------------------------
 
