@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.access.aggregate import admit_aggregate
 from app.access.door import Door, Reader
 from app.models.statistics import (
     ChildDimension,
@@ -133,7 +134,27 @@ def _section(title: str, body: str, wide: bool = False) -> str:
 async def render(session: AsyncSession, door: Door, reader: Reader, *, region: str | None) -> str:
     """The page for the reader's region (or the region asked for, inside it)."""
     threshold = door.policy.statistics.threshold
-    options = statistics_service.Options(region=region, level=RegionLevel.township, exact=False, lang=Lang.zh)
+    charts = [ChildDimension.category, ChildDimension.sex, ChildDimension.age_band, ChildDimension.region]
+    # One access-log record for the page, with every category its charts reveal, before any count.
+    await admit_aggregate(
+        door,
+        reader,
+        action="statistics.dashboard",
+        query={
+            "region": statistics_service.region_prefix(reader, region),
+            "level": str(RegionLevel.township),
+        },
+        categories=sorted(
+            {
+                *statistics_service.child_categories(charts, None),
+                *activity_service.FLOW_CATEGORIES,
+                *activity_service.SERVICE_CATEGORIES,
+            }
+        ),
+    )
+    options = statistics_service.Options(
+        region=region, level=RegionLevel.township, exact=False, lang=Lang.zh, on_record=True
+    )
 
     async def children(*dimensions: ChildDimension) -> StatisticsTable:
         return await statistics_service.count_children(

@@ -66,6 +66,9 @@ class Options:
     level: RegionLevel
     exact: bool
     lang: Lang
+    on_record: bool = False
+    """The read is already admitted and on the access log as part of a page of several tables
+    (the dashboard), which is one record of its own."""
 
 
 def today() -> date:
@@ -168,7 +171,7 @@ def release(
 # -- children -------------------------------------------------------------------------------
 
 
-def _child_categories(
+def child_categories(
     dimensions: Sequence[ChildDimension], category: ChildCategory | None
 ) -> list[DataCategory]:
     revealed = {DataCategory.welfare}
@@ -307,13 +310,14 @@ async def count_children(
         query["category"] = str(category)
     if as_of is not None:
         query["as_of"] = as_of.isoformat()
-    await admit_aggregate(
-        door,
-        reader,
-        action="statistics.children",
-        query=query,
-        categories=_child_categories(dimensions, category),
-    )
+    if not options.on_record:
+        await admit_aggregate(
+            door,
+            reader,
+            action="statistics.children",
+            query=query,
+            categories=child_categories(dimensions, category),
+        )
     reference = as_of or now
     params: dict[str, Any] = {
         "prefix": prefix + "%",

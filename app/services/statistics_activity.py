@@ -43,7 +43,8 @@ _PERIOD_FORMAT = {
     Period.quarter: 'YYYY-"Q"Q',
     Period.year: "YYYY",
 }
-_SERVICE_CATEGORIES = [
+FLOW_CATEGORIES = [DataCategory.welfare]
+SERVICE_CATEGORIES = [
     DataCategory.welfare,
     DataCategory.custody,
     DataCategory.education,
@@ -97,9 +98,10 @@ async def count_flows(
     }
     if direction is not None:
         query["direction"] = str(direction)
-    await admit_aggregate(
-        door, reader, action="statistics.flows", query=query, categories=[DataCategory.welfare]
-    )
+    if not options.on_record:
+        await admit_aggregate(
+            door, reader, action="statistics.flows", query=query, categories=FLOW_CATEGORIES
+        )
     source = (
         "(SELECT 'entry' AS direction, 'new' AS reason,"
         " (c.created_at AT TIME ZONE 'Asia/Shanghai')::date AS day,"
@@ -168,9 +170,10 @@ async def count_services(
     }
     if event_type:
         query["type"] = event_type
-    await admit_aggregate(
-        door, reader, action="statistics.services", query=query, categories=_SERVICE_CATEGORIES
-    )
+    if not options.on_record:
+        await admit_aggregate(
+            door, reader, action="statistics.services", query=query, categories=SERVICE_CATEGORIES
+        )
     day = "(e.time AT TIME ZONE 'Asia/Shanghai')::date"
     expressions = {
         ServiceDimension.type: "regexp_replace(substr(e.type, 18), '\\.v[0-9]+$', '')",

@@ -8,9 +8,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from app.db import asyncpg_dsn
 from app.services import demo
 from tests.conftest import TokenFactory, bearer
 
@@ -64,3 +66,22 @@ async def test_the_dashboard_renders_its_charts_offline(
         finally:
             await browser.close()
     assert requests == [], requests  # nothing leaves the page, not even for a font
+
+
+async def test_a_page_view_is_one_access_log_record_with_every_category_its_charts_reveal(
+    client: httpx.AsyncClient, token: TokenFactory, demo_loaded: None, owner_database_url: str
+) -> None:
+    reader = await token(agency="police", scopes=["statistics:read"], region="51")
+    response = await client.get("/v1/statistics/dashboard", params={"region": "5101"}, headers=bearer(reader))
+    assert response.status_code == 200, response.text
+
+    conn = await asyncpg.connect(asyncpg_dsn(owner_database_url))
+    try:
+        rows = await conn.fetch("SELECT * FROM access_log WHERE action LIKE 'statistics.%'")
+    finally:
+        await conn.close()
+    assert [(r["action"], r["agency"], r["purpose"]) for r in rows] == [
+        ("statistics.dashboard", "police", "statistics")
+    ]
+    assert rows[0]["child_id"] is None and rows[0]["child_ids"] is None
+    assert {"welfare", "identity", "education", "health"} <= set(rows[0]["categories_returned"])
