@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from app.db import asyncpg_dsn
 from tests.case_factories import as_, open_case, refer, story_child, tokens
 from tests.conftest import TokenFactory
 from tests.routers.test_custody import access_log
@@ -211,3 +214,33 @@ class TestCloseCase:
 
         assert again.status_code == 409
         assert again.json()["code"] == "case_closed"
+
+
+class TestTheChildStaysNamed:
+    """A case or referral names a child or a report subject by a trigger (migration 0012), not a
+    foreign key; deleting what it names is refused as the foreign key would refuse it."""
+
+    async def test_a_child_named_by_a_case_and_referral_cannot_be_deleted_even_by_the_owner(
+        self,
+        client: httpx.AsyncClient,
+        parties: dict[str, str],
+        child: dict[str, Any],
+        owner_database_url: str,
+    ) -> None:
+        case = await open_case(client, parties["education"], child["id"])
+        await refer(client, parties["education"], case["id"])
+        conn = await asyncpg.connect(asyncpg_dsn(owner_database_url))
+        try:
+            with pytest.raises(asyncpg.ForeignKeyViolationError, match="still named by a case or referral"):
+                await conn.execute("DELETE FROM child WHERE id = $1", uuid.UUID(child["id"]))
+            with pytest.raises(
+                asyncpg.ForeignKeyViolationError, match="neither a child nor a report subject"
+            ):
+                await conn.execute(
+                    'UPDATE "case" SET child_id = $1 WHERE id = $2', uuid.uuid4(), uuid.UUID(case["id"])
+                )
+            assert (
+                await conn.fetchval("SELECT count(*) FROM child WHERE id = $1", uuid.UUID(child["id"])) == 1
+            )
+        finally:
+            await conn.close()
