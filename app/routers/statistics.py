@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 
@@ -79,7 +80,43 @@ _EXPORTS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _answer(table: StatisticsTable, fmt: ExportFormat, lang: Lang) -> Any:
+@dataclass(frozen=True, slots=True)
+class TableQuery:
+    """What every count route shares: where, how released, and the answer's format."""
+
+    options: statistics_service.Options
+    fmt: ExportFormat
+
+
+def table_query(
+    level: LevelQuery = RegionLevel.county,
+    region: RegionQuery = None,
+    exact: ExactQuery = False,
+    fmt: FormatQuery = ExportFormat.json,
+    lang: LangQuery = Lang.en,
+) -> TableQuery:
+    return TableQuery(statistics_service.Options(region=region, level=level, exact=exact, lang=lang), fmt)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The counting period and the days counted (flows and services)."""
+
+    period: Period
+    start: date | None
+    end: date | None
+
+
+def window(period: PeriodQuery = Period.month, start: FromQuery = None, end: ToQuery = None) -> Window:
+    return Window(period, start, end)
+
+
+Table = Annotated[TableQuery, Depends(table_query)]
+Days = Annotated[Window, Depends(window)]
+
+
+def _answer(table: StatisticsTable, asked: TableQuery) -> Any:
+    fmt, lang = asked.fmt, asked.options.lang
     if fmt is ExportFormat.csv:
         return Response(
             export.to_csv(table, lang),
@@ -118,16 +155,12 @@ async def count_children(
             examples=["region,category,sex"],
         ),
     ],
-    level: LevelQuery = RegionLevel.county,
-    region: RegionQuery = None,
+    asked: Table,
     category: Annotated[ChildCategory | None, Query(description="Only children in this category.")] = None,
     child_status: Annotated[StatusFilter, Query(alias="status")] = StatusFilter.active,
     as_of: Annotated[
         date | None, Query(description="The registry as it stood at the end of this day.")
     ] = None,
-    exact: ExactQuery = False,
-    fmt: FormatQuery = ExportFormat.json,
-    lang: LangQuery = Lang.en,
 ) -> Any:
     """Children in your region grouped by up to four dimensions, with totals per dimension and
     overall; small counts are suppressed and the rest rounded unless you ask for your own
@@ -137,12 +170,12 @@ async def count_children(
         door,
         reader,
         group_by=_dimensions(group_by, ChildDimension),
-        options=statistics_service.Options(region=region, level=level, exact=exact, lang=lang),
+        options=asked.options,
         category=category,
         status=child_status,
         as_of=as_of,
     )
-    return _answer(table, fmt, lang)
+    return _answer(table, asked)
 
 
 @router.get("/flows", response_model=StatisticsTable, summary="Count entries and exits", responses=_EXPORTS)
@@ -150,18 +183,12 @@ async def count_flows(
     session: Session,
     door: DoorDep,
     reader: Counting,
+    days: Days,
+    asked: Table,
     group_by: Annotated[
         list[str], Query(description="Comma-separated: period, direction, reason, region.")
     ] = _FLOWS_BY,
-    period: PeriodQuery = Period.month,
-    start: FromQuery = None,
-    end: ToQuery = None,
     direction: Annotated[FlowDirection | None, Query(description="Only entries or only exits.")] = None,
-    level: LevelQuery = RegionLevel.county,
-    region: RegionQuery = None,
-    exact: ExactQuery = False,
-    fmt: FormatQuery = ExportFormat.json,
-    lang: LangQuery = Lang.en,
 ) -> Any:
     """Children entering (新增) and leaving (退出, by reason) the registry per week, month,
     quarter or year, under the same disclosure control."""
@@ -170,13 +197,13 @@ async def count_flows(
         door,
         reader,
         group_by=_dimensions(group_by, FlowDimension),
-        options=statistics_service.Options(region=region, level=level, exact=exact, lang=lang),
-        period=period,
-        start=start,
-        end=end,
+        options=asked.options,
+        period=days.period,
+        start=days.start,
+        end=days.end,
         direction=direction,
     )
-    return _answer(table, fmt, lang)
+    return _answer(table, asked)
 
 
 @router.get("/services", response_model=StatisticsTable, summary="Count services", responses=_EXPORTS)
@@ -184,6 +211,8 @@ async def count_services(
     session: Session,
     door: DoorDep,
     reader: Counting,
+    days: Days,
+    asked: Table,
     group_by: Annotated[
         list[str], Query(description="Comma-separated: type, publisher, region, period.")
     ] = _SERVICES_BY,
@@ -196,14 +225,6 @@ async def count_services(
             examples=["civil-affairs.home-visit.recorded"],
         ),
     ] = None,
-    period: PeriodQuery = Period.month,
-    start: FromQuery = None,
-    end: ToQuery = None,
-    level: LevelQuery = RegionLevel.county,
-    region: RegionQuery = None,
-    exact: ExactQuery = False,
-    fmt: FormatQuery = ExportFormat.json,
-    lang: LangQuery = Lang.en,
 ) -> Any:
     """Events published about children in your region (home visits, health checks, aid
     granted, dropout flagged and returned, caring-mother pairings ...) by type, publisher,
@@ -213,13 +234,13 @@ async def count_services(
         door,
         reader,
         group_by=_dimensions(group_by, ServiceDimension),
-        options=statistics_service.Options(region=region, level=level, exact=exact, lang=lang),
-        period=period,
-        start=start,
-        end=end,
+        options=asked.options,
+        period=days.period,
+        start=days.start,
+        end=days.end,
         event_type=event_type,
     )
-    return _answer(table, fmt, lang)
+    return _answer(table, asked)
 
 
 @router.get(
