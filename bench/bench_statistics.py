@@ -17,10 +17,20 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import asyncpg
 import httpx
-from _common import seed_without_triggers
+from _common import (
+    add_client,
+    ensure_agencies,
+    env_for,
+    fetch_token,
+    machine_conditions,
+    run_wrk,
+    seed_without_triggers,
+    start_childlink,
+)
 
 from app.cli import migrate
 from app.config import Settings
@@ -112,6 +122,32 @@ async def measure(url: str, rounds: int, concurrency: int) -> None:
             )
 
 
+def measure_http(url: str, seconds: int, concurrency: int, workers: int) -> None:
+    """The same two queries against ``childlink serve --workers N`` over loopback HTTP, driven by
+    wrk (C, in its own process, so the client's cost is not the server's)."""
+    with tempfile.TemporaryDirectory(prefix="childlink-stats-bench-") as keys:
+        env = env_for(url, Path(keys))
+        asyncio.run(ensure_agencies(url, env, {"police": "公安"}))
+        police = add_client(env, agency="police", scopes="statistics:read", region="51")
+        server = start_childlink(env, workers=workers, name="childlink-stats")
+        try:
+            token = fetch_token(server.base, *police)
+            for label, params in (
+                ("province by county", PROVINCE),
+                ("one-county drill-down", COUNTY),
+            ):
+                target = f"{server.base}/v1/statistics/children?{urlencode(params)}"
+                run_wrk(label, target, "get.lua", [token], connections=concurrency, seconds=3)
+                print(
+                    run_wrk(
+                        label, target, "get.lua", [token], connections=concurrency, seconds=seconds
+                    ).line()
+                )
+        finally:
+            server.stop()
+    print(f"machine: {machine_conditions()}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--children", type=int, default=1_000_000)
@@ -119,6 +155,14 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=400)
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--keep", action="store_true", help="reuse a seeded database of the same size")
+    parser.add_argument(
+        "--http",
+        type=int,
+        metavar="WORKERS",
+        default=0,
+        help="measure over loopback HTTP with wrk against `childlink serve --workers WORKERS`",
+    )
+    parser.add_argument("--seconds", type=int, default=20, help="wrk's duration per query (with --http)")
     args = parser.parse_args()
     server = asyncpg_dsn(args.url)
     url = args.url.rsplit("/", 1)[0] + "/" + DB
@@ -137,7 +181,10 @@ async def main() -> None:
         tally = await conn.fetchval("SELECT count(*) FROM child_tally")
         print(f"seeded {args.children} children in {time.perf_counter() - start:.0f} s; tally rows {tally}")
         await conn.close()
-    await measure(url, args.rounds, args.concurrency)
+    if args.http:
+        await asyncio.to_thread(measure_http, url, args.seconds, args.concurrency, args.http)
+    else:
+        await measure(url, args.rounds, args.concurrency)
 
 
 if __name__ == "__main__":
