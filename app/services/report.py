@@ -41,7 +41,9 @@ from app.models.report import (
     ReportOutcomeCreate,
     ReportPublic,
     ReportSubject,
+    ReportUrgency,
 )
+from app.models.outbox import PRIORITY_IMMEDIATE
 from app.models.vocabulary import DataCategory
 from app.services import case as case_service
 from app.services import outbox, report_view
@@ -131,7 +133,8 @@ async def file(
     report_id: uuid.UUID | None = None,
 ) -> tuple[ReportPublic, bool]:
     """File a report; returns the filer's view (receivers and deadlines) and whether it is a
-    replay of the key. Emits ``platform.report.received`` once, to every receiver at once.
+    replay of the key. Emits ``platform.report.received`` once, to every receiver at once
+    (an ``immediate_danger`` one ahead of the receivers' backlogs).
     A child absent or outside the filer's region is a 404 and nothing is written. ``report_id``
     fixes the new report's id (the demo's documented reports); a request never sets it."""
     digest = request_hash(data)
@@ -255,6 +258,8 @@ async def file(
             "acknowledge_by": (now + clock.acknowledge_within).isoformat(),
         },
         case_id=case.id,
+        # Ahead of every receiver's backlog: a child in immediate danger does not queue.
+        priority=PRIORITY_IMMEDIATE if data.urgency == ReportUrgency.immediate_danger else 0,
     )
     view = await report_view.filer_view(session, report.id)
     routed = {kind for _, kind in receivers}
