@@ -89,9 +89,7 @@ async def _queue_home_visits(client: httpx.AsyncClient, registrar: str, children
 
 def _types_in_order(server: Receiver) -> list[tuple[str, str]]:
     """(type, urgency or subject) of each delivered request, in arrival order."""
-    return [
-        (r.json["type"], r.json["data"].get("urgency") or r.json["subject"]) for r in server.delivered()
-    ]
+    return [(r.json["type"], r.json["data"].get("urgency") or r.json["subject"]) for r in server.delivered()]
 
 
 class TestImmediateDangerGoesFirst:

@@ -1,4 +1,4 @@
-"""Delivery priority: a report of a child in immediate danger goes ahead of any backlog.
+"""Reports: a child in immediate danger goes ahead of any backlog; the filing answer is kept.
 
 Revision ID: 0017
 Revises: 0014
@@ -9,12 +9,16 @@ an ``immediate_danger`` report), copied to each of its deliveries at fan-out. Th
 subscription's due deliveries highest priority first, then oldest due first, so its scan index
 leads with the priority. Both columns get a constant default, which PostgreSQL stores in the
 catalog: adding them rewrites no table.
+
+A report keeps the agency kinds its routing named but no agency of the county covered
+(``unrouted_agency_kinds``), so a replayed filing answers exactly as the first did.
 """
 
 from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0017"
 down_revision: str | None = "0014"
@@ -34,9 +38,19 @@ def upgrade() -> None:
         postgresql_where=sa.text("status = 'pending' AND lease_token IS NULL"),
     )
     op.drop_index("ix_event_delivery_subscription_due", table_name="event_delivery")
+    op.add_column(
+        "report",
+        sa.Column(
+            "unrouted_agency_kinds",
+            postgresql.ARRAY(sa.String()),
+            nullable=False,
+            server_default=sa.text("'{}'::varchar[]"),
+        ),
+    )
 
 
 def downgrade() -> None:
+    op.drop_column("report", "unrouted_agency_kinds")
     op.create_index(
         "ix_event_delivery_subscription_due",
         "event_delivery",
