@@ -158,7 +158,9 @@ candidates AS (
         WHERE subs.room > 0
         UNION ALL
         SELECT c.id, c.expired, c.priority, c.next_attempt_at, subs.room,
-               row_number() OVER (PARTITION BY subs.id ORDER BY c.priority DESC, c.next_attempt_at, c.id) AS turn
+               row_number() OVER (
+                   PARTITION BY subs.id ORDER BY c.priority DESC, c.next_attempt_at, c.id
+               ) AS turn
         FROM subs, LATERAL (
             SELECT d.id, false AS expired, d.priority, d.next_attempt_at
             FROM event_delivery AS d

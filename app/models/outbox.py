@@ -18,7 +18,6 @@ from sqlmodel import Field, SQLModel
 
 from app.models.common import timestamp_column, utcnow
 
-
 PRIORITY_IMMEDIATE = 1
 """The priority of a ``platform.report.received`` event of an ``immediate_danger`` report."""
 

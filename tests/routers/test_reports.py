@@ -13,8 +13,8 @@ import pytest
 
 from app.access.report_policy import report_policy
 from app.db import Database
-from app.models.agency import AgencyKind
 from app.events.scheduler import Scheduler, TimedJob, registered_jobs
+from app.models.agency import AgencyKind
 from tests.case_factories import CASE_SCOPES, CHILD_REGION, as_
 from tests.conftest import TokenFactory
 from tests.events.helpers import fetch as fetch_rows
