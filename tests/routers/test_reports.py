@@ -190,17 +190,27 @@ class TestAcknowledge:
         assert first.status_code == 200, first.text
         police = next(r for r in first.json()["receivers"] if r["agency"] == "police")
         assert police["status"] == "acknowledged" and first.json()["status"] == "acknowledged"
-        assert second.json()["receivers"] == first.json()["receivers"]
+        assert second.status_code == 200
+        assert second.json()["receivers"] == first.json()["receivers"]  # the first acknowledged_at
         assert await rows(database_url, "outbox_event") == events_after_first
 
     async def test_acknowledging_a_report_not_routed_to_you_is_refused(
-        self, client: httpx.AsyncClient, parties: dict[str, str], report: dict[str, Any], token: TokenFactory
+        self,
+        client: httpx.AsyncClient,
+        parties: dict[str, str],
+        report: dict[str, Any],
+        token: TokenFactory,
+        database_url: str,
     ) -> None:
         health = await token(agency="health", scopes=CASE_SCOPES, region="510107")
+        events = await rows(database_url, "outbox_event")
         response = await client.post(f"/v1/reports/{report['id']}/acknowledge", headers=as_(health))
 
         assert response.status_code == 404 and response.json()["code"] == "report_not_found"
         assert response.headers["content-type"].startswith("application/problem+json")
+        assert await rows(database_url, "outbox_event") == events
+        referrals = await fetch(database_url, "SELECT status FROM referral")
+        assert [r["status"] for r in referrals] == ["requested", "requested"]
 
     async def test_an_outcome_before_acknowledgement_is_409_and_nothing_is_written(
         self, client: httpx.AsyncClient, parties: dict[str, str], report: dict[str, Any], database_url: str
@@ -212,7 +222,12 @@ class TestAcknowledge:
         )
 
         assert response.status_code == 409 and response.json()["code"] == "not_acknowledged"
+        assert response.headers["content-type"].startswith("application/problem+json")
         assert await rows(database_url, "report_outcome") == 0
+        referrals = await fetch(database_url, "SELECT status FROM referral")
+        assert [r["status"] for r in referrals] == ["requested", "requested"]
+        events = await fetch(database_url, "SELECT type FROM outbox_event WHERE type LIKE '%platform%'")
+        assert [e["type"] for e in events] == ["cn.gov.childlink.platform.report.received.v1"]
 
     async def test_the_filer_cannot_withdraw_the_report_from_its_receivers(
         self, client: httpx.AsyncClient, parties: dict[str, str], report: dict[str, Any], token: TokenFactory
