@@ -345,6 +345,7 @@ async def run(args: argparse.Namespace) -> int:
         for worker in workers:
             stop(worker)
         stop(api)
+        await asyncio.sleep(0.5)  # the receivers' connections see the workers' sockets close
         receivers.close()
 
 
