@@ -26,7 +26,7 @@ from sqlmodel import col
 from app.access.door import Door, Reader
 from app.access.report_policy import report_policy
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
-from app.models.case import Case, CaseKind
+from app.models.case import Case, CaseKind, CaseStatus
 from app.models.child import Child
 from app.models.common import utcnow
 from app.models.referral import Referral, ReferralAction, ReferralStatus
@@ -312,8 +312,9 @@ async def link(
     """Link a report about an unregistered child to the registered child (civil affairs, as a
     receiver): the report, its case and its referrals are about that child from then on. A child
     of another county takes the report there: the open referrals are re-addressed to that
-    county's receivers per the routing (:func:`app.services.report_routing.readdress`). Linking
-    again to the same child answers the same; to another child it is a 409."""
+    county's receivers per the routing (:func:`app.services.report_routing.readdress`), unless
+    its case is closed. Linking again to the same child answers the same; to another child it is
+    a 409."""
     report, case, own, _ = await _load(session, door, reader, report_id, "report.link")
     if own is None or reader.agency_kind != CIVIL_AFFAIRS:
         raise NotLinkable("A receiving civil-affairs agency links the report to a registered child.")
@@ -342,7 +343,8 @@ async def link(
     assert child is not None
     if subject.linked_child_id is None:
         now = utcnow()
-        moves = child.region_code[:6] != report.region_code[:6]
+        # A closed case keeps its record as it was handled: nothing is re-addressed.
+        moves = child.region_code[:6] != report.region_code[:6] and case.status == CaseStatus.open
         if moves:
             routing = report_policy(door.policy)
             referrals = await report_view.load_referrals(session, case.id)
