@@ -24,6 +24,10 @@ ties up its share of the slots, never everyone's.
 subscription and child is still pending (or, for a ``blocking`` subscription, dead-lettered),
 so per subscription and child, events arrive in sequence order, across retries and workers.
 
+**Priority.** Each delivery carries its event's priority (0, or 1 for a report of a child in
+immediate danger, set by the emitter): a subscription's higher-priority due deliveries are
+claimed before its ordinary backlog, within its fair share and the per-child order above.
+
 **Every delivery is a read.** Before each attempt the door decides the subscriber's read of the
 event (its agency, the creating client's region, the subscription's purpose of use) and writes
 the access-log record; categories without a legal basis are cut from the payload, and a delivery
@@ -91,8 +95,9 @@ subs AS (
     FOR UPDATE SKIP LOCKED
 ),
 queued AS (
-    INSERT INTO event_delivery (subscription_id, kind, event_id, event_seq, child_id, webhook_id)
-    SELECT subs.id, 'event', e.id, e.seq, e.subject, 'msg_' || replace(gen_random_uuid()::text, '-', '')
+    INSERT INTO event_delivery (subscription_id, kind, event_id, event_seq, child_id, webhook_id, priority)
+    SELECT subs.id, 'event', e.id, e.seq, e.subject, 'msg_' || replace(gen_random_uuid()::text, '-', ''),
+           e.priority
     FROM subs
     JOIN outbox_event AS e ON e.seq > subs.dispatched_seq AND e.seq <= subs.upto
     WHERE EXISTS (SELECT 1 FROM unnest(subs.type_patterns) AS p WHERE e.type LIKE replace(p, '*', '%'))
@@ -112,6 +117,9 @@ SELECT (SELECT count(*) FROM queued) AS queued, (SELECT count(*) FROM advanced) 
 #   (counted across all workers), one while it is failing (a probe); a receiver that hangs ties
 #   up its share, never every slot.
 # - Expired leases first: a crashed worker's deliveries go ahead of newer work.
+# - Then priority (migration 0015): a subscription's higher-priority deliveries are taken before
+#   its older ordinary ones, and ahead of other subscriptions' ordinary ones, still within its
+#   share and never before an earlier pending delivery for the same child.
 # - Order: nothing is claimed while an earlier delivery for the same subscription and child is
 #   pending (or, for a blocking subscription, dead-lettered).
 # - On record before sent: the attempt row is written now, ``sending``; whatever an earlier
@@ -134,12 +142,12 @@ candidates AS (
     -- claimed (and committed) since this statement began has its lease in the future, and is
     -- skipped. Never our own deliveries still in flight, even when their lease ran out while this
     -- process was paused: we are about to record their answer, not send them twice.
-    SELECT ranked.id, ranked.expired, ranked.next_attempt_at, ranked.turn
+    SELECT ranked.id, ranked.expired, ranked.priority, ranked.next_attempt_at, ranked.turn
     FROM (
-        SELECT c.id, c.expired, c.next_attempt_at, subs.room,
+        SELECT c.id, c.expired, c.priority, c.next_attempt_at, subs.room,
                row_number() OVER (PARTITION BY subs.id ORDER BY c.next_attempt_at, c.id) AS turn
         FROM subs, LATERAL (
-            SELECT d.id, true AS expired, d.next_attempt_at
+            SELECT d.id, true AS expired, d.priority, d.next_attempt_at
             FROM event_delivery AS d
             WHERE d.subscription_id = subs.id AND d.status = 'pending' AND d.lease_token IS NOT NULL
               AND d.next_attempt_at <= now() AND d.id <> ALL(CAST(:held AS bigint[]))
@@ -149,10 +157,12 @@ candidates AS (
         ) AS c
         WHERE subs.room > 0
         UNION ALL
-        SELECT c.id, c.expired, c.next_attempt_at, subs.room,
-               row_number() OVER (PARTITION BY subs.id ORDER BY c.next_attempt_at, c.id) AS turn
+        SELECT c.id, c.expired, c.priority, c.next_attempt_at, subs.room,
+               row_number() OVER (
+                   PARTITION BY subs.id ORDER BY c.priority DESC, c.next_attempt_at, c.id
+               ) AS turn
         FROM subs, LATERAL (
-            SELECT d.id, false AS expired, d.next_attempt_at
+            SELECT d.id, false AS expired, d.priority, d.next_attempt_at
             FROM event_delivery AS d
             WHERE d.subscription_id = subs.id AND d.status = 'pending' AND d.lease_token IS NULL
               AND d.kind <> 'ping' AND d.next_attempt_at <= now()
@@ -167,7 +177,7 @@ candidates AS (
                   WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
                     AND p.status = 'dead' AND (p.event_seq, p.id) < (d.event_seq, d.id)
               ))
-            ORDER BY d.next_attempt_at, d.id
+            ORDER BY d.priority DESC, d.next_attempt_at, d.id
             LIMIT subs.room
             FOR UPDATE SKIP LOCKED
         ) AS c
@@ -175,9 +185,10 @@ candidates AS (
     ) AS ranked
 ),
 due AS (
-    -- Expired leases first, then each subscription's oldest, taking turns; within its room.
+    -- Expired leases first, then priority (a child in danger), then each subscription's oldest,
+    -- taking turns; within its room.
     SELECT picked.id FROM (
-        SELECT candidates.id, candidates.expired, candidates.next_attempt_at,
+        SELECT candidates.id, candidates.expired, candidates.priority, candidates.next_attempt_at,
                row_number() OVER (
                    PARTITION BY d.subscription_id ORDER BY candidates.expired DESC, candidates.turn
                ) AS place,
@@ -187,7 +198,7 @@ due AS (
         JOIN subs ON subs.id = d.subscription_id
     ) AS picked
     WHERE picked.place <= picked.room
-    ORDER BY picked.expired DESC, picked.place, picked.next_attempt_at
+    ORDER BY picked.expired DESC, picked.priority DESC, picked.place, picked.next_attempt_at
     LIMIT :limit
 ),
 claimed AS (

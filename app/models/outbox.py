@@ -12,11 +12,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, String
+from sqlalchemy import BigInteger, Column, SmallInteger, String
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
 from app.models.common import timestamp_column, utcnow
+
+PRIORITY_IMMEDIATE = 1
+"""The priority of a ``platform.report.received`` event of an ``immediate_danger`` report."""
 
 
 class OutboxEvent(SQLModel, table=True):
@@ -37,4 +40,7 @@ class OutboxEvent(SQLModel, table=True):
     """The CloudEvents ``id`` the publisher gave (``POST /v1/events``); NULL for registry events."""
     case_id: uuid.UUID | None = Field(default=None)
     """The case the event belongs to (CloudEvents extension ``childlinkcase``)."""
+    priority: int = Field(default=0, sa_column=Column(SmallInteger, nullable=False, server_default="0"))
+    """Delivery priority, copied to each delivery at fan-out: the claim takes higher first
+    (:data:`PRIORITY_IMMEDIATE` for a report of a child in immediate danger), 0 for the rest."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

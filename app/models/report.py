@@ -15,7 +15,8 @@ from datetime import date, datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import Index, String, UniqueConstraint
+from sqlalchemy import Column, Index, String, UniqueConstraint, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field as SQLField
 from sqlmodel import SQLModel
 
@@ -132,6 +133,11 @@ class Report(SQLModel, table=True):
     filed_by_agency: str = SQLField(foreign_key="agency.code", max_length=64)
     filed_by_client: str = SQLField(max_length=64)
     policy_version: str = SQLField(max_length=64)
+    unrouted_agency_kinds: list[str] = SQLField(
+        default_factory=list,
+        sa_column=Column(ARRAY(String), nullable=False, server_default=text("'{}'::varchar[]")),
+    )
+    """Kinds the routing named but no agency of the child's county covered, as at filing."""
     created_at: datetime = SQLField(default_factory=utcnow, sa_column=timestamp_column())
 
 

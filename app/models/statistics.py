@@ -95,11 +95,31 @@ class FlowDirection(StrEnum):
 
 class ServiceDimension(StrEnum):
     type = "type"
-    """The event type, without `cn.gov.childlink.` and its version."""
+    """The event type, without `cn.gov.childlink.` and its version (`what=events`)."""
     publisher = "publisher"
-    """The publishing agency."""
+    """The publishing agency (`what=events`)."""
     region = "region"
     period = "period"
+    concern = "concern"
+    """The report's concern (`what=reports|acknowledgements`)."""
+    urgency = "urgency"
+    """The report's urgency (`what=reports|acknowledgements`)."""
+    acknowledgement = "acknowledgement"
+    """受理: `in_time`, `late`, `overdue` (not yet, past its deadline), `awaiting` (not yet, in
+    time) or `declined`; for a report, the worst of its receivers' (`what=reports|acknowledgements`)."""
+    receiver = "receiver"
+    """The receiving agency's kind (`what=acknowledgements`)."""
+
+
+class ServiceMeasure(StrEnum):
+    """What `GET /v1/statistics/services` counts."""
+
+    events = "events"
+    """Events published (home visits, health checks, aid granted ...)."""
+    reports = "reports"
+    """Mandatory reports (强制报告) filed, each once."""
+    acknowledgements = "acknowledgements"
+    """Each receiver's acknowledgement (受理) of a mandatory report, in time or not."""
 
 
 class RegionLevel(StrEnum):

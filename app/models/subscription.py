@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import ConfigDict, field_validator, model_validator
-from sqlalchemy import BigInteger, Column, Identity, String
+from sqlalchemy import BigInteger, Column, Identity, SmallInteger, String
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlmodel import Field, SQLModel
 
@@ -109,6 +109,8 @@ class EventDelivery(SQLModel, table=True):
     attempts: int = 0
     retry_base: int = 0
     """The attempt count at which the retry schedule last started again (an operator's retry)."""
+    priority: int = Field(default=0, sa_column=Column(SmallInteger, nullable=False, server_default="0"))
+    """The event's priority (``outbox_event.priority``), copied at fan-out; claimed higher first."""
     next_attempt_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
     lease_token: uuid.UUID | None = None
     last_status_code: int | None = None

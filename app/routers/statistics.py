@@ -25,6 +25,7 @@ from app.models.statistics import (
     Period,
     RegionLevel,
     ServiceDimension,
+    ServiceMeasure,
     StatisticsTable,
     StatusFilter,
 )
@@ -32,6 +33,7 @@ from app.services import dashboard as dashboard_service
 from app.services import export
 from app.services import statistics as statistics_service
 from app.services import statistics_activity as activity_service
+from app.services import statistics_reports as reports_service
 
 router = APIRouter(
     prefix="/v1/statistics",
@@ -214,26 +216,57 @@ async def count_services(
     days: Days,
     asked: Table,
     group_by: Annotated[
-        list[str], Query(description="Comma-separated: type, publisher, region, period.")
-    ] = _SERVICES_BY,
+        list[str] | None,
+        Query(
+            description="Comma-separated. Events: type (the default), publisher, region, period. "
+            "Reports: concern (the default), urgency, acknowledgement, region, period. "
+            "Acknowledgements: the same and receiver; acknowledgement is the default."
+        ),
+    ] = None,
+    what: Annotated[
+        ServiceMeasure,
+        Query(
+            description="`events` published (the default); mandatory `reports` (强制报告), each "
+            "once; or each receiver's `acknowledgements` (受理) of them, in time or not."
+        ),
+    ] = ServiceMeasure.events,
     event_type: Annotated[
         str | None,
         Query(
             alias="type",
             pattern=r"^[a-z0-9][a-z0-9.-]{2,118}[a-z0-9]$",
-            description="Only this event type (full, or without prefix and version).",
+            description="Only this event type (full, or without prefix and version); `what=events` only.",
             examples=["civil-affairs.home-visit.recorded"],
         ),
     ] = None,
 ) -> Any:
     """Events published about children in your region (home visits, health checks, aid
     granted, dropout flagged and returned, caring-mother pairings ...) by type, publisher,
-    region and period, under the same disclosure control."""
+    region and period; or mandatory reports by concern, urgency and whether they were
+    acknowledged in time, never by reporter or filer; under the same disclosure control."""
+    if what is not ServiceMeasure.events:
+        if event_type:
+            raise BadRequest(
+                "`type` filters events; leave it out with `what=reports`.", code="unknown_parameter"
+            )
+        start, end = activity_service.window(days.start, days.end)
+        table = await reports_service.count_reports(
+            session,
+            door,
+            reader,
+            what=what,
+            group_by=_dimensions(group_by or [], ServiceDimension),
+            options=asked.options,
+            period=days.period,
+            start=start,
+            end=end,
+        )
+        return _answer(table, asked)
     table = await activity_service.count_services(
         session,
         door,
         reader,
-        group_by=_dimensions(group_by, ServiceDimension),
+        group_by=_dimensions(group_by or _SERVICES_BY, ServiceDimension),
         options=asked.options,
         period=days.period,
         start=days.start,

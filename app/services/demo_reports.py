@@ -1,8 +1,9 @@
 """The demo's mandatory reports, with fixed ids so the documentation's examples
 (app/openapi_report_examples.py) can name them: one for the police to acknowledge, one the
 police acknowledged and can record an outcome of, and one about a child not in the registry for
-civil affairs to link. They are filed through app/services/report.py, so routing, the cases and
-the receivers' referrals are what a real filing makes; the clocks start at loading."""
+civil affairs to link. They are filed and acknowledged through app/services/report.py, so
+routing, the cases, the receivers' referrals and their events are what real requests make; the
+clocks start at loading."""
 
 from __future__ import annotations
 
@@ -10,18 +11,14 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from app.access.door import Door, Reader, consent_lookup
 from app.access.policy import load_policy
 from app.audit.records import AccessRecord
 from app.auth.principal import Principal
 from app.models.agency import AgencyKind
-from app.models.referral import Referral, ReferralStatus
 from app.models.report import (
-    Report,
     ReportConcern,
     ReportCreate,
     ReporterIn,
@@ -41,17 +38,18 @@ _REGION = "51"
 
 
 class _NoAccessLog:
-    """Filing decides no read, so the demo's filings write no access-log record; anything that
-    tries is a mistake in this module."""
+    """Loading the demo makes no cross-agency read: filing decides none, and the police
+    acknowledge as the lead of the report's case, reading their own record (never logged). So
+    it writes no access-log record; anything that tries is a mistake in this module."""
 
     async def record(self, record: AccessRecord) -> int:
-        raise RuntimeError("the demo's filings make no access decisions")
+        raise RuntimeError("loading the demo reports makes no cross-agency read")
 
     async def record_many(self, records: Sequence[AccessRecord]) -> list[int]:
-        raise RuntimeError("the demo's filings make no access decisions")
+        raise RuntimeError("loading the demo reports makes no cross-agency read")
 
 
-def _reader(agency: str, kind: AgencyKind) -> Reader:
+def _reader(agency: str, kind: AgencyKind, purpose: str | None = None) -> Reader:
     principal = Principal(
         client_id=f"demo-{agency}",
         agency=agency,
@@ -61,7 +59,7 @@ def _reader(agency: str, kind: AgencyKind) -> Reader:
         issuer="demo",
     )
     return Reader(
-        principal=principal, agency_kind=str(kind), purpose_raw=None, break_glass_raw=None, request_id=None
+        principal=principal, agency_kind=str(kind), purpose_raw=purpose, break_glass_raw=None, request_id=None
     )
 
 
@@ -125,17 +123,7 @@ async def add_reports(
         await report_service.file(
             session, door, reader, data=data, idempotency_key=f"demo-{report_id}", report_id=report_id
         )
-    # The police acknowledged (受理) the second report: their referral is accepted, its clock is
-    # now the completion deadline.
-    police = (
-        await session.execute(
-            select(Referral)
-            .join_from(Referral, Report, col(Referral.case_id) == col(Report.case_id))
-            .where(col(Report.id) == DEMO_REPORT_ACKNOWLEDGED_ID, col(Referral.to_agency) == "police")
-        )
-    ).scalar_one()
-    police.status = ReferralStatus.accepted
-    police.answered_at = now
-    police.next_deadline_at = police.complete_by
-    session.add(police)
-    await session.flush()
+    # The police acknowledged (受理) the second report through the acknowledge service: their
+    # referral is accepted (``platform.referral.accepted``), its clock now the completion deadline.
+    police = _reader("police", AgencyKind.police, purpose="child_protection")
+    await report_service.acknowledge(session, door, police, DEMO_REPORT_ACKNOWLEDGED_ID)

@@ -18,7 +18,7 @@ import hashlib
 import uuid
 
 import orjson
-from sqlalchemy import select, text, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -26,7 +26,7 @@ from sqlmodel import col
 from app.access.door import Door, Reader
 from app.access.report_policy import report_policy
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
-from app.models.case import Case, CaseKind
+from app.models.case import Case, CaseKind, CaseStatus
 from app.models.child import Child
 from app.models.common import utcnow
 from app.models.referral import Referral, ReferralAction, ReferralStatus
@@ -42,28 +42,12 @@ from app.models.report import (
     ReportPublic,
     ReportSubject,
 )
-from app.models.vocabulary import DataCategory
-from app.services import case as case_service
-from app.services import outbox, report_view
 from app.services import referral as referral_service
+from app.services import report_routing, report_view
 from app.services.event import IdempotencyKeyReused
 
-POLICE = "police"
+POLICE = report_routing.POLICE
 CIVIL_AFFAIRS = "civil-affairs"
-REQUEST = (
-    "Mandatory report (强制报告): acknowledge (受理) by `respond_by` at POST /v1/reports/{id}/acknowledge "
-    "and record the outcome by `complete_by`."
-)
-# Agencies of the routed kinds with a live client whose region covers the child's county.
-_RECEIVERS = text(
-    """
-    SELECT a.code, a.kind FROM agency a
-    WHERE a.kind = ANY(:kinds) AND EXISTS (
-      SELECT 1 FROM api_client c
-      WHERE c.agency_code = a.code AND c.revoked_at IS NULL AND starts_with(:county, c.region))
-    ORDER BY a.code
-    """
-)
 
 
 class ReportNotFound(NotFound):
@@ -131,7 +115,8 @@ async def file(
     report_id: uuid.UUID | None = None,
 ) -> tuple[ReportPublic, bool]:
     """File a report; returns the filer's view (receivers and deadlines) and whether it is a
-    replay of the key. Emits ``platform.report.received`` once, to every receiver at once.
+    replay of the key. Emits ``platform.report.received`` once, to every receiver at once
+    (an ``immediate_danger`` one ahead of the receivers' backlogs).
     A child absent or outside the filer's region is a 404 and nothing is written. ``report_id``
     fixes the new report's id (the demo's documented reports); a request never sets it."""
     digest = request_hash(data)
@@ -177,14 +162,8 @@ async def file(
 
     routing = report_policy(door.policy)
     route = routing.by_concern[str(data.concern)]
-    clock = routing.by_urgency[str(data.urgency)]
-    county = child_region[:6]
-    receivers = [
-        (r.code, r.kind)
-        for r in await session.execute(_RECEIVERS, {"kinds": list(route.agency_kinds), "county": county})
-    ]
-    police = [code for code, kind in receivers if kind == POLICE]
-    lead = police[0] if police else (receivers[0][0] if receivers else reader.principal.agency)
+    receivers = await report_routing.receivers_of(session, route.agency_kinds, child_region[:6])
+    lead = report_routing.lead_of(receivers, reader.principal.agency)
     now = utcnow()
     if subject is not None:
         session.add(subject)
@@ -218,48 +197,12 @@ async def file(
         policy_version=door.policy.version,
         created_at=now,
     )
+    report.unrouted_agency_kinds = report_routing.unrouted(routing, report, receivers)
     session.add(report)
-    base = {DataCategory.law_enforcement, *routing.receiver_categories}
-    for code, kind in receivers:
-        categories = base | ({DataCategory.reporter} if kind in routing.reporter_readers else set())
-        session.add(
-            Referral(
-                case_id=case.id,
-                child_id=child_id,
-                from_agency=reader.principal.agency,
-                to_agency=code,
-                target_region=county,
-                request=REQUEST,
-                categories=sorted(str(c) for c in categories),
-                respond_by=now + clock.acknowledge_within,
-                complete_by=now + clock.handle_within,
-                next_deadline_at=now + clock.acknowledge_within,
-                created_by_client=reader.principal.client_id,
-            )
-        )
+    report_routing.add_referrals(session, routing, report, receivers, now=now)
     await session.flush()
-    await outbox.emit(
-        session,
-        reader.principal,
-        type=f"{case_service.PREFIX}report.received.v1",
-        subject=child_id,
-        region_code=child_region,
-        data={
-            "case_id": str(case.id),
-            "kind": str(case.kind),
-            "lead_agency": lead,
-            "report_id": str(report.id),
-            "concern": str(data.concern),
-            "urgency": str(data.urgency),
-            "receivers": [code for code, _ in receivers],
-            "acknowledge_by": (now + clock.acknowledge_within).isoformat(),
-        },
-        case_id=case.id,
-    )
-    view = await report_view.filer_view(session, report.id)
-    routed = {kind for _, kind in receivers}
-    view.unrouted_agency_kinds = [k for k in route.agency_kinds if k not in routed]
-    return view, False
+    await report_routing.announce(session, reader, routing, report, case, receivers, now=now)
+    return await report_view.filer_view(session, report.id), False
 
 
 def _own_referral(reader: Reader, referrals: list[Referral]) -> Referral | None:
@@ -367,8 +310,11 @@ async def link(
     session: AsyncSession, door: Door, reader: Reader, report_id: uuid.UUID, *, data: ReportLink
 ) -> ReportPublic:
     """Link a report about an unregistered child to the registered child (civil affairs, as a
-    receiver): the report, its case and its referrals are about that child from then on. Linking
-    again to the same child answers the same; to another child it is a 409."""
+    receiver): the report, its case and its referrals are about that child from then on. A child
+    of another county takes the report there: the open referrals are re-addressed to that
+    county's receivers per the routing (:func:`app.services.report_routing.readdress`), unless
+    its case is closed. Linking again to the same child answers the same; to another child it is
+    a 409."""
     report, case, own, _ = await _load(session, door, reader, report_id, "report.link")
     if own is None or reader.agency_kind != CIVIL_AFFAIRS:
         raise NotLinkable("A receiving civil-affairs agency links the report to a registered child.")
@@ -397,6 +343,16 @@ async def link(
     assert child is not None
     if subject.linked_child_id is None:
         now = utcnow()
+        # A closed case keeps its record as it was handled: nothing is re-addressed.
+        moves = child.region_code[:6] != report.region_code[:6] and case.status == CaseStatus.open
+        if moves:
+            routing = report_policy(door.policy)
+            referrals = await report_view.load_referrals(session, case.id)
+            receivers = await report_routing.receivers_of(
+                session, routing.by_concern[str(report.concern)].agency_kinds, child.region_code[:6]
+            )
+            # Told to the county the report leaves, before it leaves.
+            await report_routing.withdraw_outside(session, reader, case, referrals, receivers, now=now)
         subject.linked_child_id = child.id
         subject.linked_at = now
         session.add(subject)
@@ -411,5 +367,10 @@ async def link(
         session.add(case)
         session.add(report)
         await session.flush()
+        if moves:
+            await report_routing.readdress(
+                session, reader, routing, report, case, referrals, receivers, now=now
+            )
+            await session.flush()
     decision = await report_view.decide(session, door, reader, case, "report.link")
     return await report_view.receiver_view(session, door, reader, report, case, decision)

@@ -94,7 +94,8 @@ def render_receiver(referral: Referral, outcome: ReportOutcome | None, *, full: 
 
 
 async def filer_view(session: AsyncSession, report_id: uuid.UUID) -> ReportPublic:
-    """The filer's view: the status, who received, acknowledged and handled it, and when."""
+    """The filer's view: the status, who received, acknowledged and handled it, and when, and
+    the kinds the routing named that no agency of the county covered (as at filing)."""
     report = await session.get(Report, report_id)
     assert report is not None
     case = await session.get(Case, report.case_id)
@@ -113,6 +114,7 @@ async def filer_view(session: AsyncSession, report_id: uuid.UUID) -> ReportPubli
         observed_at=report.observed_at,
         filed_by_agency=report.filed_by_agency,
         receivers=[render_receiver(r, outcomes.get(r.id), full=False) for r in referrals],
+        unrouted_agency_kinds=list(report.unrouted_agency_kinds),
         created_at=report.created_at,
     )
 
@@ -166,6 +168,7 @@ async def receiver_view(
         if shows_reporter
         else None,
         receivers=[render_receiver(r, outcomes.get(r.id), full=released) for r in referrals],
+        unrouted_agency_kinds=list(report.unrouted_agency_kinds),
         created_at=report.created_at,
         access=access_summary(decision),
     )

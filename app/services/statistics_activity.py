@@ -43,6 +43,9 @@ _PERIOD_FORMAT = {
     Period.quarter: 'YYYY-"Q"Q',
     Period.year: "YYYY",
 }
+_EVENT_DIMENSIONS = frozenset(
+    {ServiceDimension.type, ServiceDimension.publisher, ServiceDimension.region, ServiceDimension.period}
+)
 FLOW_CATEGORIES = [DataCategory.welfare]
 SERVICE_CATEGORIES = [
     DataCategory.welfare,
@@ -54,7 +57,8 @@ SERVICE_CATEGORIES = [
 ]
 
 
-def _window(start: date | None, end: date | None) -> tuple[date, date]:
+def window(start: date | None, end: date | None) -> tuple[date, date]:
+    """The days counted: ``start`` to ``end`` (today, and 11 months before its month, by default)."""
     end = end or today()
     if start is None:
         first = end.replace(day=1)
@@ -85,7 +89,7 @@ async def count_flows(
     """Entries (新增, by registration date) and exits (退出, by exit date, with the reason) per
     period, or only one ``direction``; one aggregate access-log record."""
     dimensions = unique_dimensions(group_by)
-    start, end = _window(start, end)
+    start, end = window(start, end)
     prefix = region_prefix(reader, options.region)
     query: dict[str, Any] = {
         "group_by": [str(d) for d in dimensions],
@@ -157,7 +161,11 @@ async def count_services(
     dropout flagged and returned, caring-mother pairings ...) by type, publisher, region and
     period; registry entries and exits are counted by ``flows``. One aggregate access-log record."""
     dimensions = unique_dimensions(group_by)
-    start, end = _window(start, end)
+    if not set(dimensions) <= _EVENT_DIMENSIONS:
+        raise BadRequest(
+            "Events group by: " + ", ".join(sorted(_EVENT_DIMENSIONS)) + ".", code="unknown_dimension"
+        )
+    start, end = window(start, end)
     prefix = region_prefix(reader, options.region)
     query: dict[str, Any] = {
         "group_by": [str(d) for d in dimensions],

@@ -10,11 +10,12 @@ from typing import Any
 import httpx
 from standardwebhooks import Webhook
 
+from app.config import Settings
 from app.events.sender import WebhookSender
 from tests.case_factories import CASE_SCOPES, as_
 from tests.conftest import TokenFactory
 from tests.events.conftest import WorkerFactory
-from tests.events.helpers import SUBSCRIBER_SCOPES, subscribe
+from tests.events.helpers import HOME_VISIT, SUBSCRIBER_SCOPES, publish, subscribe
 from tests.events.receiver import Receiver
 from tests.factories import CIVIL_SCOPES, make_child
 from tests.routers.test_reports import SECRETS, report_body
@@ -76,3 +77,99 @@ class TestReportDelivery:
         finally:
             for server in servers.values():
                 await server.stop()
+
+
+BACKLOG = 30
+
+
+async def _queue_home_visits(client: httpx.AsyncClient, registrar: str, children: list[str]) -> None:
+    for child_id in children:
+        await publish(client, registrar, HOME_VISIT, child_id)
+
+
+def _types_in_order(server: Receiver) -> list[tuple[str, str]]:
+    """(type, urgency or subject) of each delivered request, in arrival order."""
+    return [(r.json["type"], r.json["data"].get("urgency") or r.json["subject"]) for r in server.delivered()]
+
+
+class TestImmediateDangerGoesFirst:
+    """A report of a child in immediate danger is not queued behind the receiver's backlog."""
+
+    async def test_an_immediate_danger_report_is_received_before_the_backlog_drains(
+        self,
+        client: httpx.AsyncClient,
+        token: TokenFactory,
+        loopback_sender: WebhookSender,
+        loopback_settings: Settings,
+        start_worker: WorkerFactory,
+    ) -> None:
+        registrar = await token(
+            agency="civil-affairs", scopes=[*CIVIL_SCOPES, "cases:write", "events:publish"], region="51"
+        )
+        school = await token(agency="education", scopes=["reports:file", "children:read"], region="510107")
+        manager = await token(agency="civil-affairs", scopes=SUBSCRIBER_SCOPES, region="510107")
+        others = [(await make_child(client, registrar, region="510107005003"))["id"] for _ in range(BACKLOG)]
+        in_danger = await make_child(client, registrar, region="510107005003")
+        hurt = await make_child(client, registrar, region="510107005003")
+        server = await Receiver().start()
+        try:
+            await subscribe(client, manager, server.url, [HOME_VISIT, *PLATFORM])
+            await _queue_home_visits(client, registrar, others)
+            for child, urgency in ((hurt, "urgent"), (in_danger, "immediate_danger")):
+                filed = await client.post(
+                    "/v1/reports",
+                    json=report_body(child["id"], urgency=urgency),
+                    headers={**as_(school), "Idempotency-Key": str(uuid.uuid4())},
+                )
+                assert filed.status_code == 201, filed.text
+            # Two slots, and so one live lease for the subscription: one delivery at a time.
+            await start_worker(loopback_settings.model_copy(update={"worker_concurrency": 2}))
+            await server.wait_for(lambda r: len(r.delivered()) >= BACKLOG + 2, within=30)
+
+            arrived = _types_in_order(server)
+            danger = arrived.index((RECEIVED, "immediate_danger"))
+            urgent = arrived.index((RECEIVED, "urgent"))
+            # Queued last, received among the first: at most the one delivery already in flight
+            # when it became claimable went before it.
+            assert danger <= 1, arrived
+            # An urgent report has no priority: filed before the immediate one, it waits its turn
+            # behind the backlog.
+            assert urgent == BACKLOG + 1, arrived
+            assert len({subject for kind, subject in arrived if kind == HOME_VISIT}) == BACKLOG
+        finally:
+            await server.stop()
+
+    async def test_it_still_waits_for_an_earlier_event_about_the_same_child(
+        self,
+        client: httpx.AsyncClient,
+        token: TokenFactory,
+        loopback_sender: WebhookSender,
+        loopback_settings: Settings,
+        start_worker: WorkerFactory,
+    ) -> None:
+        registrar = await token(
+            agency="civil-affairs", scopes=[*CIVIL_SCOPES, "cases:write", "events:publish"], region="51"
+        )
+        school = await token(agency="education", scopes=["reports:file", "children:read"], region="510107")
+        manager = await token(agency="civil-affairs", scopes=SUBSCRIBER_SCOPES, region="510107")
+        others = [(await make_child(client, registrar, region="510107005003"))["id"] for _ in range(5)]
+        child = (await make_child(client, registrar, region="510107005003"))["id"]
+        server = await Receiver().start()
+        try:
+            await subscribe(client, manager, server.url, [HOME_VISIT, *PLATFORM])
+            await _queue_home_visits(client, registrar, [*others, child])
+            filed = await client.post(
+                "/v1/reports",
+                json=report_body(child, urgency="immediate_danger"),
+                headers={**as_(school), "Idempotency-Key": str(uuid.uuid4())},
+            )
+            assert filed.status_code == 201, filed.text
+            await start_worker(loopback_settings.model_copy(update={"worker_concurrency": 2}))
+            await server.wait_for(lambda r: len(r.delivered()) >= len(others) + 2, within=30)
+
+            arrived = _types_in_order(server)
+            # Per subscription and child, events arrive in sequence order: the child's home
+            # visit, published first, is received before the report about the same child.
+            assert arrived.index((HOME_VISIT, child)) < arrived.index((RECEIVED, "immediate_danger"))
+        finally:
+            await server.stop()

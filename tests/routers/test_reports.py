@@ -14,8 +14,10 @@ import pytest
 from app.access.report_policy import report_policy
 from app.db import Database
 from app.events.scheduler import Scheduler, TimedJob, registered_jobs
+from app.models.agency import AgencyKind
 from tests.case_factories import CASE_SCOPES, CHILD_REGION, as_
 from tests.conftest import TokenFactory
+from tests.events.helpers import fetch as fetch_rows
 from tests.factories import CIVIL_SCOPES, make_child
 from tests.routers.test_custody import fetch
 
@@ -111,6 +113,20 @@ class TestFiling:
         assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
         assert await rows(database_url, "report") == 1
 
+    async def test_a_replay_names_the_kinds_no_agency_of_the_county_covers_as_the_first_answer_did(
+        self, client: httpx.AsyncClient, parties: dict[str, str], child: dict[str, Any]
+    ) -> None:
+        # Sexual abuse also goes to health, and no health agency serves this county.
+        body = report_body(child["id"], concern="sexual_abuse")
+        first = await file(client, parties["school"], body, key="report-health")
+        again = await file(client, parties["school"], body, key="report-health")
+        read = await client.get(f"/v1/reports/{first.json()['id']}", headers=as_(parties["school"]))
+
+        assert first.json()["unrouted_agency_kinds"] == ["health"]
+        assert again.headers["Idempotent-Replayed"] == "true"
+        assert again.json() == first.json()
+        assert read.json()["unrouted_agency_kinds"] == ["health"]
+
     async def test_an_unknown_concern_is_refused_and_nothing_is_written(
         self, client: httpx.AsyncClient, parties: dict[str, str], child: dict[str, Any], database_url: str
     ) -> None:
@@ -174,17 +190,27 @@ class TestAcknowledge:
         assert first.status_code == 200, first.text
         police = next(r for r in first.json()["receivers"] if r["agency"] == "police")
         assert police["status"] == "acknowledged" and first.json()["status"] == "acknowledged"
-        assert second.json()["receivers"] == first.json()["receivers"]
+        assert second.status_code == 200
+        assert second.json()["receivers"] == first.json()["receivers"]  # the first acknowledged_at
         assert await rows(database_url, "outbox_event") == events_after_first
 
     async def test_acknowledging_a_report_not_routed_to_you_is_refused(
-        self, client: httpx.AsyncClient, parties: dict[str, str], report: dict[str, Any], token: TokenFactory
+        self,
+        client: httpx.AsyncClient,
+        parties: dict[str, str],
+        report: dict[str, Any],
+        token: TokenFactory,
+        database_url: str,
     ) -> None:
         health = await token(agency="health", scopes=CASE_SCOPES, region="510107")
+        events = await rows(database_url, "outbox_event")
         response = await client.post(f"/v1/reports/{report['id']}/acknowledge", headers=as_(health))
 
         assert response.status_code == 404 and response.json()["code"] == "report_not_found"
         assert response.headers["content-type"].startswith("application/problem+json")
+        assert await rows(database_url, "outbox_event") == events
+        referrals = await fetch(database_url, "SELECT status FROM referral")
+        assert [r["status"] for r in referrals] == ["requested", "requested"]
 
     async def test_an_outcome_before_acknowledgement_is_409_and_nothing_is_written(
         self, client: httpx.AsyncClient, parties: dict[str, str], report: dict[str, Any], database_url: str
@@ -196,7 +222,12 @@ class TestAcknowledge:
         )
 
         assert response.status_code == 409 and response.json()["code"] == "not_acknowledged"
+        assert response.headers["content-type"].startswith("application/problem+json")
         assert await rows(database_url, "report_outcome") == 0
+        referrals = await fetch(database_url, "SELECT status FROM referral")
+        assert [r["status"] for r in referrals] == ["requested", "requested"]
+        events = await fetch(database_url, "SELECT type FROM outbox_event WHERE type LIKE '%platform%'")
+        assert [e["type"] for e in events] == ["cn.gov.childlink.platform.report.received.v1"]
 
     async def test_the_filer_cannot_withdraw_the_report_from_its_receivers(
         self, client: httpx.AsyncClient, parties: dict[str, str], report: dict[str, Any], token: TokenFactory
@@ -392,6 +423,55 @@ class TestUnregisteredChild:
         case = await client.get(f"/v1/cases/{linked.json()['case_id']}", headers=as_(parties["police"]))
         assert case.json()["child_id"] == child["id"]
         assert all(r["child_id"] == child["id"] for r in case.json()["referrals"])
+
+    async def test_a_child_registered_in_another_county_takes_the_report_to_that_countys_receivers(
+        self, client: httpx.AsyncClient, token: TokenFactory, parties: dict[str, str], database_url: str
+    ) -> None:
+        # Jinniu's own police; the registrar (civil affairs of the province) serves both counties.
+        jinniu = await token(
+            agency="police-jinniu", kind=AgencyKind.police, scopes=CASE_SCOPES, region="510106"
+        )
+        body = report_body(None, subject=dict(SUBJECT), urgency="immediate_danger")
+        del body["child_id"]
+        filed = (await file(client, parties["school"], body)).json()
+        url = f"/v1/reports/{filed['id']}"
+        assert sorted(r["agency"] for r in filed["receivers"]) == ["civil-affairs", "police"]
+        assert (await client.post(f"{url}/acknowledge", headers=as_(parties["registrar"]))).status_code == 200
+        before = datetime.now(UTC)
+
+        child = await make_child(client, parties["registrar"], region="510106004001")
+        linked = await client.post(
+            f"{url}/link", json={"child_id": child["id"]}, headers=as_(parties["registrar"])
+        )
+
+        assert linked.status_code == 200, linked.text
+        receivers = {r["agency"]: r for r in linked.json()["receivers"]}
+        assert {a: r["status"] for a, r in receivers.items()} == {
+            "civil-affairs": "acknowledged",  # serves both counties: keeps its referral
+            "police": "withdrawn",  # Wuhou's police: the report left its county
+            "police-jinniu": "received",
+        }
+        assert datetime.fromisoformat(receivers["police-jinniu"]["acknowledge_by"]) > before
+        assert linked.json()["region_code"] == "510106004001"
+        # Jinniu's police now lead and acknowledge it; to Wuhou's police it is gone.
+        assert (await client.post(f"{url}/acknowledge", headers=as_(jinniu))).status_code == 200
+        stale = await client.post(f"{url}/acknowledge", headers=as_(parties["police"]))
+        assert stale.status_code == 404, stale.text
+        assert (await client.get(url, headers=as_(parties["police"]))).status_code == 404
+        case = await client.get(f"/v1/cases/{linked.json()['case_id']}", headers=as_(jinniu))
+        assert case.json()["lead_agency"] == "police-jinniu"
+        # Each county is told: the withdrawal in Wuhou, the report in Jinniu, ahead of any backlog.
+        events = await fetch_rows(
+            database_url,
+            "SELECT type, region_code, priority, data FROM outbox_event WHERE case_id = $1 ORDER BY seq",
+            uuid.UUID(linked.json()["case_id"]),
+        )
+        told = [(e["type"].split(".")[-3:-1], e["region_code"][:6]) for e in events]
+        assert (["referral", "withdrawn"], "510107") in told
+        received = [e for e in events if e["type"].endswith("report.received.v1")]
+        assert [e["region_code"][:6] for e in received] == ["510107", "510106"]
+        assert all(e["priority"] == 1 for e in received)
+        assert json.loads(received[-1]["data"])["receivers"] == ["civil-affairs", "police-jinniu"]
 
     async def test_a_six_digit_region_for_a_subject_is_refused_and_nothing_is_written(
         self, client: httpx.AsyncClient, parties: dict[str, str], database_url: str

@@ -6,8 +6,8 @@ concurrent delete waits for the referencing transaction and then fails; and dele
 report subject, or changing its id, while a case or referral names it is refused
 (``foreign_key_violation``), as ``ON DELETE RESTRICT`` would.
 
-Revision ID: 0019
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-01
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0019"
-down_revision: str | None = "0014"
+revision: str = "0016"
+down_revision: str | None = "0015"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
