@@ -37,4 +37,9 @@ class OutboxEvent(SQLModel, table=True):
     """The CloudEvents ``id`` the publisher gave (``POST /v1/events``); NULL for registry events."""
     case_id: uuid.UUID | None = Field(default=None)
     """The case the event belongs to (CloudEvents extension ``childlinkcase``)."""
+    audience: str | None = Field(default=None, max_length=64)
+    """The one agency the event is addressed to (``childlinkaudience``); NULL for an event every
+    matching subscription may receive. See app/events/audience.py."""
+    about_subscription: uuid.UUID | None = Field(default=None)
+    """The subscription an operational event is about; it is never delivered there."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

@@ -27,13 +27,15 @@ async def emit(
     data: dict[str, Any],
     categories: Sequence[DataCategory] = (),
     case_id: uuid.UUID | None = None,
+    audience: str | None = None,
 ) -> OutboxEvent:
     """Add an event; the caller's transaction commits it together with the change it reports.
 
     A type in the catalog must match its schema (a mismatch is a bug in the emitter, raised
     here rather than delivered), and its data categories are those its fields carry, so the
     delivery path withholds exactly what a receiver may not see. ``categories`` is the
-    emitter's own claim, used only for types outside the catalog.
+    emitter's own claim, used only for types outside the catalog. ``audience`` addresses the
+    event to that one agency alone (app/events/audience.py).
     """
     event_type = catalog.get(type)
     carried = [str(c) for c in categories]
@@ -54,6 +56,7 @@ async def emit(
         publisher_agency=principal.agency,
         publisher_client=principal.client_id,
         case_id=case_id,
+        audience=audience,
     )
     session.add(event)
     await session.flush()
