@@ -11,9 +11,9 @@ nobody else (app/events/audience.py, the door's ``admit_addressed``). ``about_su
 the subscription an operational event is about: it is never delivered there (the receiver that
 failed is the last place to report its failure).
 
-``access_notice_read`` holds one row per access-log record an owner was told of (or, while an
-investigation holds it back, not yet): its primary key is what makes the hourly notice fire
-exactly once per read, however many workers run the job.
+``access_notice_read`` holds one row per access-log record and child an owner was told of (a
+read held back under an open investigation gets its row when it is released): its primary key
+is what makes the hourly notice fire exactly once per read, however many workers run the job.
 """
 
 from collections.abc import Sequence
@@ -35,17 +35,23 @@ def upgrade() -> None:
     op.create_table(
         "access_notice_read",
         sa.Column("access_log_id", sa.BigInteger(), primary_key=True),
+        sa.Column("child_id", sa.Uuid(), primary_key=True),
         sa.Column("logged_at", TS, nullable=False),
-        sa.Column("child_id", sa.Uuid(), nullable=False),
         sa.Column("owner_agency", sa.String(64), nullable=False),
         sa.Column("window_start", TS, nullable=False),
         sa.Column("event_id", sa.Uuid(), sa.ForeignKey("outbox_event.id"), nullable=False),
         sa.Column("notified_at", TS, nullable=False, server_default=sa.text("now()")),
     )
     op.create_index("ix_access_notice_read_child", "access_notice_read", ["child_id", "window_start"])
+    # Reads held back under an investigation are found again when it closes, however old.
+    op.execute(
+        "CREATE INDEX ix_access_log_investigation_ref ON access_log (agency, investigation_ref) "
+        "WHERE investigation_ref IS NOT NULL"
+    )
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX ix_access_log_investigation_ref")
     op.drop_table("access_notice_read")
     op.drop_column("outbox_event", "about_subscription")
     op.drop_column("outbox_event", "audience")
