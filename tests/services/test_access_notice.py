@@ -109,7 +109,12 @@ class TestNotice:
         assert notice["id"] not in timeline.text
 
     async def test_workers_running_the_job_at_once_send_it_once(
-        self, app: Any, db: Database, client: httpx.AsyncClient, parties: dict[str, str], marked: dict[str, Any]
+        self,
+        app: Any,
+        db: Database,
+        client: httpx.AsyncClient,
+        parties: dict[str, str],
+        marked: dict[str, Any],
     ) -> None:
         await police_reads(client, parties["police"], marked)
         fired = await asyncio.gather(*(run(app, db) for _ in range(4)))
