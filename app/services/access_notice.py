@@ -4,10 +4,12 @@ child per window (an hour) listing those reads: the agency, when, the purpose, t
 data. The access log is the source of truth; the scheduler's ``access.recorded`` job sends them.
 
 **Exactly once.** A run takes a transaction-level advisory lock (a second worker's run at the same
-moment does nothing and the next one carries on), reads whole windows that have ended (plus
-``settle``, for the log writer's group commit) and, for each (child, window) with reads not yet
-sent, emits one notice and an ``access_notice_read`` row per read, in one transaction. The row's
-primary key (log record, child) keeps a read from being sent twice even without the lock.
+moment does nothing and the next one carries on), reads the windows that have ended (plus
+``settle``, for the log writer's group commit) since the last one it completed
+(``access_notice_window``; at most ``lookback`` back) and, for each (child, window) with reads
+not yet sent, emits one notice and an ``access_notice_read`` row per read, in one transaction.
+The row's primary key (log record, child) keeps a read from being sent twice even without the
+lock. So each hour of the log is read once, not once per run.
 
 **Held back.** A read under a police investigation that is still open (and not break-glass, which
 is never hidden, as in the guardian's access report) is skipped; once the investigating agency
@@ -70,8 +72,8 @@ WITH logged AS (
     WHERE l.decision IN ('allow', 'allow_redacted') AND l.agency IS NOT NULL AND l.child_ids IS NOT NULL
       AND l.logged_at >= :since AND l.logged_at < :until
     UNION ALL
-    -- Reads held back under an investigation closed since ``since``, however old (within the
-    -- log's retention): released now.
+    -- Reads held back under an investigation closed within the look-back period, in windows
+    -- already looked at, however old (within the log's retention): released now.
     SELECT l.id, l.logged_at, l.agency, l.action, l.purpose, l.basis, l.break_glass,
            l.investigation_ref, r.read_child
     FROM investigation AS i
@@ -79,7 +81,7 @@ WITH logged AS (
     CROSS JOIN LATERAL (
         SELECT l.child_id WHERE l.child_id IS NOT NULL UNION ALL SELECT unnest(l.child_ids)
     ) AS r(read_child)
-    WHERE i.closed_at >= :since AND i.closed_at <= :now AND l.logged_at < :since
+    WHERE i.closed_at >= :horizon AND i.closed_at <= :now AND l.logged_at < :since
       AND l.decision IN ('allow', 'allow_redacted') AND NOT l.break_glass
 ),
 reads AS (
@@ -122,6 +124,17 @@ FROM reads
 GROUP BY read_child, owner_agency, region_code, window_start, released
 ORDER BY window_start, read_child, released
 LIMIT :groups
+"""
+
+_LAST_WINDOW = "SELECT max(window_start) FROM access_notice_window WHERE window_start >= :horizon"
+
+_COMPLETE = """
+INSERT INTO access_notice_window (window_start)
+SELECT to_timestamp(w) FROM generate_series(
+    CAST(ceil(extract(epoch FROM CAST(:since AS timestamptz)) / :window) * :window AS bigint),
+    CAST(extract(epoch FROM CAST(:until AS timestamptz)) AS bigint) - 1,
+    CAST(:window AS bigint)) AS w
+ON CONFLICT DO NOTHING
 """
 
 _MARK = """
@@ -169,11 +182,16 @@ async def fire_notices(session: AsyncSession, now: datetime, *, policy: Policy) 
     settled = now - rules.settle
     # Only whole windows that have ended: a window's reads go out together.
     until = datetime.fromtimestamp((settled.timestamp() // seconds) * seconds, tz=now.tzinfo)
+    # From the first window not yet looked at, within the look-back period.
+    horizon = now - rules.lookback
+    last = (await session.execute(text(_LAST_WINDOW), {"horizon": horizon})).scalar_one_or_none()
+    since = max(horizon, last + rules.window) if last is not None else horizon
     rows = (
         await session.execute(
             text(_GROUPS),
             {
-                "since": now - rules.lookback,
+                "since": since,
+                "horizon": horizon,
                 "until": until,
                 "now": now,
                 "window": seconds,
@@ -216,6 +234,9 @@ async def fire_notices(session: AsyncSession, now: datetime, *, policy: Policy) 
                 "logged": list(row.logged),
             },
         )
+    if len(rows) < GROUPS_PER_RUN and since < until:
+        # Everything up to ``until`` is looked at; a longer backlog waits for the next run.
+        await session.execute(text(_COMPLETE), {"since": since, "until": until, "window": seconds})
     if rows:
         await session.execute(text("SELECT pg_notify('childlink_events', '')"))
         logger.info("sent %d access notices", len(rows))

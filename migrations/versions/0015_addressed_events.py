@@ -14,6 +14,8 @@ failed is the last place to report its failure).
 ``access_notice_read`` holds one row per access-log record and child an owner was told of (a
 read held back under an open investigation gets its row when it is released): its primary key
 is what makes the hourly notice fire exactly once per read, however many workers run the job.
+``access_notice_window`` marks the windows already looked at, so a run reads the log of the
+hour that just ended, not the whole look-back period.
 """
 
 from collections.abc import Sequence
@@ -43,6 +45,12 @@ def upgrade() -> None:
         sa.Column("notified_at", TS, nullable=False, server_default=sa.text("now()")),
     )
     op.create_index("ix_access_notice_read_child", "access_notice_read", ["child_id", "window_start"])
+    # Windows whose reads have all been looked at: each run scans only the windows after them.
+    op.create_table(
+        "access_notice_window",
+        sa.Column("window_start", TS, primary_key=True),
+        sa.Column("completed_at", TS, nullable=False, server_default=sa.text("now()")),
+    )
     # Reads held back under an investigation are found again when it closes, however old.
     op.execute(
         "CREATE INDEX ix_access_log_investigation_ref ON access_log (agency, investigation_ref) "
@@ -52,6 +60,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.execute("DROP INDEX ix_access_log_investigation_ref")
+    op.drop_table("access_notice_window")
     op.drop_table("access_notice_read")
     op.drop_column("outbox_event", "about_subscription")
     op.drop_column("outbox_event", "audience")
