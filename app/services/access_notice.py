@@ -43,8 +43,10 @@ logger = logging.getLogger(__name__)
 
 ACCESS_RECORDED = f"{PREFIX}platform.access.recorded.v1"
 NOTICE_EVERY_SECONDS = 300.0
-GROUPS_PER_RUN = 500
-"""(child, window) notices one run sends at most; the next run carries on."""
+GROUPS_PER_BATCH = 5000
+"""(child, window) notices one query returns at most; a run asks again while there are more."""
+BATCHES_PER_RUN = 10
+"""A longer backlog (a very busy hour) is carried on by the next run."""
 
 _LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('childlink.access_notice'))"
 
@@ -186,58 +188,63 @@ async def fire_notices(session: AsyncSession, now: datetime, *, policy: Policy) 
     horizon = now - rules.lookback
     last = (await session.execute(text(_LAST_WINDOW), {"horizon": horizon})).scalar_one_or_none()
     since = max(horizon, last + rules.window) if last is not None else horizon
-    rows = (
-        await session.execute(
-            text(_GROUPS),
-            {
-                "since": since,
-                "horizon": horizon,
-                "until": until,
-                "now": now,
-                "window": seconds,
-                "categories": list(rules.child_categories),
-                "kinds": list(rules.open_case_kinds),
-                "max_reads": MAX_READS,
-                "groups": GROUPS_PER_RUN,
-            },
-        )
-    ).all()
-    for row in rows:
-        window_start: datetime = row.window_start
-        data = {
-            "child_id": str(row.child_id),
-            "window_start": window_start.isoformat(),
-            "window_end": (window_start + rules.window).isoformat(),
-            "read_count": int(row.read_count),
-            "reads": [
-                _read(orjson.loads(item) if isinstance(item, str) else dict(item)) for item in row.reads
-            ],
-            "held_until_closed": bool(row.released),
-        }
-        event = await outbox.emit(
-            session,
-            SCHEDULER,
-            type=ACCESS_RECORDED,
-            subject=row.child_id,
-            region_code=row.region_code,
-            data=data,
-            audience=row.owner_agency,
-        )
-        await session.execute(
-            text(_MARK),
-            {
-                "child": row.child_id,
-                "owner": row.owner_agency,
-                "window_start": window_start,
-                "event": event.id,
-                "ids": list(row.ids),
-                "logged": list(row.logged),
-            },
-        )
-    if len(rows) < GROUPS_PER_RUN and since < until:
-        # Everything up to ``until`` is looked at; a longer backlog waits for the next run.
-        await session.execute(text(_COMPLETE), {"since": since, "until": until, "window": seconds})
-    if rows:
+    params = {
+        "since": since,
+        "horizon": horizon,
+        "until": until,
+        "now": now,
+        "window": seconds,
+        "categories": list(rules.child_categories),
+        "kinds": list(rules.open_case_kinds),
+        "max_reads": MAX_READS,
+        "groups": GROUPS_PER_BATCH,
+    }
+    sent = 0
+    for _ in range(BATCHES_PER_RUN):
+        # Reads marked sent earlier in this transaction are left out of the next batch.
+        rows = (await session.execute(text(_GROUPS), params)).all()
+        for row in rows:
+            await _send(session, rules, row)
+        sent += len(rows)
+        if len(rows) < GROUPS_PER_BATCH:
+            if since < until:
+                # Everything up to ``until`` is looked at; the next run starts there.
+                await session.execute(text(_COMPLETE), {"since": since, "until": until, "window": seconds})
+            break
+    if sent:
         await session.execute(text("SELECT pg_notify('childlink_events', '')"))
-        logger.info("sent %d access notices", len(rows))
-    return len(rows)
+        logger.info("sent %d access notices", sent)
+    return sent
+
+
+async def _send(session: AsyncSession, rules: NoticePolicy, row: Any) -> None:
+    """One notice for one (child, window), and its reads marked sent."""
+    window_start: datetime = row.window_start
+    data = {
+        "child_id": str(row.child_id),
+        "window_start": window_start.isoformat(),
+        "window_end": (window_start + rules.window).isoformat(),
+        "read_count": int(row.read_count),
+        "reads": [_read(_loaded(item)) for item in row.reads],
+        "held_until_closed": bool(row.released),
+    }
+    event = await outbox.emit(
+        session,
+        SCHEDULER,
+        type=ACCESS_RECORDED,
+        subject=row.child_id,
+        region_code=row.region_code,
+        data=data,
+        audience=row.owner_agency,
+    )
+    await session.execute(
+        text(_MARK),
+        {
+            "child": row.child_id,
+            "owner": row.owner_agency,
+            "window_start": window_start,
+            "event": event.id,
+            "ids": list(row.ids),
+            "logged": list(row.logged),
+        },
+    )
