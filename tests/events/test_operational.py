@@ -5,16 +5,20 @@ the failed one, never to another agency, and a dead-lettered notice produces no 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
 from app.events import catalog
+from app.events.scheduler import Scheduler, registered_jobs
+from app.models.common import utcnow
 from tests.conftest import TokenFactory, bearer
 from tests.events.conftest import REGION, WorkerFactory
 from tests.events.helpers import DROPOUT, PREFIX, SUBSCRIBER_SCOPES, eventually, fetch, publish, subscribe
 from tests.events.receiver import Receiver
+from tests.factories import make_child
 
 DEAD = PREFIX + "platform.delivery.dead-lettered.v1"
 DISABLED = PREFIX + "platform.subscription.disabled.v1"
@@ -269,3 +273,48 @@ class TestDisabled:
             1,
         )
         assert data["failing_since"] <= data["disabled_at"]
+
+
+class TestAccessNoticeDelivery:
+    async def test_an_access_notice_reaches_the_owners_webhook_and_no_one_elses(
+        self,
+        app: Any,
+        db: Any,
+        client: httpx.AsyncClient,
+        database_url: str,
+        token: TokenFactory,
+        civil: str,
+        subscriber: str,
+        police_subscriber: str,
+        loopback_sender: Any,
+        receiver: Receiver,
+        other_receiver: Receiver,
+        start_worker: WorkerFactory,
+    ) -> None:
+        child = await make_child(client, civil, region=REGION + "005003", categories=["guardian_harm"])
+        owners = await subscribe(client, subscriber, receiver.url, [PREFIX + "platform.access.*"])
+        polices = await subscribe(client, police_subscriber, other_receiver.url, [PREFIX + "platform.*"])
+        reader = await token(agency="police", scopes=["children:read"], region=REGION)
+        read = await client.get(
+            f"/v1/children/{child['id']}", headers={**bearer(reader), "X-Purpose-Of-Use": "child_protection"}
+        )
+        assert read.status_code == 200, read.text
+        (job,) = [j for j in registered_jobs(app.state.door.policy) if j.name == "access.recorded"]
+        assert await Scheduler(db, [job]).run_job(job, utcnow() + timedelta(hours=2)) == 1
+        await start_worker()
+
+        await receiver.wait_for(lambda r: len(r.delivered()) == 1)
+        notice = receiver.delivered()[0].json
+        assert notice["type"] == PREFIX + "platform.access.recorded.v1" and valid(notice)
+        assert notice["subject"] == child["id"] and notice["data"]["reads"][0]["agency"] == "police"
+        assert owners["id"] != polices["id"]
+
+        async def police_dispatched() -> bool:
+            rows = await fetch(
+                database_url, "SELECT dispatched_seq FROM subscription WHERE id = $1::uuid", polices["id"]
+            )
+            return bool(rows[0][0] >= notice["childlinkseq"])
+
+        await eventually(police_dispatched)
+        assert await delivery_rows(database_url, polices["id"]) == []
+        assert other_receiver.requests == []
