@@ -616,6 +616,35 @@ class Door:
             )
         return decision
 
+    async def admit_addressed(
+        self,
+        session: AsyncSession | OnDemandSession,
+        reader: Reader,
+        *,
+        action: str,
+        audience: str,
+        region_code: str,
+        subject: Subject | None,
+        categories: Sequence[DataCategory],
+        case_id: uuid.UUID | None = None,
+    ) -> Decision:
+        """Decide a read of an event addressed to one agency (the policy's ``addressed_events``):
+        its audience reads it as its own record, inside the reader's region; anyone else finds
+        nothing (404, on record, the same body as for an event that does not exist). An event
+        about a child goes on through :meth:`admit` with the audience as the owner; one about no
+        child (an operational notice: ids of the audience's own subscriptions and deliveries)
+        carries no personal data, and nothing is logged for it."""
+        child_id = subject.child_id if subject is not None else None
+        if reader.principal.agency != audience or not reader.principal.covers_region(region_code):
+            await self._log(reader, action=action, decision=None, child_id=child_id, reason="not_addressed")
+            raise NotFound("No event with this id.", code="event_not_found")
+        if subject is not None:
+            own = Subject(child_id=subject.child_id, owner_agency=audience, region_code=subject.region_code)
+            return await self.admit(
+                session, reader, action=action, subject=own, categories=categories, case_id=case_id
+            )
+        return Decision(outcome=Outcome.allow, purpose=None, granted={}, withheld={}, cross_agency=False)
+
     def _decide(
         self,
         reader: Reader,

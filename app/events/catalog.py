@@ -14,6 +14,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 
 from app.events.examples import example_data
+from app.events.notice_types import NOTICE_SPECS
 from app.events.platform_types import PLATFORM_SPECS
 from app.events.schema import CATEGORY_KEY, ITEM_CATEGORIES_KEY, data_schema
 from app.events.types import SPECS, TypeSpec
@@ -149,7 +150,7 @@ class EventType:
 
 
 def _build(spec: TypeSpec) -> EventType:
-    schema = data_schema(spec.type, spec.properties, spec.required)
+    schema = data_schema(spec.type, spec.properties, spec.required, addressed=spec.addressed)
     # A hand-written example keeps its meaningful values; generated ones fill the properties it
     # leaves out, so integrators see every field the type can carry.
     example = {**example_data(schema), **(spec.example or {})}
@@ -184,7 +185,7 @@ def _build(spec: TypeSpec) -> EventType:
 @cache
 def catalog() -> dict[str, EventType]:
     """Every type by its full name, built (and each schema checked) once per process."""
-    built = [_build(spec) for spec in (*SPECS, *PLATFORM_SPECS)]
+    built = [_build(spec) for spec in (*SPECS, *PLATFORM_SPECS, *NOTICE_SPECS)]
     by_type = {event_type.type: event_type for event_type in built}
     if len(by_type) != len(built):
         raise ValueError("duplicate event type in the catalog")

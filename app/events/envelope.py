@@ -15,7 +15,7 @@ from app.models.vocabulary import DataCategory
 
 EVENT_COLUMNS = (
     "id, seq, type, source, subject, time, data, data_categories, region_code, "
-    "publisher_agency, publisher_event_id, case_id"
+    "publisher_agency, publisher_event_id, case_id, audience"
 )
 """The outbox columns :meth:`StoredEvent.from_row` needs, for SELECTs that load events."""
 
@@ -35,6 +35,8 @@ class StoredEvent:
     publisher_event_id: str | None
     case_id: uuid.UUID | None = None
     """The case the event belongs to (``childlinkcase``)."""
+    audience: str | None = None
+    """The one agency the event is addressed to (``childlinkaudience``), read by it as its own."""
 
     @classmethod
     def from_row(cls, row: Mapping[Any, Any]) -> StoredEvent:
@@ -51,14 +53,18 @@ class StoredEvent:
             publisher_agency=row["publisher_agency"],
             publisher_event_id=row["publisher_event_id"],
             case_id=row.get("case_id"),
+            audience=row.get("audience"),
         )
 
     def subject_for_door(self) -> Subject:
         """The publishing agency owns what it published: it reads its own events in full, every
-        other agency reads them as a cross-agency read."""
+        other agency reads them as a cross-agency read. An addressed event is its audience's own
+        (the door lets nobody else read it)."""
         assert self.subject is not None
         return Subject(
-            child_id=self.subject, owner_agency=self.publisher_agency, region_code=self.region_code
+            child_id=self.subject,
+            owner_agency=self.audience or self.publisher_agency,
+            region_code=self.region_code,
         )
 
 
@@ -96,4 +102,6 @@ def envelope(event: StoredEvent, allowed: Collection[DataCategory]) -> dict[str,
         body["childlinkpublisherid"] = event.publisher_event_id
     if event.case_id:
         body["childlinkcase"] = str(event.case_id)
+    if event.audience:
+        body["childlinkaudience"] = event.audience
     return body

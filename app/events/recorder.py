@@ -22,6 +22,7 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.events import operational
 from app.events.envelope import StoredEvent
 from app.events.sender import SendResult
 from app.events.vault import SecretBox, valid_retired
@@ -226,6 +227,12 @@ class Recorder:
         ]
         healthy, unhealthy = _health(batch)
         gone = [{"subscription_id": e.job.subscription_id} for e in batch if e.result.status == "gone"]
+        dead = [
+            (e.job.delivery_id, "aborted" if e.result.outcome == "aborted" else "exhausted")
+            for e in batch
+            if e.result.status == "dead"
+        ]
+        disabled: list[uuid.UUID] = []
         async with self.engine.begin() as conn:
             # A delivery whose lease ran out (another worker owns it now) is not updated; our
             # attempt is still history, so its row is written either way.
@@ -243,12 +250,16 @@ class Recorder:
                     },
                 )
                 if self.disable_after_seconds > 0:
-                    await conn.execute(
+                    result = await conn.execute(
                         text(_DISABLE_FAILING),
                         {"subscription_id": subscription_id, "period": self.disable_after_seconds},
                     )
+                    disabled.extend(result.scalars())
             for params in gone:
-                await conn.execute(text(_DISABLE_GONE), params)
+                disabled.extend((await conn.execute(text(_DISABLE_GONE), params)).scalars())
+            # The subscriber is told, in the same transaction (app/events/operational.py).
+            await operational.dead_lettered(conn, dead, fresh=True)
+            await operational.disabled(conn, disabled)
         self.flushes += 1
         if len(batch) > 1:
             logger.debug("recorded %d deliveries in one transaction", len(batch))

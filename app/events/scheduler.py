@@ -23,6 +23,7 @@ from app.access.policy import Policy
 from app.audit import partitions as partition_service
 from app.db import Database
 from app.models.common import utcnow
+from app.services import access_notice as access_notice_service
 from app.services import deadline as deadline_service
 from app.services import due as due_service
 
@@ -86,10 +87,15 @@ def registered_jobs(policy: Policy) -> list[TimedJob]:
     async def action_overdue(session: AsyncSession, now: datetime) -> int:
         return await deadline_service.fire_overdue_actions(session, now, policy=policy)
 
+    async def access_recorded(session: AsyncSession, now: datetime) -> int:
+        return await access_notice_service.fire_notices(session, now, policy=policy)
+
     return [
         TimedJob("care.overdue", CARE_OVERDUE_EVERY_SECONDS, care_overdue),
         TimedJob("referral.overdue", REFERRAL_OVERDUE_EVERY_SECONDS, referral_overdue),
         TimedJob("action.overdue", ACTION_OVERDUE_EVERY_SECONDS, action_overdue),
+        # Owners told of other agencies' reads of their marked children, per child per hour.
+        TimedJob("access.recorded", access_notice_service.NOTICE_EVERY_SECONDS, access_recorded),
         # The access log's monthly partitions, kept MONTHS_AHEAD ahead of the calendar.
         TimedJob(
             "audit.partitions",

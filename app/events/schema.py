@@ -125,13 +125,17 @@ def enum_values(enum: type[StrEnum]) -> list[str]:
 
 
 def data_schema(
-    type_name: str, properties: dict[str, dict[str, Any]], required: Iterable[str]
+    type_name: str,
+    properties: dict[str, dict[str, Any]],
+    required: Iterable[str],
+    *,
+    addressed: bool = False,
 ) -> dict[str, Any]:
     required = list(required)
     unknown = set(required) - properties.keys()
     if unknown:
         raise ValueError(f"{type_name}: required fields {sorted(unknown)} are not defined")
-    if not any(CATEGORY_KEY in properties[name] for name in required):
+    if not addressed and not any(CATEGORY_KEY in properties[name] for name in required):
         # An event with no categorised field would carry nothing the access layer can decide on.
         raise ValueError(f"{type_name}: at least one required field must carry a data category")
     return {

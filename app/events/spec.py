@@ -22,6 +22,9 @@ class TypeSpec:
     version: int = 1
     registry_only: bool = False
     """Emitted by the platform itself (the registry, the scheduler), never through ``POST /v1/events``."""
+    addressed: bool = False
+    """Addressed to one agency, which reads it as its own (app/events/audience.py): it carries
+    references and codes only, so none of its fields needs a data category."""
     example: dict[str, Any] | None = None
     """A valid ``data`` payload, served in the schema's ``examples`` (checked when the catalog is built)."""
 

@@ -60,7 +60,7 @@ from app.auth.scopes import Scope
 from app.config import Settings
 from app.db import Database
 from app.errors import AppError, Forbidden, NotFound
-from app.events import vault
+from app.events import audience, vault
 from app.events.envelope import envelope
 from app.events.notify import Notifier
 from app.events.recorder import Job, Recorder, Result
@@ -89,7 +89,7 @@ _DISPATCH = """
 WITH head AS (SELECT COALESCE((SELECT last_seq FROM event_sequence WHERE id = 1), 0) AS seq),
 subs AS (
     SELECT s.id, s.dispatched_seq, LEAST((SELECT seq FROM head), s.dispatched_seq + :batch) AS upto,
-           s.type_patterns, s.region_prefix, s.categories
+           s.type_patterns, s.region_prefix, s.categories, s.agency, s.reader_region
     FROM subscription AS s
     WHERE s.mode = 'webhook' AND s.status = 'active' AND s.dispatched_seq < (SELECT seq FROM head)
     FOR UPDATE SKIP LOCKED
@@ -101,8 +101,7 @@ queued AS (
     FROM subs
     JOIN outbox_event AS e ON e.seq > subs.dispatched_seq AND e.seq <= subs.upto
     WHERE EXISTS (SELECT 1 FROM unnest(subs.type_patterns) AS p WHERE e.type LIKE replace(p, '*', '%'))
-      AND e.region_code LIKE subs.region_prefix || '%'
-      AND (cardinality(subs.categories) = 0 OR e.data_categories && subs.categories)
+      AND {match}
     ORDER BY subs.id, e.seq
     RETURNING 1
 ),
@@ -110,7 +109,15 @@ advanced AS (
     UPDATE subscription AS s SET dispatched_seq = subs.upto FROM subs WHERE s.id = subs.id RETURNING 1
 )
 SELECT (SELECT count(*) FROM queued) AS queued, (SELECT count(*) FROM advanced) AS subscriptions
-"""
+""".format(  # noqa: S608 (the audience rule is a constant)
+    match=audience.match_sql(
+        subscription="subs.id",
+        agency="subs.agency",
+        region="subs.region_prefix",
+        reader_region="subs.reader_region",
+        categories="subs.categories",
+    )
+)
 
 # The claim, in one statement (a hot path: Core SQL, no ORM).
 # - Fair shares: each active subscription out of back-off may hold ``:share`` live leases at once
@@ -225,7 +232,7 @@ SELECT claimed.id AS delivery_id, claimed.attempts, claimed.retry_base, claimed.
     s.id AS subscription_id, s.agency, s.created_by_client, s.reader_region, s.url, s.secret,
     s.retired_secrets, s.purpose_of_use, now() AS claimed_at,
     e.id, e.seq, e.type, e.source, e.subject, e.time, e.data, e.data_categories, e.region_code,
-    e.publisher_agency, e.publisher_event_id, e.case_id
+    e.publisher_agency, e.publisher_event_id, e.case_id, e.audience
 FROM claimed
 JOIN subscription AS s ON s.id = claimed.subscription_id
 JOIN outbox_event AS e ON e.id = claimed.event_id
@@ -436,13 +443,8 @@ class DeliveryWorker:
         # The door may read consents: bound how many connections deliveries take at once,
         # so a busy worker queues here instead of opening (and closing) overflow connections.
         async with self._door_slots, self.db.sessionmaker() as session:
-            decision = await self.door.admit(
-                session,
-                self._reader(job, kind),
-                action="event.deliver",
-                subject=job.event.subject_for_door(),
-                categories=job.event.data_categories,
-                case_id=job.event.case_id,
+            decision = await audience.admit_event(
+                self.door, session, self._reader(job, kind), job.event, action="event.deliver"
             )
             await session.commit()
         return decision

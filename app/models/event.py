@@ -136,6 +136,12 @@ class CloudEventOut(BaseModel):
     )
     childlinkpublisherid: str | None = Field(default=None, description="The publisher's own `id`.")
     childlinkcase: uuid.UUID | None = Field(default=None, description="The case the event belongs to.")
+    childlinkaudience: str | None = Field(
+        default=None,
+        description="The one agency this event is addressed to (an operational notice about your own "
+        "subscriptions, or a notice that another agency read one of your children); no other agency "
+        "receives or can read it.",
+    )
 
 
 class EventTypePublic(BaseModel):

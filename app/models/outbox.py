@@ -43,4 +43,9 @@ class OutboxEvent(SQLModel, table=True):
     priority: int = Field(default=0, sa_column=Column(SmallInteger, nullable=False, server_default="0"))
     """Delivery priority, copied to each delivery at fan-out: the claim takes higher first
     (:data:`PRIORITY_IMMEDIATE` for a report of a child in immediate danger), 0 for the rest."""
+    audience: str | None = Field(default=None, max_length=64)
+    """The one agency the event is addressed to (``childlinkaudience``); NULL for an event every
+    matching subscription may receive. See app/events/audience.py."""
+    about_subscription: uuid.UUID | None = Field(default=None)
+    """The subscription an operational event is about; it is never delivered there."""
     created_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())

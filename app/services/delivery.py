@@ -12,6 +12,7 @@ from sqlmodel import col
 
 from app.auth.principal import Principal
 from app.errors import Conflict, NotFound
+from app.events import operational
 from app.models.common import utcnow
 from app.models.subscription import (
     DeliveryPage,
@@ -81,16 +82,22 @@ async def skip(
 ) -> DeliveryPublic:
     """Dead-letter a pending or dead delivery as ``skipped``: it is not sent again (unless
     redriven) and the child's next event goes ahead, also on a blocking subscription. An attempt
-    in flight still finishes and is recorded, but changes nothing."""
+    in flight still finishes and is recorded, but changes nothing. Skipping a pending delivery
+    emits ``platform.delivery.dead-lettered`` (reason ``skipped``) to the agency."""
     delivery = await _load(session, principal, subscription_id, delivery_id)
     if delivery.status not in SKIPPABLE:
         raise Conflict(f"A {delivery.status} delivery cannot be skipped.", code="delivery_not_skippable")
+    was = delivery.status
     now = utcnow()
     delivery.status = str(DeliveryStatus.skipped)
     delivery.lease_token = None  # an attempt in flight then records its answer but not its status
     delivery.finished_at = now
     delivery.updated_at = now
     session.add(delivery)
+    await session.flush()
+    if was == DeliveryStatus.pending:  # a dead one was reported when it died
+        assert delivery.id is not None
+        await operational.dead_lettered(await session.connection(), [(delivery.id, "skipped")])
     await session.execute(text(subscription_service.NOTIFY_SQL))
     return await _one(session, delivery)
 

@@ -17,7 +17,7 @@ from sqlmodel import col
 from app.access.door import Door, Reader
 from app.access.policy import Policy
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
-from app.events import catalog
+from app.events import audience, catalog
 from app.events.envelope import EVENT_COLUMNS, StoredEvent, envelope
 from app.models.common import utcnow
 from app.models.event import CloudEventIn, CloudEventOut, EventAccepted, EventIdempotency, EventTypePublic
@@ -204,15 +204,10 @@ async def load(session: AsyncSession, event_id: uuid.UUID) -> StoredEvent | None
 async def read(session: AsyncSession, door: Door, reader: Reader, event_id: uuid.UUID) -> dict[str, Any]:
     """One event as this reader may see it, decided and recorded by the door like any read."""
     event = await load(session, event_id)
-    if event is None or event.subject is None or not reader.principal.covers_region(event.region_code):
+    if event is None or not reader.principal.covers_region(event.region_code):
         await door.refuse_unseen(reader, action="event.read", child_id=event.subject if event else None)
     assert event is not None
-    decision = await door.admit(
-        session,
-        reader,
-        action="event.read",
-        subject=event.subject_for_door(),
-        categories=event.data_categories,
-        case_id=event.case_id,
-    )
+    if event.subject is None and event.audience is None:
+        await door.refuse_unseen(reader, action="event.read", child_id=None)
+    decision = await audience.admit_event(door, session, reader, event, action="event.read")
     return CloudEventOut.model_validate(envelope(event, decision.granted)).model_dump(mode="json")

@@ -24,6 +24,7 @@ from sqlmodel import col
 
 from app.access.door import AccessDenied, Door, Reader
 from app.errors import BadRequest, Conflict, NotFound
+from app.events import audience
 from app.events.envelope import EVENT_COLUMNS, StoredEvent, envelope
 from app.events.notify import Notifier
 from app.models.event import CloudEventOut, FeedPage
@@ -35,16 +36,23 @@ SCAN_WINDOW = 10_000
 """Sequence numbers one page looks through at most: a subscription whose filters match rarely
 still costs each call a bounded index range, and the cursor moves on by the window."""
 
+_MATCH = audience.match_sql(
+    subscription="CAST(:sub AS uuid)",
+    agency="CAST(:agency AS text)",
+    region="CAST(:region AS text)",
+    reader_region="CAST(:reader_region AS text)",
+    categories="CAST(:categories AS varchar[])",
+)
+
 _PAGE = f"""
 SELECT {EVENT_COLUMNS} FROM outbox_event AS e
 WHERE e.seq > :after AND e.seq <= :head
   AND EXISTS (SELECT 1 FROM unnest(CAST(:types AS text[])) AS p WHERE e.type LIKE replace(p, '*', '%'))
-  AND e.region_code LIKE CAST(:region AS text) || '%'
   AND e.region_code LIKE CAST(:reader_region AS text) || '%'
-  AND (cardinality(CAST(:categories AS varchar[])) = 0 OR e.data_categories && CAST(:categories AS varchar[]))
+  AND {_MATCH}
 ORDER BY e.seq
 LIMIT :limit
-"""  # noqa: S608  (EVENT_COLUMNS is a constant)
+"""  # noqa: S608  (EVENT_COLUMNS and the audience rule are constants)
 
 
 def _overlaps(sub: Subscription, region: str) -> bool:
@@ -120,6 +128,8 @@ async def _read_page(
                     "region": sub.region_prefix,
                     "reader_region": reader.principal.region,
                     "categories": list(sub.categories),
+                    "sub": sub.id,
+                    "agency": sub.agency,
                     "limit": limit,
                 },
             )
@@ -160,14 +170,7 @@ async def read(
     released: list[dict[str, Any]] = []
     for event in events:
         try:
-            decision = await door.admit(
-                session,
-                reader,
-                action="event.feed",
-                subject=event.subject_for_door(),
-                categories=event.data_categories,
-                case_id=event.case_id,
-            )
+            decision = await audience.admit_event(door, session, reader, event, action="event.feed")
         except (AccessDenied, NotFound):
             continue  # decided, and on record: nothing of it for this reader
         released.append(

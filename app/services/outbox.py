@@ -28,6 +28,7 @@ async def emit(
     categories: Sequence[DataCategory] = (),
     case_id: uuid.UUID | None = None,
     priority: int = 0,
+    audience: str | None = None,
 ) -> OutboxEvent:
     """Add an event; the caller's transaction commits it together with the change it reports.
 
@@ -36,6 +37,7 @@ async def emit(
     delivery path withholds exactly what a receiver may not see. ``categories`` is the
     emitter's own claim, used only for types outside the catalog. ``priority`` above 0 puts the
     event's deliveries ahead of every subscription's ordinary backlog (a child in danger).
+    ``audience`` addresses the event to that one agency alone (app/events/audience.py).
     """
     event_type = catalog.get(type)
     carried = [str(c) for c in categories]
@@ -57,6 +59,7 @@ async def emit(
         publisher_client=principal.client_id,
         case_id=case_id,
         priority=priority,
+        audience=audience,
     )
     session.add(event)
     await session.flush()

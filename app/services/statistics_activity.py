@@ -192,6 +192,7 @@ async def count_services(
     where = [
         "e.region_code LIKE :prefix",
         "e.type NOT LIKE :registry",
+        "e.audience IS NULL",  # notices to one agency are not services
         "e.time >= :start_at",
         "e.time < :end_at",
     ]

@@ -13,7 +13,7 @@ from sqlmodel import col
 
 from app.auth.principal import Principal
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
-from app.events import catalog, signing
+from app.events import audience, catalog, operational, signing
 from app.events.openapi import PING_TYPE
 from app.events.sender import Outcome, WebhookSender
 from app.events.vault import SecretBox, valid_retired
@@ -377,11 +377,18 @@ SELECT CAST(:sub AS uuid), 'replay', e.id, e.seq, e.subject,
 FROM outbox_event AS e
 WHERE e.seq BETWEEN CAST(:from_seq AS bigint) AND CAST(:to_seq AS bigint)
   AND EXISTS (SELECT 1 FROM unnest(CAST(:types AS text[])) AS p WHERE e.type LIKE replace(p, '*', '%'))
-  AND e.region_code LIKE CAST(:region AS text) || '%'
-  AND (cardinality(CAST(:categories AS varchar[])) = 0 OR e.data_categories && CAST(:categories AS varchar[]))
+  AND {match}
 ORDER BY e.seq
 LIMIT :limit
-"""
+""".format(  # noqa: S608 (the audience rule is a constant)
+    match=audience.match_sql(
+        subscription="CAST(:sub AS uuid)",
+        agency="CAST(:agency AS text)",
+        region="CAST(:region AS text)",
+        reader_region="CAST(:reader_region AS text)",
+        categories="CAST(:categories AS varchar[])",
+    )
+)
 
 
 async def replay(
@@ -417,6 +424,8 @@ async def replay(
                 "types": list(sub.type_patterns),
                 "region": sub.region_prefix,
                 "categories": list(sub.categories),
+                "agency": sub.agency,
+                "reader_region": sub.reader_region,
                 "limit": MAX_REPLAY + 1,
             },
         )
@@ -487,6 +496,8 @@ async def ping(
         sub.status, sub.disabled_reason = str(SubscriptionStatus.disabled), "gone"
         session.add(sub)
     await session.flush()
+    if result.outcome is Outcome.gone:
+        await operational.disabled(await session.connection(), [sub.id])
     return PingResult(
         delivered=delivered,
         webhook_id=webhook_id,

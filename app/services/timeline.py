@@ -23,6 +23,7 @@ from sqlmodel import col
 from app.access.decision import Decision
 from app.access.door import AccessDenied, Door, Reader
 from app.errors import BadRequest
+from app.events import audience
 from app.events.envelope import EVENT_COLUMNS, StoredEvent, redact
 from app.models.case import Case
 from app.models.timeline import TimelineItem, TimelinePage
@@ -34,6 +35,7 @@ MAX_PAGE = 200
 _PAGE = f"""
 SELECT {EVENT_COLUMNS} FROM outbox_event
 WHERE subject = :child AND seq IS NOT NULL AND seq < :before
+  AND (audience IS NULL OR audience = :agency)  -- another agency's notice is not on the timeline
 ORDER BY seq DESC
 LIMIT :limit
 """  # noqa: S608  (EVENT_COLUMNS is a constant)
@@ -87,11 +89,8 @@ async def timeline(
     outside the reader's region."""
     await child_service.require_child(session, door, reader, child_id, "timeline.read")
     before = _decode(cursor) if cursor else 2**62
-    rows = (
-        (await session.execute(text(_PAGE), {"child": child_id, "before": before, "limit": limit + 1}))
-        .mappings()
-        .all()
-    )
+    params = {"child": child_id, "before": before, "limit": limit + 1, "agency": reader.principal.agency}
+    rows = (await session.execute(text(_PAGE), params)).mappings().all()
     events: Sequence[StoredEvent] = [StoredEvent.from_row(r) for r in rows]
     page = list(events[:limit])
     cases = await _visible_cases(session, reader, {e.case_id for e in page if e.case_id is not None})
@@ -99,16 +98,11 @@ async def timeline(
     decisions: dict[tuple[str, tuple[str, ...], uuid.UUID | None], Decision | None] = {}
     items = []
     for event in shown:
-        key = (event.publisher_agency, tuple(event.data_categories), event.case_id)
+        key = (event.audience or event.publisher_agency, tuple(event.data_categories), event.case_id)
         if key not in decisions:
             try:
-                decisions[key] = await door.admit(
-                    session,
-                    reader,
-                    action="timeline.read",
-                    subject=event.subject_for_door(),
-                    categories=event.data_categories,
-                    case_id=event.case_id,
+                decisions[key] = await audience.admit_event(
+                    door, session, reader, event, action="timeline.read"
                 )
             except AccessDenied:
                 decisions[key] = None  # on record; the entry shows only that something happened
