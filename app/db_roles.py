@@ -174,7 +174,7 @@ async def runtime_role_problems(conn: asyncpg.Connection) -> list[str]:
     return problems
 
 
-async def enforce_least_privilege(dsn: str, *, production: bool) -> None:
+async def enforce_least_privilege(dsn: str, *, production: bool, pooled: bool = False) -> None:
     """Refuse to run in production as a role that could get round the access log's append-only
     rule (see :func:`runtime_role_problems`); in development (the embedded server runs as its
     superuser) say so once and carry on.
@@ -183,7 +183,10 @@ async def enforce_least_privilege(dsn: str, *, production: bool) -> None:
     it, and the service recovers when it returns): the check is skipped with a warning then, and
     made at the next start."""
     try:
-        conn = await asyncpg.connect(dsn, timeout=STARTUP_CHECK_TIMEOUT_SECONDS)
+        # Through a transaction-mode pooler: no cached (named) statements.
+        conn = await asyncpg.connect(
+            dsn, timeout=STARTUP_CHECK_TIMEOUT_SECONDS, statement_cache_size=0 if pooled else 100
+        )
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         logger.warning("the database role could not be checked at startup: %s", type(exc).__name__)
         return
