@@ -166,6 +166,10 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(default=1096, ge=1095, le=36_500)
     """How long the access log's monthly partitions stay in the live log (at least three years);
     older ones are exported to signed archives and detached by ``childlink audit export``."""
+    delivery_attempt_retention_days: int = Field(default=1096, ge=31, le=36_500)
+    """How long webhook delivery attempts (the attempt log of ``GET /v1/subscriptions/{id}/deliveries``)
+    are kept: the worker drops each monthly partition of ``delivery_attempt`` whose month ended
+    longer ago. The reads the deliveries made stay on the access log, under its own retention."""
     audit_archive_dir: Path = Path("audit-archive")
     """Where ``childlink audit export`` writes archives unless given ``--out``."""
     max_body_bytes: int = 1024 * 1024

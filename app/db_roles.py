@@ -26,8 +26,13 @@ logger = logging.getLogger(__name__)
 APPEND_ONLY_TABLES = ("access_log", "access_log_chain", "access_log_checkpoint", "access_log_archive")
 """Tables the service may read and append to, never change: the access log (and each of its
 partitions), its chain, its checkpoints and the record of its archives."""
-SERVICE_FUNCTIONS = ("access_log_create_partitions(integer, timestamptz)",)
-"""SECURITY DEFINER functions the service may call (creating the log's partitions ahead)."""
+SERVICE_FUNCTIONS = (
+    "access_log_create_partitions(integer, timestamptz)",
+    "delivery_attempt_create_partitions(integer, timestamptz)",
+    "delivery_attempt_drop_partitions(timestamptz)",
+)
+"""SECURITY DEFINER functions the service may call: creating the log's and the delivery attempts'
+partitions ahead, and dropping delivery attempts' partitions past their retention."""
 READ_ONLY_TABLES = ("alembic_version",)
 STARTUP_CHECK_TIMEOUT_SECONDS = 3.0
 

@@ -42,7 +42,13 @@ async def start_events(app: FastAPI, settings: Settings, listen_dsn: str | None)
             db=app.state.db,
             door=app.state.door,
             kinds=app.state.agency_kinds,
-            scheduler=Scheduler(app.state.db, registered_jobs(app.state.door.policy)),
+            scheduler=Scheduler(
+                app.state.db,
+                registered_jobs(
+                    app.state.door.policy,
+                    delivery_attempt_retention_days=settings.delivery_attempt_retention_days,
+                ),
+            ),
             settings=settings,
             notifier=notifier,
             box=box,

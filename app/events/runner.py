@@ -49,7 +49,12 @@ async def serve_worker(settings: Settings, *, once: bool = False) -> int:
         kinds=AgencyKinds(db.engine),
         settings=settings,
         notifier=notifier,
-        scheduler=Scheduler(db, registered_jobs(door.policy)),
+        scheduler=Scheduler(
+            db,
+            registered_jobs(
+                door.policy, delivery_attempt_retention_days=settings.delivery_attempt_retention_days
+            ),
+        ),
     )
     try:
         if once:
