@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -62,6 +63,19 @@ def _server_of(url: str) -> tuple[str, int, str, str, str]:
     return host, port, parts.path.lstrip("/"), unquote(parts.username or ""), unquote(parts.password or "")
 
 
+def _unprivileged_user(host: str) -> str | None:
+    """Whom pgbouncer runs as when started as root, which it refuses to stay (it reads its files
+    first): the owner of the server's socket folder (the embedded server's, which only its owner
+    may enter), otherwise nobody."""
+    if os.geteuid() != 0:
+        return None
+    if host.startswith("/"):
+        owner = pwd.getpwuid(os.stat(host).st_uid).pw_name
+        if owner != "root":
+            return owner
+    return "nobody"
+
+
 @contextlib.contextmanager
 def pgbouncer(database_url: str, folder: Path) -> Iterator[str]:
     """Run pgbouncer in transaction mode in front of ``database_url``'s database; yields the
@@ -85,9 +99,10 @@ def pgbouncer(database_url: str, folder: Path) -> Iterator[str]:
         "pool_mode = transaction\n"
         f"default_pool_size = {SERVER_CONNECTIONS}\n"
         "reserve_pool_size = 0\n"
-        "max_client_conn = 200\n" + ("user = nobody\n" if os.geteuid() == 0 else "")
-        # It refuses to run as root; it reads its files before giving root up.
+        "max_client_conn = 200\n"
     )
+    if (run_as := _unprivileged_user(host)) is not None:
+        config.write_text(config.read_text() + f"user = {run_as}\n")
     log = (folder / "pgbouncer.log").open("wb")
     process = subprocess.Popen([PGBOUNCER, str(config)], stdout=log, stderr=subprocess.STDOUT)  # noqa: S603
     try:
@@ -118,7 +133,7 @@ def _tail(log: Path) -> str:
 
 
 async def _until_it_answers(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(200):
+    for _ in range(100):
         if process.poll() is not None:
             raise RuntimeError("pgbouncer exited: " + _tail(log))
         try:
