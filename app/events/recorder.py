@@ -46,14 +46,15 @@ WHERE id = :delivery_id AND lease_token = :lease
 # It is written even when the lease ran out meanwhile (and overwrites the ``abandoned`` a later
 # claimer put there): what the receiver answered is history either way. A subscription deleted
 # mid-delivery took the row with it, and the update then matches nothing. The row was put on
-# record at the claim, so its ``sent_at`` (the partition key) is at or after the claim's time:
-# saying so lets PostgreSQL skip every older month's partition.
+# record at the claim, so its ``sent_at`` (the partition key) is the claim's time: bounding it
+# (with a day's slack) lets PostgreSQL skip every other month's partition.
 _ATTEMPT = """
 UPDATE delivery_attempt
 SET outcome = CAST(:outcome AS text), status_code = :status_code, error = CAST(:error AS text),
     duration_ms = :duration_ms, categories_withheld = CAST(:withheld AS text[]), at = now()
 WHERE delivery_id = CAST(:delivery_id AS bigint) AND attempt = :attempt
   AND sent_at >= CAST(:claimed_at AS timestamptz)
+  AND sent_at < CAST(:claimed_at AS timestamptz) + interval '1 day'
 """
 
 _DISABLE_GONE = """

@@ -3,6 +3,7 @@ worker, and past retention dropped by the scheduler, with the delivery log showi
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,7 @@ from app.db import asyncpg_dsn
 from app.events import attempt_partitions as attempt_partition_service
 from app.events.scheduler import Scheduler, registered_jobs
 from app.events.sender import WebhookSender
-from tests.conftest import bearer
+from tests.conftest import ROOT, TEST_DB_NAME, _with_database, bearer
 from tests.events.conftest import WorkerFactory
 from tests.events.helpers import DROPOUT, PREFIX, eventually, publish, subscribe
 from tests.events.receiver import Receiver
@@ -204,3 +205,61 @@ class TestRetention:
         assert dropped == []
         assert set(await attached(conn)) == before
         assert month_name(datetime.now(UTC)) in before
+
+
+class TestMigration:
+    async def test_existing_attempts_are_copied_into_their_months(
+        self, owner_database_url: str, owner_conn: asyncpg.Connection
+    ) -> None:
+        name = f"{TEST_DB_NAME}_attempts"
+        url = _with_database(owner_database_url, name)
+        await owner_conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await owner_conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            await asyncio.to_thread(_upgrade, url, "0014")
+            conn = await asyncpg.connect(asyncpg_dsn(url))
+            try:
+                await conn.execute(
+                    "INSERT INTO agency (code, name, kind) "
+                    "VALUES ('civil-affairs', 'Civil affairs', 'civil-affairs');"
+                    "INSERT INTO subscription "
+                    "(id, agency, created_by_client, mode, type_patterns, purpose_of_use) "
+                    "VALUES ('00000000-0000-0000-0000-000000000001', 'civil-affairs', 'cl_x', 'pull', "
+                    "'{x}', 'child_protection');"
+                    "INSERT INTO event_delivery (subscription_id, webhook_id, kind) "
+                    "VALUES ('00000000-0000-0000-0000-000000000001', 'msg_1', 'ping');"
+                    "INSERT INTO delivery_attempt (delivery_id, attempt, outcome, status_code, at) VALUES "
+                    "(1, 1, 'failed', 503, '2025-11-03T10:00:00Z'), (1, 2, 'delivered', 200, now())"
+                )
+                await asyncio.to_thread(_upgrade, url, "0018")
+                rows = await conn.fetch(
+                    "SELECT id, attempt, outcome, tableoid::regclass::text AS part, sent_at = at AS same "
+                    "FROM delivery_attempt ORDER BY id"
+                )
+                now = datetime.now(UTC)
+                assert [tuple(r) for r in rows] == [
+                    (1, 1, "failed", "delivery_attempt_y2025m11", True),
+                    (2, 2, "delivered", month_name(now), True),
+                ]
+                # New attempts continue the ids.
+                assert (
+                    await conn.fetchval(
+                        "INSERT INTO delivery_attempt (delivery_id, attempt, outcome) "
+                        "VALUES (1, 3, 'sending') RETURNING id"
+                    )
+                    == 3
+                )
+            finally:
+                await conn.close()
+        finally:
+            await owner_conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _upgrade(url: str, revision: str) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(ROOT / "migrations"))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    command.upgrade(config, revision)
