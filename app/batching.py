@@ -24,6 +24,7 @@ from typing import Any
 
 import asyncpg
 
+from app.db import driver_options
 from app.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -57,8 +58,10 @@ class BatchedLookup:
         max_batch: int = 500,
         timeout: float = 5.0,
         connect: Connect | None = None,
+        pooled: bool = False,
     ) -> None:
         self._dsn = dsn
+        self._pooled = pooled
         self._sql = sql
         self._key = key_column
         self._max_batch = max_batch
@@ -73,16 +76,21 @@ class BatchedLookup:
         self.failed_queries = 0
 
     async def _default_connect(self) -> asyncpg.Connection:
+        # One statement whose only parameter is an array of keys: PostgreSQL's default re-planned
+        # it for every batch (a custom plan per array), which was half the database CPU of a
+        # custody check. Its generic plan is the same index scans. Through a transaction-mode
+        # pooler the statement is unnamed and planned at each batch whatever this says, and the
+        # pooler would refuse the parameter: it is left out there (driver_options).
         return await asyncpg.connect(
             self._dsn,
             timeout=self._timeout,
-            server_settings={
-                "application_name": "childlink-lookup",
-                # One statement whose only parameter is an array of keys: PostgreSQL's default
-                # re-planned it for every batch (a custom plan per array), which was half the
-                # database CPU of a custody check. Its generic plan is the same index scans.
-                "plan_cache_mode": "force_generic_plan",
-            },
+            **driver_options(
+                pooled=self._pooled,
+                server_settings={
+                    "application_name": "childlink-lookup",
+                    "plan_cache_mode": "force_generic_plan",
+                },
+            ),
         )
 
     async def get(self, key: uuid.UUID) -> asyncpg.Record | None:

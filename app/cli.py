@@ -36,9 +36,9 @@ def migrate(settings: Settings, url: str | None = None) -> None:
     from alembic import command
     from alembic.config import Config
 
-    from app.db import resolve_database_url
+    from app.db import direct_database_url
 
-    owner_url = url or settings.migration_database_url or resolve_database_url(settings)
+    owner_url = url or settings.migration_database_url or direct_database_url(settings)
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).resolve().parent.parent / "migrations"))
     config.set_main_option("sqlalchemy.url", owner_url.replace("%", "%%"))
@@ -71,7 +71,7 @@ def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T
     from app.db import create_database, resolve_database_url
 
     async def run() -> T:
-        db = create_database(resolve_database_url(settings), pool_size=2)
+        db = create_database(resolve_database_url(settings), pool_size=2, pooled=settings.transaction_pooled)
         try:
             async with db.sessionmaker() as session:
                 result = await work(session)

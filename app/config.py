@@ -36,6 +36,16 @@ class Environment(StrEnum):
     production = "production"
 
 
+class DatabasePooler(StrEnum):
+    """What sits between the service and PostgreSQL on ``DATABASE_URL``."""
+
+    none = "none"
+    """PostgreSQL itself, or a pooler in session mode: a connection is one server session."""
+    transaction = "transaction"
+    """A pooler in transaction mode (PgBouncer's ``pool_mode = transaction``): each transaction
+    may run on another server connection, so nothing may rely on a session's state."""
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
@@ -118,6 +128,16 @@ class Settings(BaseSettings):
     env: Environment = Environment.development
     database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
     """The service's connection: in production a restricted role (see ``childlink db roles``)."""
+    database_pooler: DatabasePooler = DatabasePooler.none
+    """``transaction`` when ``DATABASE_URL`` reaches PostgreSQL through a transaction-mode pooler:
+    the service then prepares no named statements and sets nothing per session, and sends what
+    needs a session of its own to ``CHILDLINK_DATABASE_DIRECT_URL``."""
+    database_direct_url: str | None = None
+    """The service's role straight to PostgreSQL (past any pooler), for what a transaction-mode
+    pooler cannot carry: the commit notifier's ``LISTEN`` (the feed's long poll and the workers'
+    wake-up) and the operator commands. Unset: ``DATABASE_URL``; behind a transaction-mode pooler
+    nothing listens then, and waiters poll instead (the feed every half second, workers every
+    ``CHILDLINK_WORKER_POLL_SECONDS``)."""
     migration_database_url: str | None = None
     """The schema owner's connection, used by ``childlink migrate`` (and the migrate step of
     ``serve`` and ``worker``); unset: ``DATABASE_URL``, as on the embedded server."""
@@ -146,6 +166,10 @@ class Settings(BaseSettings):
     audit_retention_days: int = Field(default=1096, ge=1095, le=36_500)
     """How long the access log's monthly partitions stay in the live log (at least three years);
     older ones are exported to signed archives and detached by ``childlink audit export``."""
+    delivery_attempt_retention_days: int = Field(default=1096, ge=31, le=36_500)
+    """How long webhook delivery attempts (the attempt log of ``GET /v1/subscriptions/{id}/deliveries``)
+    are kept: the worker drops each monthly partition of ``delivery_attempt`` whose month ended
+    longer ago. The reads the deliveries made stay on the access log, under its own retention."""
     audit_archive_dir: Path = Path("audit-archive")
     """Where ``childlink audit export`` writes archives unless given ``--out``."""
     max_body_bytes: int = 1024 * 1024
@@ -226,6 +250,12 @@ class Settings(BaseSettings):
             raise ValueError("CHILDLINK_WEBHOOK_LEASE_SECONDS must exceed the webhook timeout by a second")
         return self
 
+    @model_validator(mode="after")
+    def _pooler_needs_a_url(self) -> Settings:
+        if self.transaction_pooled and not self.database_url:
+            raise ValueError("CHILDLINK_DATABASE_POOLER=transaction needs DATABASE_URL, the pooler's address")
+        return self
+
     @field_validator("trusted_issuers", mode="before")
     @classmethod
     def _issuers_from_json(cls, value: object) -> object:
@@ -266,6 +296,10 @@ class Settings(BaseSettings):
             if problems:
                 raise ValueError("; ".join(problems))
         return self
+
+    @property
+    def transaction_pooled(self) -> bool:
+        return self.database_pooler is DatabasePooler.transaction
 
     @property
     def is_development(self) -> bool:

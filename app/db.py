@@ -103,6 +103,51 @@ def asyncpg_dsn(url: str) -> str:
     return urlunsplit(("postgresql", *parts[1:]))
 
 
+def direct_database_url(settings: Settings) -> str:
+    """A URL that reaches PostgreSQL itself, past any transaction-mode pooler, for the operator
+    commands (migrations, ``audit verify``, ``audit export`` ...), which use cached statements
+    and sessions of their own: ``CHILDLINK_DATABASE_DIRECT_URL`` when set, otherwise the
+    service's URL, unless that is a transaction-mode pooler (then a clear error)."""
+    if settings.database_direct_url:
+        return settings.database_direct_url
+    if settings.transaction_pooled:
+        raise RuntimeError(
+            "DATABASE_URL is a transaction-mode pooler (CHILDLINK_DATABASE_POOLER=transaction): set "
+            "CHILDLINK_DATABASE_DIRECT_URL to reach PostgreSQL itself for this command"
+        )
+    return resolve_database_url(settings)
+
+
+def listen_dsn(settings: Settings, database_url: str) -> str | None:
+    """Where the commit notifier listens: the direct URL, or the service's own URL unless that
+    goes through a transaction-mode pooler (where a ``LISTEN`` is lost with its server
+    connection at the end of its transaction): then nowhere, and waiters poll."""
+    if settings.database_direct_url:
+        return asyncpg_dsn(settings.database_direct_url)
+    return None if settings.transaction_pooled else asyncpg_dsn(database_url)
+
+
+POOLER_STARTUP_PARAMETERS = frozenset({"application_name"})
+"""The startup parameters a transaction-mode pooler passes on. PgBouncer refuses a client that
+sends any other it does not track (``plan_cache_mode``, ``synchronous_commit`` ...), and a
+session setting would hold only on whichever server connection ran it."""
+
+
+def driver_options(*, pooled: bool, server_settings: dict[str, str]) -> dict[str, Any]:
+    """``asyncpg.connect`` keyword arguments for a connection to the service's URL.
+
+    ``pooled`` (``CHILDLINK_DATABASE_POOLER=transaction``): consecutive transactions may run on
+    different server connections. asyncpg's statement cache is turned off, so it prepares only
+    unnamed statements and re-parses each in the same message sequence as its execution (a
+    named statement would exist only on the server connection that prepared it), and only the
+    startup parameters the pooler carries are sent; a caller that needs a setting makes it
+    ``SET LOCAL`` inside its transaction."""
+    if not pooled:
+        return {"server_settings": server_settings}
+    kept = {name: value for name, value in server_settings.items() if name in POOLER_STARTUP_PARAMETERS}
+    return {"statement_cache_size": 0, "server_settings": kept}
+
+
 @dataclass
 class Database:
     engine: AsyncEngine
@@ -167,14 +212,30 @@ def opened(session: AsyncSession | OnDemandSession) -> AsyncSession:
     return session.get() if isinstance(session, OnDemandSession) else session
 
 
-def create_database(url: str, *, pool_size: int = 20) -> Database:
+def _unnamed_statement() -> str:
+    return ""
+
+
+def create_database(url: str, *, pool_size: int = 20, pooled: bool = False) -> Database:
+    """The engine and session factory. ``pooled``: ``url`` is a transaction-mode pooler, so
+    SQLAlchemy's asyncpg dialect caches no prepared statements and prepares each one unnamed
+    (an empty name), which asyncpg re-parses with its execution: no statement outlives its
+    transaction's server connection, none collides with another client's, none piles up on the
+    server. Every statement the dialect sends runs inside a transaction (it begins one first),
+    so the pooler keeps it on one server connection from BEGIN to COMMIT."""
+    connect_args = driver_options(pooled=pooled, server_settings={"application_name": "childlink"})
+    if pooled:
+        connect_args |= {
+            "prepared_statement_cache_size": 0,
+            "prepared_statement_name_func": _unnamed_statement,
+        }
     engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=False,
         pool_recycle=1800,
-        connect_args={"server_settings": {"application_name": "childlink"}},
+        connect_args=connect_args,
     )
     return Database(engine, async_sessionmaker(engine, expire_on_commit=False))
 

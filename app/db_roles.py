@@ -26,8 +26,13 @@ logger = logging.getLogger(__name__)
 APPEND_ONLY_TABLES = ("access_log", "access_log_chain", "access_log_checkpoint", "access_log_archive")
 """Tables the service may read and append to, never change: the access log (and each of its
 partitions), its chain, its checkpoints and the record of its archives."""
-SERVICE_FUNCTIONS = ("access_log_create_partitions(integer, timestamptz)",)
-"""SECURITY DEFINER functions the service may call (creating the log's partitions ahead)."""
+SERVICE_FUNCTIONS = (
+    "access_log_create_partitions(integer, timestamptz)",
+    "delivery_attempt_create_partitions(integer, timestamptz)",
+    "delivery_attempt_drop_partitions(timestamptz)",
+)
+"""SECURITY DEFINER functions the service may call: creating the log's and the delivery attempts'
+partitions ahead, and dropping delivery attempts' partitions past their retention."""
 READ_ONLY_TABLES = ("alembic_version",)
 STARTUP_CHECK_TIMEOUT_SECONDS = 3.0
 
@@ -174,7 +179,7 @@ async def runtime_role_problems(conn: asyncpg.Connection) -> list[str]:
     return problems
 
 
-async def enforce_least_privilege(dsn: str, *, production: bool) -> None:
+async def enforce_least_privilege(dsn: str, *, production: bool, pooled: bool = False) -> None:
     """Refuse to run in production as a role that could get round the access log's append-only
     rule (see :func:`runtime_role_problems`); in development (the embedded server runs as its
     superuser) say so once and carry on.
@@ -183,7 +188,10 @@ async def enforce_least_privilege(dsn: str, *, production: bool) -> None:
     it, and the service recovers when it returns): the check is skipped with a warning then, and
     made at the next start."""
     try:
-        conn = await asyncpg.connect(dsn, timeout=STARTUP_CHECK_TIMEOUT_SECONDS)
+        # Through a transaction-mode pooler: no cached (named) statements.
+        conn = await asyncpg.connect(
+            dsn, timeout=STARTUP_CHECK_TIMEOUT_SECONDS, statement_cache_size=0 if pooled else 100
+        )
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         logger.warning("the database role could not be checked at startup: %s", type(exc).__name__)
         return

@@ -20,7 +20,7 @@ from app.auth.keys import KeyRing
 from app.auth.limiter import FailureLimiter
 from app.auth.tokens import TokenVerifier
 from app.config import Settings, get_settings
-from app.db import asyncpg_dsn, create_database, resolve_database_url
+from app.db import asyncpg_dsn, create_database, listen_dsn, resolve_database_url
 from app.db_roles import enforce_least_privilege
 from app.direct import DirectRoutes
 from app.docs import install_docs
@@ -136,15 +136,18 @@ TAGS = [
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     database_url = resolve_database_url(settings)
-    await enforce_least_privilege(asyncpg_dsn(database_url), production=not settings.is_development)
-    db = create_database(database_url, pool_size=settings.db_pool_size)
+    pooled = settings.transaction_pooled
+    await enforce_least_privilege(
+        asyncpg_dsn(database_url), production=not settings.is_development, pooled=pooled
+    )
+    db = create_database(database_url, pool_size=settings.db_pool_size, pooled=pooled)
     keys = KeyRing(settings.resolved_key_dir, create_if_empty=settings.is_development)
     app.state.db = db
     app.state.keys = keys
     app.state.token_verifier = TokenVerifier(keys, settings)
     app.state.client_directory = ClientDirectory(db.engine, settings.client_status_ttl_seconds)
     app.state.agency_kinds = AgencyKinds(db.engine)
-    app.state.consent_lookup = consent_lookup(asyncpg_dsn(database_url))
+    app.state.consent_lookup = consent_lookup(asyncpg_dsn(database_url), pooled=pooled)
     app.state.door = Door(
         load_policy(),
         await start_audit(
@@ -153,12 +156,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             keys=keys,
             issuer=settings.issuer,
             checkpoint_seconds=settings.audit_checkpoint_seconds,
+            pooled=pooled,
         ),
         consents=app.state.consent_lookup,
         break_glass_daily_limit=settings.break_glass_daily_limit,
     )
-    await start_events(app, settings)
-    app.state.custody_lookup = guardianship_service.custody_lookup(asyncpg_dsn(database_url))
+    await start_events(app, settings, listen_dsn(settings, database_url))
+    app.state.custody_lookup = guardianship_service.custody_lookup(asyncpg_dsn(database_url), pooled=pooled)
     # Everything built so far (routes, models, SQLAlchemy metadata, policy) lives as long as the
     # process: move it out of the collector's view, so each full collection scans only what
     # requests allocate. Without this, a full collection under load walked ~170k long-lived

@@ -73,7 +73,7 @@ def test_the_api_reaches_only_postgresql_and_the_workers_also_the_outside() -> N
     policies = by_kind("NetworkPolicy")
     assert policies["default-deny"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
     api_ports = {p["port"] for rule in policies["childlink-api"]["spec"]["egress"] for p in rule["ports"]}
-    assert api_ports == {5432, 53}
+    assert api_ports == {5432, 6432, 53}  # PostgreSQL, its PgBouncer, DNS
     assert not any(
         "ipBlock" in peer for rule in policies["childlink-api"]["spec"]["egress"] for peer in rule["to"]
     )

@@ -157,8 +157,8 @@ region covers. Read in the request's transaction: a referral counts from the mom
 and stops counting the moment it is answered or withdrawn."""
 
 
-def consent_lookup(dsn: str) -> BatchedLookup:
-    return BatchedLookup(dsn, ACTIVE_CONSENTS_SQL, "child_id")
+def consent_lookup(dsn: str, *, pooled: bool = False) -> BatchedLookup:
+    return BatchedLookup(dsn, ACTIVE_CONSENTS_SQL, "child_id", pooled=pooled)
 
 
 class Door:

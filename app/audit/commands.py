@@ -29,7 +29,7 @@ from app.audit.sealer import seal_committed
 from app.audit.verify import ANCHOR_NOTE, anchored_note, parse_anchor, verify
 from app.auth.keys import KeyRing
 from app.config import Settings
-from app.db import asyncpg_dsn, resolve_database_url
+from app.db import asyncpg_dsn, direct_database_url
 
 T = TypeVar("T")
 
@@ -41,7 +41,7 @@ def _fail(message: str, code: int = 1) -> int:
 
 def _with_conn(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
     async def run() -> T:
-        conn = await asyncpg.connect(asyncpg_dsn(resolve_database_url(settings)))
+        conn = await asyncpg.connect(asyncpg_dsn(direct_database_url(settings)))
         try:
             return await work(conn)
         finally:
@@ -135,7 +135,7 @@ def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
     keys = KeyRing(settings.resolved_key_dir, create_if_empty=settings.is_development)
     out_dir = Path(args.out) if args.out else settings.audit_archive_dir
     # Detaching needs the tables' owner, the role migrations run as.
-    owner_url = settings.migration_database_url or resolve_database_url(settings)
+    owner_url = settings.migration_database_url or direct_database_url(settings)
 
     async def run() -> list[str]:
         conn = await asyncpg.connect(asyncpg_dsn(owner_url))

@@ -12,7 +12,7 @@ from app.audit.checkpoints import take_checkpoint
 from app.audit.sealer import AfterRound, seal_forever
 from app.audit.writer import AuditWriter
 from app.auth.keys import KeyRing
-from app.db import asyncpg_dsn
+from app.db import asyncpg_dsn, driver_options
 
 
 async def start_audit(
@@ -23,13 +23,16 @@ async def start_audit(
     keys: KeyRing | None = None,
     issuer: str = "",
     checkpoint_seconds: float = 300.0,
+    pooled: bool = False,
 ) -> AuditWriter:
     """Create the writer (``app.state.audit``; it connects on first use) and start the
     background sealer (``app.state.audit_sealer``), which also signs a checkpoint every
     ``checkpoint_seconds`` when given the platform's ``keys``. Connects to nothing yet, so a
-    database that is still starting does not stop the app from starting."""
+    database that is still starting does not stop the app from starting. ``pooled``:
+    ``database_url`` is a transaction-mode pooler; the sealer needs no session of its own (its
+    advisory lock is transaction-scoped), so both go through it."""
     dsn = asyncpg_dsn(database_url)
-    writer = AuditWriter(dsn)
+    writer = AuditWriter(dsn, pooled=pooled)
     after_round: AfterRound | None = None
     if keys is not None:
         signing_keys = keys
@@ -39,7 +42,9 @@ async def start_audit(
 
     async def connect_sealer() -> asyncpg.Connection:
         return await asyncpg.connect(
-            dsn, timeout=5.0, server_settings={"application_name": "childlink-sealer"}
+            dsn,
+            timeout=5.0,
+            **driver_options(pooled=pooled, server_settings={"application_name": "childlink-sealer"}),
         )
 
     app.state.audit = writer

@@ -33,6 +33,7 @@ from typing import Any
 import asyncpg
 
 from app.audit.records import CONTENT_FIELDS, AccessRecord, canonical_json
+from app.db import driver_options
 from app.errors import ServiceUnavailable
 
 logger = logging.getLogger(__name__)
@@ -106,8 +107,10 @@ class AuditWriter:
         max_batch: int = 2000,
         timeout: float = 5.0,
         connect: Connect | None = None,
+        pooled: bool = False,
     ) -> None:
         self._dsn = dsn
+        self._pooled = pooled
         self._max_batch = max_batch
         self._timeout = timeout
         self._connect = connect or self._default_connect
@@ -123,8 +126,12 @@ class AuditWriter:
         return await asyncpg.connect(
             self._dsn,
             timeout=self._timeout,
-            # Durable before the read is served, whatever the database's default says.
-            server_settings={"application_name": "childlink-audit", "synchronous_commit": "on"},
+            # Durable before the read is served, whatever the database's default says (through a
+            # transaction-mode pooler, per transaction instead: see _insert).
+            **driver_options(
+                pooled=self._pooled,
+                server_settings={"application_name": "childlink-audit", "synchronous_commit": "on"},
+            ),
         )
 
     async def record(self, record: AccessRecord) -> int:
@@ -239,8 +246,15 @@ class AuditWriter:
         conn = await self._connection()
         # One statement outside an explicit transaction: it commits by itself, in one round trip.
         # On timeout the INSERT may still commit; a record of an unserved read is the safe side
-        # of that race.
-        returned = await conn.fetch(INSERT_SQL, payload, timeout=self._timeout)
+        # of that race. Through a transaction-mode pooler the connection carries no session
+        # setting, so synchronous commit is set for the batch's own transaction (two more round
+        # trips per batch, not per record).
+        if self._pooled:
+            async with conn.transaction():
+                await conn.execute("SET LOCAL synchronous_commit = on", timeout=self._timeout)
+                returned = await conn.fetch(INSERT_SQL, payload, timeout=self._timeout)
+        else:
+            returned = await conn.fetch(INSERT_SQL, payload, timeout=self._timeout)
         ids_by_hash: dict[str, list[int]] = {}
         for row in returned:
             ids_by_hash.setdefault(row["row_hash"], []).append(row["id"])

@@ -8,7 +8,6 @@ import contextlib
 from fastapi import FastAPI, Request
 
 from app.config import Settings
-from app.db import asyncpg_dsn
 from app.events import vault
 from app.events.notify import Notifier
 from app.events.scheduler import Scheduler, registered_jobs
@@ -22,18 +21,19 @@ def runs_worker(settings: Settings) -> bool:
     return settings.run_worker if settings.run_worker is not None else settings.database_url is None
 
 
-async def start_events(app: FastAPI, settings: Settings) -> None:
-    """The webhook sender (for pings), the commit notifier (for the feed's long poll) and, when
-    configured, an in-process delivery worker (``app.state.delivery_worker``).
+async def start_events(app: FastAPI, settings: Settings, listen_dsn: str | None) -> None:
+    """The webhook sender (for pings), the commit notifier (for the feed's long poll, listening
+    on ``listen_dsn``; none when that is None, and waiters poll) and, when configured, an
+    in-process delivery worker (``app.state.delivery_worker``).
 
     Connects to nothing before the first use, so a database that is still starting does not
     stop the app from starting."""
     app.state.webhook_sender = WebhookSender(settings, max_connections=10)
     box = vault.load(settings.resolved_key_dir, create_if_missing=settings.is_development)
     app.state.webhook_secret_box = box
-    url = app.state.db.engine.url.render_as_string(hide_password=False)
-    notifier = Notifier(asyncpg_dsn(url))
-    notifier.start()
+    notifier = Notifier(listen_dsn) if listen_dsn is not None else None
+    if notifier is not None:
+        notifier.start()
     app.state.event_notifier = notifier
     app.state.delivery_worker = None
     app.state.delivery_worker_task = None
@@ -42,7 +42,13 @@ async def start_events(app: FastAPI, settings: Settings) -> None:
             db=app.state.db,
             door=app.state.door,
             kinds=app.state.agency_kinds,
-            scheduler=Scheduler(app.state.db, registered_jobs(app.state.door.policy)),
+            scheduler=Scheduler(
+                app.state.db,
+                registered_jobs(
+                    app.state.door.policy,
+                    delivery_attempt_retention_days=settings.delivery_attempt_retention_days,
+                ),
+            ),
             settings=settings,
             notifier=notifier,
             box=box,
@@ -82,6 +88,6 @@ def get_secret_box(request: Request) -> vault.SecretBox:
     return box
 
 
-def get_notifier(request: Request) -> Notifier:
-    notifier: Notifier = request.app.state.event_notifier
+def get_notifier(request: Request) -> Notifier | None:
+    notifier: Notifier | None = request.app.state.event_notifier
     return notifier

@@ -16,7 +16,7 @@ from app.access.door import Door, consent_lookup
 from app.access.policy import load_policy
 from app.audit.writer import AuditWriter
 from app.config import Settings
-from app.db import asyncpg_dsn, create_database, resolve_database_url
+from app.db import asyncpg_dsn, create_database, listen_dsn, resolve_database_url
 from app.db_roles import enforce_least_privilege
 from app.events.notify import Notifier
 from app.events.scheduler import Scheduler, registered_jobs
@@ -29,31 +29,40 @@ logger = logging.getLogger(__name__)
 async def serve_worker(settings: Settings, *, once: bool = False) -> int:
     database_url = resolve_database_url(settings)
     dsn = asyncpg_dsn(database_url)
-    await enforce_least_privilege(dsn, production=not settings.is_development)
+    pooled = settings.transaction_pooled
+    await enforce_least_privilege(dsn, production=not settings.is_development, pooled=pooled)
     # Deliveries take pool connections only while the door decides (at most half the pool at
     # once, see DeliveryWorker), plus the claim, fan-out and recorder: never the overflow, whose
     # connections are closed on return and would be reopened for every delivery.
-    db = create_database(database_url, pool_size=settings.worker_concurrency // 2 + 4)
-    audit = AuditWriter(dsn)
-    consents = consent_lookup(dsn)
+    db = create_database(database_url, pool_size=settings.worker_concurrency // 2 + 4, pooled=pooled)
+    audit = AuditWriter(dsn, pooled=pooled)
+    consents = consent_lookup(dsn, pooled=pooled)
     door = Door(
         load_policy(), audit, consents=consents, break_glass_daily_limit=settings.break_glass_daily_limit
     )
-    notifier = Notifier(dsn)
+    # Behind a transaction-mode pooler without a direct URL nothing listens: the worker polls.
+    notify_dsn = listen_dsn(settings, database_url)
+    notifier = Notifier(notify_dsn) if notify_dsn is not None else None
     worker = DeliveryWorker(
         db=db,
         door=door,
         kinds=AgencyKinds(db.engine),
         settings=settings,
         notifier=notifier,
-        scheduler=Scheduler(db, registered_jobs(door.policy)),
+        scheduler=Scheduler(
+            db,
+            registered_jobs(
+                door.policy, delivery_attempt_retention_days=settings.delivery_attempt_retention_days
+            ),
+        ),
     )
     try:
         if once:
             sent = await worker.run_once()
             print(f"delivered {worker.delivered} of {sent} claimed deliveries", flush=True)
             return 0
-        notifier.start()
+        if notifier is not None:
+            notifier.start()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop)
@@ -63,7 +72,8 @@ async def serve_worker(settings: Settings, *, once: bool = False) -> int:
         return 0
     finally:
         await worker.aclose()
-        await notifier.aclose()
+        if notifier is not None:
+            await notifier.aclose()
         await audit.aclose()
         await consents.aclose()
         await db.dispose()

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.access.policy import Policy
 from app.audit import partitions as partition_service
 from app.db import Database
+from app.events import attempt_partitions as attempt_partition_service
 from app.models.common import utcnow
 from app.services import access_notice as access_notice_service
 from app.services import deadline as deadline_service
@@ -71,11 +72,14 @@ class Scheduler:
 
 
 CARE_OVERDUE_EVERY_SECONDS = 300.0
+DEFAULT_ATTEMPT_RETENTION_DAYS = 1096
 REFERRAL_OVERDUE_EVERY_SECONDS = 60.0
 ACTION_OVERDUE_EVERY_SECONDS = 60.0
 
 
-def registered_jobs(policy: Policy) -> list[TimedJob]:
+def registered_jobs(
+    policy: Policy, *, delivery_attempt_retention_days: int = DEFAULT_ATTEMPT_RETENTION_DAYS
+) -> list[TimedJob]:
     """Every timed job the worker runs."""
 
     async def care_overdue(session: AsyncSession, now: datetime) -> int:
@@ -90,6 +94,11 @@ def registered_jobs(policy: Policy) -> list[TimedJob]:
     async def access_recorded(session: AsyncSession, now: datetime) -> int:
         return await access_notice_service.fire_notices(session, now, policy=policy)
 
+    async def attempt_partitions(session: AsyncSession, now: datetime) -> int:
+        return await attempt_partition_service.keep(
+            session, now, retention_days=delivery_attempt_retention_days
+        )
+
     return [
         TimedJob("care.overdue", CARE_OVERDUE_EVERY_SECONDS, care_overdue),
         TimedJob("referral.overdue", REFERRAL_OVERDUE_EVERY_SECONDS, referral_overdue),
@@ -101,5 +110,11 @@ def registered_jobs(policy: Policy) -> list[TimedJob]:
             "audit.partitions",
             partition_service.CREATE_PARTITIONS_EVERY_SECONDS,
             partition_service.create_ahead,
+        ),
+        # The delivery attempts' monthly partitions: ahead of the calendar, and past retention dropped.
+        TimedJob(
+            "events.attempt-partitions",
+            attempt_partition_service.KEEP_PARTITIONS_EVERY_SECONDS,
+            attempt_partitions,
         ),
     ]

@@ -139,6 +139,10 @@ class DeliveryAttempt(SQLModel, table=True):
     )
     worker: str | None = Field(default=None, max_length=64)
     at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    """When the attempt finished (or, while ``sending``, began)."""
+    sent_at: datetime = Field(default_factory=utcnow, sa_column=timestamp_column())
+    """When the attempt was put on record, never changed: the table's monthly partition key
+    (migration 0018). The table's key is ``(id, sent_at)``; ``id`` alone is unique too."""
 
 
 _TYPES_DESCRIPTION = (

@@ -129,7 +129,7 @@ async def read_feed(
     session: Session,
     door: DoorDep,
     reader: Annotated[Reader, Security(get_reader, scopes=[Scope.events_read])],
-    notifier: Annotated[Notifier, Depends(get_notifier)],
+    notifier: Annotated[Notifier | None, Depends(get_notifier)],
     after: Annotated[
         int, Query(ge=0, le=BIGINT_MAX, description="The `next_after` of your previous page; 0 to start.")
     ] = 0,

@@ -250,8 +250,8 @@ def _risk_flags(stored: list[str], missing: bool) -> list[str]:
     return flags
 
 
-def custody_lookup(dsn: str) -> BatchedLookup:
-    return BatchedLookup(dsn, CUSTODY_SQL, "child_id")
+def custody_lookup(dsn: str, *, pooled: bool = False) -> BatchedLookup:
+    return BatchedLookup(dsn, CUSTODY_SQL, "child_id", pooled=pooled)
 
 
 async def custody(

@@ -302,13 +302,21 @@ async def rotate_secret(
     return SecretRotated(secret=secret, previous_secret_valid_until=valid_until)
 
 
+ATTEMPTS_AFTER_DELIVERY_SLACK = timedelta(days=1)
+
+
 async def delivery_items(session: AsyncSession, rows: list[EventDelivery]) -> list[DeliveryPublic]:
     """Deliveries as the API shows them, each with its attempts in order."""
     attempts: dict[int, list[AttemptPublic]] = {}
     if rows:
+        # No attempt is older than its delivery: bounding the partition key by the oldest
+        # delivery's creation (a day early, for any clock skew between hosts) leaves out the
+        # partitions of every earlier month.
+        since = min(r.created_at for r in rows) - ATTEMPTS_AFTER_DELIVERY_SLACK
         found = await session.execute(
             select(DeliveryAttempt)
             .where(col(DeliveryAttempt.delivery_id).in_([r.id for r in rows]))
+            .where(col(DeliveryAttempt.sent_at) >= since)
             .order_by(col(DeliveryAttempt.id))
         )
         for attempt in found.scalars():
