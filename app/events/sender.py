@@ -1,5 +1,11 @@
 """Sending one signed webhook request, safely: the URL re-checked after DNS resolution, the
-connection pinned to the checked address, no redirects, a hard deadline, the body never read."""
+connection pinned to the checked address, no redirects, a hard deadline, at most a small answer
+body read (and discarded).
+
+Connections are kept alive per receiver (one client per worker): an answer whose body is read to
+its end leaves the connection ready for the next delivery, where opening and closing a TCP (and
+TLS) connection per delivery cost more than the delivery itself. A body larger than
+:data:`MAX_ANSWER_BODY` is not read further; that connection is closed instead of reused."""
 
 from __future__ import annotations
 
@@ -24,6 +30,9 @@ ANSWER_GRACE_SECONDS = 0.25
 """After the deadline, how long to let an answer already on the socket be read before calling the
 attempt a timeout: a worker paused past its deadline (SIGSTOP, a VM frozen) finds the receiver's
 answer waiting when it resumes, and records that answer instead of a timeout it did not suffer."""
+MAX_ANSWER_BODY = 64 * 1024
+"""Bytes of an answer's body read (and thrown away) so its connection can be reused."""
+RETRY_AFTER = "retry-after"
 ABORT_HEADER = "webhook-delivery"
 ABORT_VALUE = "abort-message"
 
@@ -143,41 +152,64 @@ class WebhookSender:
         if not done:
             exchange.cancel()
             with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
-                await exchange
+                late = await exchange
+                await late.aclose()  # answered just as it was cancelled: drop that connection
             return SendResult(Outcome.failed, error="timeout", duration_ms=elapsed())
         try:
-            status, answer = exchange.result()
+            response = exchange.result()
         except httpx.HTTPError as exc:
             # The class name only: an exception message may quote the URL.
             return SendResult(Outcome.failed, error=type(exc).__name__, duration_ms=elapsed())
-        retry_after = parse_retry_after(answer.get("retry-after"))
+        status = response.status_code
+        answer = {k: response.headers[k] for k in (RETRY_AFTER, ABORT_HEADER) if k in response.headers}
+        took = elapsed()
+        await self._release(response)
+        retry_after = parse_retry_after(answer.get(RETRY_AFTER))
         if 200 <= status < 300:
-            return SendResult(Outcome.delivered, status, duration_ms=elapsed())
+            return SendResult(Outcome.delivered, status, duration_ms=took)
         if status == 410:
-            return SendResult(Outcome.gone, status, error="receiver answered 410 Gone", duration_ms=elapsed())
+            return SendResult(Outcome.gone, status, error="receiver answered 410 Gone", duration_ms=took)
         if answer.get(ABORT_HEADER, "").strip().lower() == ABORT_VALUE:
             return SendResult(
                 Outcome.aborted,
                 status,
                 error=f"receiver answered {status}, abort-message",
-                duration_ms=elapsed(),
+                duration_ms=took,
             )
         error = "redirect not followed" if 300 <= status < 400 else f"receiver answered {status}"
-        return SendResult(Outcome.failed, status, error=error, duration_ms=elapsed(), retry_after=retry_after)
+        return SendResult(Outcome.failed, status, error=error, duration_ms=took, retry_after=retry_after)
 
     async def _exchange(
         self, destination: ssrf.Destination, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, dict[str, str]]:
-        """POST and read the status line and headers only (the body is never read)."""
-        async with self.client.stream(
+    ) -> httpx.Response:
+        """POST and return once the status line and headers are in (the body still unread)."""
+        request = self.client.build_request(
             "POST",
             _pinned_url(destination, destination.addresses[0]),
             content=body,
             headers=headers,
             extensions={"sni_hostname": destination.host},
-        ) as response:
-            wanted = ("retry-after", ABORT_HEADER)
-            return response.status_code, {k: response.headers[k] for k in wanted if k in response.headers}
+        )
+        return await self.client.send(request, stream=True)
+
+    async def _release(self, response: httpx.Response) -> None:
+        """Drain up to :data:`MAX_ANSWER_BODY` of the body (never kept), briefly, so the
+        connection goes back to the pool for the next delivery. The answer is its status line:
+        a body that is large, slow or broken off costs only the connection (closed, not
+        reused), never the outcome."""
+        drained = 0
+        try:
+            async with asyncio.timeout(ANSWER_GRACE_SECONDS):
+                async for chunk in response.aiter_raw():
+                    drained += len(chunk)
+                    if drained > MAX_ANSWER_BODY:
+                        break
+        except (TimeoutError, httpx.HTTPError):
+            pass
+        finally:
+            # After a whole body this hands the connection back; otherwise it closes it.
+            with contextlib.suppress(httpx.HTTPError):
+                await response.aclose()
 
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -54,7 +54,7 @@ from app.access.door import Door, Reader
 from app.auth.principal import Principal
 from app.auth.scopes import Scope
 from app.config import Settings
-from app.db import Database
+from app.db import Database, OnDemandSession
 from app.errors import AppError, Forbidden, NotFound
 from app.events import vault
 from app.events.envelope import envelope
@@ -74,6 +74,10 @@ _PRUNE = "DELETE FROM event_idempotency WHERE created_at < now() - make_interval
 
 DISPATCH_BATCH = 1000
 """Events fanned out per subscription per round: keeps each transaction short during catch-up."""
+
+GATHER_SECONDS = 0.005
+"""After a wake-up, how long the loop lets notifications and finished deliveries pile up before
+its next round of queries: a few milliseconds of latency for a round shared by all of them."""
 
 _DISABLE_REVOKED = """
 UPDATE subscription AS s SET status = 'disabled', disabled_reason = 'client_revoked', updated_at = now()
@@ -271,16 +275,20 @@ class DeliveryWorker:
         )
         pool_size = getattr(db.engine.pool, "size", lambda: 10)()
         self._door_slots = asyncio.Semaphore(max(2, min(settings.worker_concurrency, pool_size // 2)))
+        self._investigation_purposes = frozenset(str(p) for p in door.policy.investigation_purposes)
         self.delivered = 0
         self.scheduler = scheduler
         """The timed jobs (app/events/scheduler.py), run between rounds: one worker, one scheduler."""
 
     # -- the rounds ------------------------------------------------------------------------
 
-    async def dispatch(self) -> int:
-        """Fan new events out to webhook subscriptions; returns how many deliveries were queued."""
+    async def dispatch(self, *, housekeeping: bool = True) -> int:
+        """Fan new events out to webhook subscriptions; returns how many deliveries were queued.
+        ``housekeeping`` also disables the subscriptions of revoked clients first (the loop does
+        that once per poll interval, not on every wake-up)."""
         async with self.db.engine.begin() as conn:
-            await conn.execute(text(_DISABLE_REVOKED))
+            if housekeeping:
+                await conn.execute(text(_DISABLE_REVOKED))
             row = (await conn.execute(text(_DISPATCH), {"batch": DISPATCH_BATCH})).one()
         return int(row.queued)
 
@@ -326,15 +334,26 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Until :meth:`stop`: fan out (when a commit was notified, or every poll interval),
         claim what there is room for, then wait for a notification, a finished delivery (which
-        may unblock the next event for its child) or the poll interval."""
+        may unblock the next event for its child) or the poll interval.
+
+        A busy exchange wakes the loop hundreds of times a second (every publish notifies, every
+        delivery finishes); after a wake-up the loop lets :data:`GATHER_SECONDS` pass, so one
+        fan-out and one claim serve every event and every free slot of that moment instead of
+        one round of queries each."""
         backoff = 0.5
-        fan_out_due, last_fan_out, last_prune = True, 0.0, 0.0
+        fan_out_due, last_fan_out, last_housekeeping, last_prune = True, 0.0, 0.0, 0.0
+        notified_at_fan_out = -1
         poll = self.settings.worker_poll_seconds
         while not self._stopping.is_set():
             try:
-                if fan_out_due or time.monotonic() - last_fan_out >= poll:
-                    last_fan_out, fan_out_due = time.monotonic(), False
-                    await self.dispatch()
+                now = time.monotonic()
+                if fan_out_due or now - last_fan_out >= poll:
+                    housekeeping = now - last_housekeeping >= poll
+                    last_fan_out, fan_out_due = now, False
+                    notified_at_fan_out = self.notifier.generation if self.notifier is not None else 0
+                    if housekeeping:
+                        last_housekeeping = now
+                    await self.dispatch(housekeeping=housekeeping)
                 if time.monotonic() - last_prune >= 3600:
                     last_prune = time.monotonic()
                     await self.prune()
@@ -355,11 +374,15 @@ class DeliveryWorker:
                 backoff = min(backoff * 2, 10.0)
                 fan_out_due = True
                 continue
-            if await self._pause(poll) != "finished":
-                fan_out_due = True
+            woke = await self._pause(poll)
+            if woke in ("finished", "notified"):
+                await asyncio.sleep(GATHER_SECONDS)
+            # Fan out again when anything committed since the last fan-out (during the gathering
+            # pause too); without a notifier, on every wake-up but a finished delivery.
+            if self.notifier is not None:
+                fan_out_due = woke == "timeout" or self.notifier.generation != notified_at_fan_out
             else:
-                # Let a few more deliveries finish, so one claim query serves several slots.
-                await asyncio.sleep(0.002)
+                fan_out_due = woke != "finished"
         await self._drain()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -422,10 +445,19 @@ class DeliveryWorker:
         )
 
     async def _decide(self, job: Job, kind: str) -> Any:
-        # The door may read consents: bound how many connections deliveries take at once,
-        # so a busy worker queues here instead of opening (and closing) overflow connections.
-        async with self._door_slots, self.db.sessionmaker() as session:
-            decision = await self.door.admit(
+        # The door opens a session only for the rare decision that reads in a transaction (the
+        # open referrals of an event's case, an investigation); the rest read no more than the
+        # batched consent lookup and write only the access-log record. Those that may open one
+        # are bounded, so a busy worker queues here instead of opening (and closing) overflow
+        # connections.
+        if job.event.case_id is None and job.purpose not in self._investigation_purposes:
+            return await self._admit(job, kind)
+        async with self._door_slots:
+            return await self._admit(job, kind)
+
+    async def _admit(self, job: Job, kind: str) -> Any:
+        async with OnDemandSession(self.db.sessionmaker) as session:
+            return await self.door.admit(
                 session,
                 self._reader(job, kind),
                 action="event.deliver",
@@ -433,8 +465,6 @@ class DeliveryWorker:
                 categories=job.event.data_categories,
                 case_id=job.event.case_id,
             )
-            await session.commit()
-        return decision
 
     async def _attempt(self, job: Job) -> Result:
         kind = await self.kinds.kind(job.agency)
