@@ -165,8 +165,8 @@ class Receivers:
                 writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
                 await writer.drain()
                 del line
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the sender hung up, or the bench is closing its kept-alive connections
         finally:
             writer.close()
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ipaddress
 import time
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -104,25 +105,55 @@ def _host_header(destination: ssrf.Destination) -> str:
     return host if destination.port == default else f"{host}:{destination.port}"
 
 
+MAX_RECEIVERS = 1024
+"""Receivers (address, port, TLS name) whose connections one sender keeps at most; beyond it the
+least recently used idle one is closed."""
+
+
 class WebhookSender:
-    """One HTTP client per worker; :meth:`send` never raises for anything the receiver does."""
+    """One HTTP client per receiver, kept alive; :meth:`send` never raises for anything the
+    receiver does.
+
+    Per receiver, not one for all: httpx's pool looks at each of its connections for every
+    request, so one shared pool of a few hundred connections spent more time choosing a
+    connection than sending on it. ``max_connections`` bounds each receiver's."""
 
     def __init__(self, settings: Settings, *, max_connections: int = 100) -> None:
         self.settings = settings
         self.allow = ssrf.AllowList.parse(settings.webhook_allowed_hosts)
         self.allow_http = settings.is_development
         self.timeout = settings.webhook_timeout_seconds
-        self.client = httpx.AsyncClient(
+        self.max_connections = max_connections
+        self._clients: OrderedDict[tuple[str, str, int, str], httpx.AsyncClient] = OrderedDict()
+        self._busy: Counter[tuple[str, str, int, str]] = Counter()
+        self._closing: set[asyncio.Future[None]] = set()
+
+    def _client(self, key: tuple[str, str, int, str]) -> httpx.AsyncClient:
+        client = self._clients.get(key)
+        if client is not None:
+            self._clients.move_to_end(key)
+            return client
+        if len(self._clients) >= MAX_RECEIVERS:
+            idle = next((k for k in self._clients if not self._busy[k]), None)
+            if idle is not None:
+                # Idle: no request of ours is on its connections, so closing cuts nothing short.
+                closing = asyncio.ensure_future(self._clients.pop(idle).aclose())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+        client = self._clients[key] = httpx.AsyncClient(
             follow_redirects=False,
             # No timeouts of httpx's own: they cancel a read whose answer is already on the socket
             # when a paused worker resumes. The one deadline is send()'s, with its grace.
             timeout=httpx.Timeout(None),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            limits=httpx.Limits(
+                max_connections=self.max_connections, max_keepalive_connections=self.max_connections
+            ),
             # No proxy from the environment: it would connect somewhere other than the address
             # that passed the check.
             trust_env=False,
             headers={"user-agent": USER_AGENT, "content-type": "application/json"},
         )
+        return client
 
     async def check(self, url: str) -> ssrf.Destination:
         return await ssrf.check(url, self.allow, allow_http=self.allow_http)
@@ -153,7 +184,7 @@ class WebhookSender:
             exchange.cancel()
             with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
                 late = await exchange
-                await late.aclose()  # answered just as it was cancelled: drop that connection
+                await self._release(late)  # answered just as it was cancelled
             return SendResult(Outcome.failed, error="timeout", duration_ms=elapsed())
         try:
             response = exchange.result()
@@ -183,14 +214,29 @@ class WebhookSender:
         self, destination: ssrf.Destination, body: bytes, headers: dict[str, str]
     ) -> httpx.Response:
         """POST and return once the status line and headers are in (the body still unread)."""
-        request = self.client.build_request(
+        address = destination.addresses[0]
+        key = (destination.url.scheme, str(address), destination.port, destination.host)
+        client = self._client(key)
+        request = client.build_request(
             "POST",
-            _pinned_url(destination, destination.addresses[0]),
+            _pinned_url(destination, address),
             content=body,
             headers=headers,
             extensions={"sni_hostname": destination.host},
         )
-        return await self.client.send(request, stream=True)
+        self._busy[key] += 1
+        try:
+            response = await client.send(request, stream=True)
+        except BaseException:
+            self._release_key(key)
+            raise
+        response.extensions["childlink_receiver"] = key
+        return response
+
+    def _release_key(self, key: tuple[str, str, int, str]) -> None:
+        self._busy[key] -= 1
+        if self._busy[key] <= 0:
+            del self._busy[key]
 
     async def _release(self, response: httpx.Response) -> None:
         """Drain up to :data:`MAX_ANSWER_BODY` of the body (never kept), briefly, so the
@@ -210,6 +256,9 @@ class WebhookSender:
             # After a whole body this hands the connection back; otherwise it closes it.
             with contextlib.suppress(httpx.HTTPError):
                 await response.aclose()
+            self._release_key(response.extensions["childlink_receiver"])
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        clients, self._clients = list(self._clients.values()), OrderedDict()
+        for client in clients:
+            await client.aclose()
