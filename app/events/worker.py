@@ -48,6 +48,7 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.access.deps import AgencyKinds
 from app.access.door import Door, Reader
@@ -287,9 +288,12 @@ class DeliveryWorker:
         ``housekeeping`` also disables the subscriptions of revoked clients first (the loop does
         that once per poll interval, not on every wake-up)."""
         async with self.db.engine.begin() as conn:
-            if housekeeping:
-                await conn.execute(text(_DISABLE_REVOKED))
-            row = (await conn.execute(text(_DISPATCH), {"batch": DISPATCH_BATCH})).one()
+            return await self._dispatch(conn, housekeeping=housekeeping)
+
+    async def _dispatch(self, conn: AsyncConnection, *, housekeeping: bool) -> int:
+        if housekeeping:
+            await conn.execute(text(_DISABLE_REVOKED))
+        row = (await conn.execute(text(_DISPATCH), {"batch": DISPATCH_BATCH})).one()
         return int(row.queued)
 
     async def prune(self) -> int:
@@ -305,6 +309,20 @@ class DeliveryWorker:
         return max(1, int(settings.worker_concurrency * settings.webhook_subscription_share))
 
     async def claim(self, limit: int) -> list[Job]:
+        async with self.db.engine.begin() as conn:
+            return await self._claim(conn, limit)
+
+    async def _round(self, *, fan_out: bool, housekeeping: bool, room: int) -> list[Job]:
+        """A fan-out and a claim in one transaction (two statements, one BEGIN and COMMIT): the
+        claim sees the deliveries the fan-out just queued. The fan-out's subscription locks are
+        held to the commit, so another worker fanning out meanwhile skips those subscriptions
+        for this round, which is all a fan-out would do anyway."""
+        async with self.db.engine.begin() as conn:
+            if fan_out:
+                await self._dispatch(conn, housekeeping=housekeeping)
+            return await self._claim(conn, room) if room > 0 else []
+
+    async def _claim(self, conn: AsyncConnection, limit: int) -> list[Job]:
         lease = uuid.uuid4()
         params = {
             "limit": limit,
@@ -316,8 +334,7 @@ class DeliveryWorker:
             # process was paused: we are about to record their answer, not send them twice.
             "held": sorted(self._held),
         }
-        async with self.db.engine.begin() as conn:
-            rows = (await conn.execute(text(_CLAIM), params)).mappings().all()
+        rows = (await conn.execute(text(_CLAIM), params)).mappings().all()
         claimed = time.monotonic()
         return [Job.from_row(row, lease, self.box, claimed_monotonic=claimed) for row in rows]
 
@@ -346,22 +363,22 @@ class DeliveryWorker:
         poll = self.settings.worker_poll_seconds
         while not self._stopping.is_set():
             try:
-                now = time.monotonic()
-                if fan_out_due or now - last_fan_out >= poll:
-                    housekeeping = now - last_housekeeping >= poll
-                    last_fan_out, fan_out_due = now, False
-                    notified_at_fan_out = self.notifier.generation if self.notifier is not None else 0
-                    if housekeeping:
-                        last_housekeeping = now
-                    await self.dispatch(housekeeping=housekeeping)
                 if time.monotonic() - last_prune >= 3600:
                     last_prune = time.monotonic()
                     await self.prune()
                 if self.scheduler is not None:
                     await self.scheduler.tick()
+                now = time.monotonic()
+                fan_out = fan_out_due or now - last_fan_out >= poll
+                housekeeping = fan_out and now - last_housekeeping >= poll
+                if fan_out:
+                    last_fan_out, fan_out_due = now, False
+                    notified_at_fan_out = self.notifier.generation if self.notifier is not None else 0
+                if housekeeping:
+                    last_housekeeping = now
                 room = self.settings.worker_concurrency - len(self._in_flight)
-                if room > 0:
-                    for job in await self.claim(room):
+                if fan_out or room > 0:
+                    for job in await self._round(fan_out=fan_out, housekeeping=housekeeping, room=room):
                         task = asyncio.create_task(self.deliver(job), name=f"deliver-{job.delivery_id}")
                         self._in_flight.add(task)
                         task.add_done_callback(self._finished)

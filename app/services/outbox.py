@@ -63,11 +63,11 @@ async def emit(
 async def assign_sequence(session: AsyncSession, event_id: uuid.UUID) -> int:
     """Number the transaction's events now instead of at commit, and return this event's number.
 
-    Fires the deferred sequencing trigger early (SET CONSTRAINTS ... IMMEDIATE), so the counter's
-    row lock is held from here to the commit: call it as the transaction's last step.
+    Fires the deferred sequencing trigger early (``outbox_event_number``, migration 0016: SET
+    CONSTRAINTS ... IMMEDIATE and the read in one statement), so the counter's row lock is held
+    from here to the commit: call it as the transaction's last step.
     """
-    await session.execute(text("SET CONSTRAINTS outbox_event_sequence IMMEDIATE"))
     seq = (
-        await session.execute(text("SELECT seq FROM outbox_event WHERE id = :id"), {"id": event_id})
+        await session.execute(text("SELECT outbox_event_number(:id)"), {"id": event_id})
     ).scalar_one()
     return int(seq)
