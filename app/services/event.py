@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -16,6 +18,7 @@ from sqlmodel import col
 
 from app.access.door import Door, Reader
 from app.access.policy import Policy
+from app.db import Database
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.events import catalog
 from app.events.envelope import EVENT_COLUMNS, StoredEvent, envelope
@@ -23,7 +26,7 @@ from app.models.common import utcnow
 from app.models.event import CloudEventIn, CloudEventOut, EventAccepted, EventIdempotency, EventTypePublic
 from app.models.outbox import OutboxEvent
 from app.services import case as case_service
-from app.services import event_effects, outbox
+from app.services import event_effects
 
 
 class IdempotencyKeyReused(Unprocessable):
@@ -82,10 +85,53 @@ async def _replay(session: AsyncSession, reader: Reader, key: str, digest: str) 
     return EventAccepted(id=row.id, sequence=row.seq, type=row.type, subject=row.subject, time=row.time)
 
 
+_SEQUENCE_OF = "SELECT seq FROM outbox_event WHERE id = :id"
+
+
 async def publish(
-    session: AsyncSession, reader: Reader, *, event: CloudEventIn, idempotency_key: str, policy: Policy
+    db: Database, reader: Reader, *, event: CloudEventIn, idempotency_key: str, policy: Policy
 ) -> tuple[EventAccepted, bool]:
-    """Validate and store one event in the outbox; returns the receipt and whether it is a replay.
+    """Validate, store and commit one event; returns the receipt and whether it is a replay.
+
+    The one service that owns its transaction, for the sake of the event order: an event is
+    numbered by the deferred sequencing trigger inside COMMIT, holding the one counter row's lock
+    until the commit is durable, and every other publish waits for that lock. Numbered any
+    earlier (and read back before the commit), the lock would also be held while the API process
+    gets round to sending COMMIT, which under load was most of a publish's time and capped
+    publishing for the whole platform. So the work commits here, and the number is read after.
+    Everything written (the key, the event, a custody change) still commits together or not at
+    all; see :func:`store` for what is refused.
+    """
+    async with db.sessionmaker() as session:
+        async with session.begin():
+            stored, replayed = await store(
+                session, reader, event=event, idempotency_key=idempotency_key, policy=policy
+            )
+        if isinstance(stored, EventAccepted):
+            return stored, replayed
+        # Committed and numbered; one autocommit read, no transaction of its own.
+        conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        sequence = (await conn.execute(text(_SEQUENCE_OF), {"id": stored.id})).scalar_one()
+    return EventAccepted(
+        id=stored.id, sequence=int(sequence), type=stored.type, subject=stored.subject, time=stored.time
+    ), False
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An event written in the caller's transaction, numbered when it commits."""
+
+    id: uuid.UUID
+    type: str
+    subject: uuid.UUID
+    time: datetime
+
+
+async def store(
+    session: AsyncSession, reader: Reader, *, event: CloudEventIn, idempotency_key: str, policy: Policy
+) -> tuple[EventAccepted | Stored, bool]:
+    """Validate and store one event in the outbox, in the caller's transaction; returns a replay's
+    receipt, or the stored event (numbered at commit), and whether it is a replay.
 
     Refuses (and stores nothing): an unknown type (422), a type the agency may not publish (403),
     data that does not match the type's schema (422), a child absent or outside the caller's
@@ -93,8 +139,8 @@ async def publish(
     (`source`, `id`) under a new key (409). A custody-changing type is published only by the
     agency kinds the policy's ``custody_changes`` names (403 otherwise) and changes the
     guardianship record in this transaction (:mod:`app.services.event_effects`): if the change
-    cannot be made (409, 422), neither is the event stored. The event gets its sequence number as
-    the transaction's last step and commits with the key and the change.
+    cannot be made (409, 422), neither is the event stored. The event gets its sequence number
+    when the transaction commits, with the key and the change.
     """
     principal = reader.principal
     digest = request_hash(event)
@@ -181,10 +227,7 @@ async def publish(
                 data=event.data,
             ),
         )
-    sequence = await outbox.assign_sequence(session, event_id)
-    return EventAccepted(
-        id=event_id, sequence=sequence, type=event.type, subject=event.subject, time=when
-    ), False
+    return Stored(id=event_id, type=event.type, subject=event.subject, time=when), False
 
 
 async def load(session: AsyncSession, event_id: uuid.UUID) -> StoredEvent | None:

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
@@ -58,16 +57,3 @@ async def emit(
     session.add(event)
     await session.flush()
     return event
-
-
-async def assign_sequence(session: AsyncSession, event_id: uuid.UUID) -> int:
-    """Number the transaction's events now instead of at commit, and return this event's number.
-
-    Fires the deferred sequencing trigger early (``outbox_event_number``, migration 0016: SET
-    CONSTRAINTS ... IMMEDIATE and the read in one statement), so the counter's row lock is held
-    from here to the commit: call it as the transaction's last step.
-    """
-    seq = (
-        await session.execute(text("SELECT outbox_event_number(:id)"), {"id": event_id})
-    ).scalar_one()
-    return int(seq)
