@@ -80,6 +80,11 @@ GATHER_SECONDS = 0.005
 """After a wake-up, how long the loop lets notifications and finished deliveries pile up before
 its next round of queries: a few milliseconds of latency for a round shared by all of them."""
 
+FAN_OUT_SECONDS = 0.02
+"""The shortest time between two fan-outs of one worker while events keep committing: each one
+rewrites the cursor of every subscription with new events, and a row rewritten hundreds of times
+a second leaves that many dead versions for every later scan to step over until vacuumed."""
+
 _DISABLE_REVOKED = """
 UPDATE subscription AS s SET status = 'disabled', disabled_reason = 'client_revoked', updated_at = now()
 FROM api_client AS c
@@ -309,6 +314,12 @@ class DeliveryWorker:
         return int(getattr(result, "rowcount", 0) or 0)
 
     @property
+    def claim_batch(self) -> int:
+        """Free slots a busy worker waits for before claiming again (an idle one claims at once):
+        a claim costs about the same for one delivery as for several."""
+        return max(1, self.settings.worker_concurrency // 8)
+
+    @property
     def subscription_share(self) -> int:
         """Live leases one subscription may hold at once, across all workers."""
         settings = self.settings
@@ -360,9 +371,11 @@ class DeliveryWorker:
         may unblock the next event for its child) or the poll interval.
 
         A busy exchange wakes the loop hundreds of times a second (every publish notifies, every
-        delivery finishes); after a wake-up the loop lets :data:`GATHER_SECONDS` pass, so one
-        fan-out and one claim serve every event and every free slot of that moment instead of
-        one round of queries each."""
+        delivery finishes), and each round of queries costs the database about the same whether
+        it serves one delivery or thirty. So after a wake-up the loop lets
+        :data:`GATHER_SECONDS` pass; it fans out at most every :data:`FAN_OUT_SECONDS` (each
+        fan-out rewrites every busy subscription's cursor row); and while deliveries are in
+        flight it claims once :attr:`claim_batch` slots are free, not for each one."""
         backoff = 0.5
         fan_out_due, last_fan_out, last_housekeeping, last_prune = True, 0.0, 0.0, 0.0
         notified_at_fan_out = -1
@@ -375,7 +388,8 @@ class DeliveryWorker:
                 if self.scheduler is not None:
                     await self.scheduler.tick()
                 now = time.monotonic()
-                fan_out = fan_out_due or now - last_fan_out >= poll
+                since = now - last_fan_out
+                fan_out = (fan_out_due and since >= FAN_OUT_SECONDS) or since >= poll
                 housekeeping = fan_out and now - last_housekeeping >= poll
                 if fan_out:
                     last_fan_out, fan_out_due = now, False
@@ -383,8 +397,12 @@ class DeliveryWorker:
                 if housekeeping:
                     last_housekeeping = now
                 room = self.settings.worker_concurrency - len(self._in_flight)
-                if fan_out or room > 0:
-                    for job in await self._round(fan_out=fan_out, housekeeping=housekeeping, room=room):
+                claim = room >= self.claim_batch or (room > 0 and not self._in_flight)
+                if fan_out or claim:
+                    jobs = await self._round(
+                        fan_out=fan_out, housekeeping=housekeeping, room=room if claim else 0
+                    )
+                    for job in jobs:
                         task = asyncio.create_task(self.deliver(job), name=f"deliver-{job.delivery_id}")
                         self._in_flight.add(task)
                         task.add_done_callback(self._finished)
@@ -397,15 +415,19 @@ class DeliveryWorker:
                 backoff = min(backoff * 2, 10.0)
                 fan_out_due = True
                 continue
-            woke = await self._pause(poll)
+            # A fan-out put off by FAN_OUT_SECONDS is due when that has passed, not a poll later.
+            wait = poll if not fan_out_due else max(0.0, last_fan_out + FAN_OUT_SECONDS - time.monotonic())
+            woke = await self._pause(wait)
             if woke in ("finished", "notified"):
                 await asyncio.sleep(GATHER_SECONDS)
             # Fan out again when anything committed since the last fan-out (during the gathering
             # pause too); without a notifier, on every wake-up but a finished delivery.
             if self.notifier is not None:
-                fan_out_due = woke == "timeout" or self.notifier.generation != notified_at_fan_out
+                fan_out_due = (
+                    fan_out_due or woke == "timeout" or self.notifier.generation != notified_at_fan_out
+                )
             else:
-                fan_out_due = woke != "finished"
+                fan_out_due = fan_out_due or woke != "finished"
         await self._drain()
 
     def _finished(self, task: asyncio.Task[None]) -> None:

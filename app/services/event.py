@@ -11,10 +11,8 @@ from typing import Any
 
 import orjson
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from app.access.door import Door, Reader
 from app.access.policy import Policy
@@ -23,8 +21,7 @@ from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.events import catalog
 from app.events.envelope import EVENT_COLUMNS, StoredEvent, envelope
 from app.models.common import utcnow
-from app.models.event import CloudEventIn, CloudEventOut, EventAccepted, EventIdempotency, EventTypePublic
-from app.models.outbox import OutboxEvent
+from app.models.event import CloudEventIn, CloudEventOut, EventAccepted, EventTypePublic
 from app.services import case as case_service
 from app.services import event_effects
 
@@ -66,17 +63,46 @@ def request_hash(event: CloudEventIn) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+# Publishing's first read, in one round trip: a replay's event under this key (if any) and the
+# child's region (NULL when there is no such child).
+_FIRST_READ = """
+SELECT (SELECT region_code FROM child WHERE id = :subject) AS child_region,
+       i.request_hash, e.id, e.seq, e.type, e.subject, e.time
+FROM (SELECT 1) AS one
+LEFT JOIN event_idempotency AS i ON i.client_id = :client AND i.key = :key
+LEFT JOIN outbox_event AS e ON e.id = i.event_id
+"""
+
+# The key first, then the event, in one statement: a concurrent request with the same key waits
+# on the key's insert for this one to commit, then inserts neither and sees a replay, instead of
+# publishing the event twice.
+_STORE = """
+WITH claimed AS (
+    INSERT INTO event_idempotency (client_id, key, request_hash, event_id)
+    VALUES (:client, :key, :request_hash, :id)
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+)
+INSERT INTO outbox_event (id, type, source, subject, time, data, data_categories, region_code,
+                          publisher_agency, publisher_client, publisher_event_id, case_id, created_at)
+SELECT claimed.event_id, :type, :source, :subject, :time, CAST(:data AS jsonb),
+       CAST(:categories AS varchar[]), :region, :agency, :client, :publisher_event_id, :case_id, now()
+FROM claimed
+RETURNING id
+"""
+
+
 async def _replay(session: AsyncSession, reader: Reader, key: str, digest: str) -> EventAccepted | None:
     row = (
         await session.execute(
-            text(
-                "SELECT i.request_hash, e.id, e.seq, e.type, e.subject, e.time FROM event_idempotency i "
-                "JOIN outbox_event e ON e.id = i.event_id WHERE i.client_id = :client AND i.key = :key"
-            ),
-            {"client": reader.principal.client_id, "key": key},
+            text(_FIRST_READ), {"subject": None, "client": reader.principal.client_id, "key": key}
         )
-    ).first()
-    if row is None:
+    ).one()
+    return _replayed(row, digest)
+
+
+def _replayed(row: Any, digest: str) -> EventAccepted | None:
+    if row.request_hash is None:
         return None
     if row.request_hash != digest:
         raise IdempotencyKeyReused(
@@ -144,7 +170,13 @@ async def store(
     """
     principal = reader.principal
     digest = request_hash(event)
-    replayed = await _replay(session, reader, idempotency_key, digest)
+    first = (
+        await session.execute(
+            text(_FIRST_READ),
+            {"subject": event.subject, "client": principal.client_id, "key": idempotency_key},
+        )
+    ).one()
+    replayed = _replayed(first, digest)
     if replayed is not None:
         return replayed, True
 
@@ -166,55 +198,44 @@ async def store(
             code="invalid_event_data",
             extra={"errors": [{"loc": e.loc, "msg": e.msg, "type": e.rule} for e in errors]},
         )
-    child = (
-        await session.execute(text("SELECT region_code FROM child WHERE id = :id"), {"id": event.subject})
-    ).first()
-    if child is None or not principal.covers_region(child.region_code):
+    region = first.child_region
+    if region is None or not principal.covers_region(region):
         raise NotFound("No child with this id.", code="child_not_found")
     if event.childlinkcase is not None:
         await case_service.require_linkable(session, reader, event.childlinkcase, child_id=event.subject)
 
     event_id = uuid.uuid4()
-    # The key first: a concurrent request with the same key waits here for this one to commit,
-    # then sees it as a replay, instead of publishing the event twice.
-    claimed = (
-        await session.execute(
-            insert(EventIdempotency)
-            .values(
-                client_id=principal.client_id, key=idempotency_key, request_hash=digest, event_id=event_id
-            )
-            .on_conflict_do_nothing()
-            .returning(col(EventIdempotency.key))
-        )
-    ).first()
-    if claimed is None:
-        replayed = await _replay(session, reader, idempotency_key, digest)
-        assert replayed is not None
-        return replayed, True
-
     when = event.time or utcnow()
-    session.add(
-        OutboxEvent(
-            id=event_id,
-            type=event.type,
-            source=event.source,
-            subject=event.subject,
-            time=when,
-            data=event.data,
-            data_categories=[str(c) for c in event_type.classify(event.data)],
-            region_code=child.region_code,
-            publisher_agency=principal.agency,
-            publisher_client=principal.client_id,
-            publisher_event_id=event.id,
-            case_id=event.childlinkcase,
-        )
-    )
     try:
-        await session.flush()
-    except IntegrityError as exc:  # the transaction is spoilt; the session dependency rolls it back
+        stored = (
+            await session.execute(
+                text(_STORE),
+                {
+                    "client": principal.client_id,
+                    "key": idempotency_key,
+                    "request_hash": digest,
+                    "id": event_id,
+                    "type": event.type,
+                    "source": event.source,
+                    "subject": event.subject,
+                    "time": when,
+                    "data": orjson.dumps(event.data).decode(),
+                    "categories": [str(c) for c in event_type.classify(event.data)],
+                    "region": region,
+                    "agency": principal.agency,
+                    "publisher_event_id": event.id,
+                    "case_id": event.childlinkcase,
+                },
+            )
+        ).first()
+    except IntegrityError as exc:  # the transaction is spoilt; publish() rolls it back
         raise Conflict(
             "You already published an event with this `source` and `id`.", code="duplicate_event"
         ) from exc
+    if stored is None:  # the key was taken meanwhile, by a request that has committed since
+        replayed = await _replay(session, reader, idempotency_key, digest)
+        assert replayed is not None
+        return replayed, True
     if event_effects.changes_records(event.type):
         await event_effects.apply(
             session,
@@ -223,7 +244,7 @@ async def store(
                 event_id=event_id,
                 type=event.type,
                 child_id=event.subject,
-                region_code=child.region_code,
+                region_code=region,
                 data=event.data,
             ),
         )
