@@ -27,6 +27,9 @@ class Notifier:
         self._signal = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.connected = False
+        self.generation = 0
+        """Notifications seen so far (and reconnections): a waiter that was busy compares it
+        with the value it saw last, and so misses nothing that arrived meanwhile."""
 
     def start(self) -> None:
         if self._task is None:
@@ -34,6 +37,7 @@ class Notifier:
 
     def _notified(self, *_: Any) -> None:
         # Wake everyone waiting on the current signal, and give later waiters a fresh one.
+        self.generation += 1
         signal, self._signal = self._signal, asyncio.Event()
         signal.set()
 

@@ -1,9 +1,9 @@
 """Claimed deliveries and their outcomes, and the group-committing recorder that writes them.
 
-Each finished delivery must land in the database (its new state and one ``delivery_attempt``
-row). One transaction per delivery would cost four round trips each; instead finished
-deliveries queue up and one flusher writes everything pending in one transaction (pipelined
-``executemany``), starting again as soon as the previous flush ends: no timer, so a lone
+Each finished delivery must land in the database (its new state and its ``delivery_attempt``
+row's answer). One transaction per delivery would cost four round trips each; instead finished
+deliveries queue up and one flusher writes everything pending in one transaction (one
+statement for all of them), starting again as soon as the previous flush ends: no timer, so a lone
 delivery is written at once and a busy worker's batches grow by themselves (the same rule as the
 access-log writer, DESIGN §7). A result is written only under the lease it was claimed with.
 """
@@ -31,31 +31,43 @@ from app.models.vocabulary import DataCategory
 
 logger = logging.getLogger(__name__)
 
+# One statement for the whole batch, whatever its size: the rows travel as parallel arrays
+# (``unnest``), the delivery's new state and its attempt's answer together. A delivery whose lease
+# ran out (another worker owns it now) keeps its state, but its attempt row is written either way
+# (and overwrites the ``abandoned`` a later claimer put there): what the receiver answered is
+# history. The attempt row was written (``sending``) when the delivery was claimed; a
+# subscription deleted mid-delivery took it with it, and the update then matches nothing.
+# Withheld categories travel comma-joined (category names have no commas): unnest would flatten
+# an array of arrays. Each attempt row was put on record at its claim, so its ``sent_at`` (the
+# partition key) lies between the batch's earliest claim and a day after its latest: bounding it
+# lets PostgreSQL skip every other month's partition.
 _RECORD = """
-UPDATE event_delivery
-SET status = CAST(:status AS text), lease_token = NULL, last_status_code = :status_code,
-    last_error = CAST(:error AS text),
-    next_attempt_at = CASE WHEN CAST(:status AS text) = 'pending'
-                           THEN now() + make_interval(secs => CAST(:delay AS double precision))
-                           ELSE next_attempt_at END,
-    finished_at = CASE WHEN CAST(:status AS text) = 'pending' THEN NULL ELSE now() END,
-    updated_at = now()
-WHERE id = :delivery_id AND lease_token = :lease
-"""
-
-# The attempt row was written (``sending``) when the delivery was claimed; this is its answer.
-# It is written even when the lease ran out meanwhile (and overwrites the ``abandoned`` a later
-# claimer put there): what the receiver answered is history either way. A subscription deleted
-# mid-delivery took the row with it, and the update then matches nothing. The row was put on
-# record at the claim, so its ``sent_at`` (the partition key) is the claim's time: bounding it
-# (with a day's slack) lets PostgreSQL skip every other month's partition.
-_ATTEMPT = """
-UPDATE delivery_attempt
-SET outcome = CAST(:outcome AS text), status_code = :status_code, error = CAST(:error AS text),
-    duration_ms = :duration_ms, categories_withheld = CAST(:withheld AS text[]), at = now()
-WHERE delivery_id = CAST(:delivery_id AS bigint) AND attempt = :attempt
-  AND sent_at >= CAST(:claimed_at AS timestamptz)
-  AND sent_at < CAST(:claimed_at AS timestamptz) + interval '1 day'
+WITH r AS (
+    SELECT * FROM unnest(
+        CAST(:delivery_id AS bigint[]), CAST(:lease AS uuid[]), CAST(:status AS text[]),
+        CAST(:status_code AS integer[]), CAST(:error AS text[]), CAST(:delay AS double precision[]),
+        CAST(:attempt AS integer[]), CAST(:outcome AS text[]), CAST(:duration_ms AS integer[]),
+        CAST(:withheld AS text[])
+    ) AS r(delivery_id, lease, status, status_code, error, delay, attempt, outcome, duration_ms, withheld)
+),
+delivery AS (
+    UPDATE event_delivery AS d
+    SET status = r.status, lease_token = NULL, last_status_code = r.status_code, last_error = r.error,
+        next_attempt_at = CASE WHEN r.status = 'pending'
+                               THEN now() + make_interval(secs => r.delay) ELSE d.next_attempt_at END,
+        finished_at = CASE WHEN r.status = 'pending' THEN NULL ELSE now() END,
+        updated_at = now()
+    FROM r
+    WHERE d.id = r.delivery_id AND d.lease_token = r.lease
+    RETURNING 1
+)
+UPDATE delivery_attempt AS a
+SET outcome = r.outcome, status_code = r.status_code, error = r.error, duration_ms = r.duration_ms,
+    categories_withheld = string_to_array(r.withheld, ','), at = now()
+FROM r
+WHERE a.delivery_id = r.delivery_id AND a.attempt = r.attempt
+  AND a.sent_at >= CAST(:claimed_from AS timestamptz)
+  AND a.sent_at < CAST(:claimed_to AS timestamptz) + interval '1 day'
 """
 
 _DISABLE_GONE = """
@@ -69,7 +81,7 @@ RETURNING id
 # any failure starts the clock that disables a subscription failing for the configured period.
 _HEALTHY = """
 UPDATE subscription SET consecutive_failures = 0, failing_since = NULL, backoff_until = NULL
-WHERE id = :subscription_id AND (consecutive_failures <> 0 OR failing_since IS NOT NULL)
+WHERE id = ANY(CAST(:subscription_ids AS uuid[])) AND (consecutive_failures <> 0 OR failing_since IS NOT NULL)
 """
 
 _UNHEALTHY = """
@@ -210,30 +222,22 @@ class Recorder:
             self._flusher = None
 
     async def _flush(self, batch: list[_Pending]) -> None:
-        updates = [
-            {
-                "status": e.result.status,
-                "status_code": e.result.send.status_code,
-                "error": e.result.send.error,
-                "delay": e.result.delay,
-                "delivery_id": e.job.delivery_id,
-                "lease": e.job.lease,
-            }
-            for e in batch
-        ]
-        attempts = [
-            {
-                "delivery_id": e.job.delivery_id,
-                "attempt": e.job.attempt,
-                "claimed_at": e.job.claimed_at,
-                "outcome": e.result.outcome,
-                "status_code": e.result.send.status_code,
-                "error": e.result.send.error,
-                "duration_ms": e.result.send.duration_ms,
-                "withheld": [str(c) for c in e.result.withheld],
-            }
-            for e in batch
-        ]
+        rows = {
+            "delivery_id": [e.job.delivery_id for e in batch],
+            "lease": [e.job.lease for e in batch],
+            "status": [e.result.status for e in batch],
+            "status_code": [e.result.send.status_code for e in batch],
+            "error": [e.result.send.error for e in batch],
+            "delay": [e.result.delay for e in batch],
+            "attempt": [e.job.attempt for e in batch],
+            "outcome": [e.result.outcome for e in batch],
+            "duration_ms": [e.result.send.duration_ms for e in batch],
+            "withheld": [",".join(str(c) for c in e.result.withheld) for e in batch],
+            # The attempts were put on record at their claims: their partition key lies from the
+            # earliest claim to a day after the latest.
+            "claimed_from": min(e.job.claimed_at for e in batch),
+            "claimed_to": max(e.job.claimed_at for e in batch),
+        }
         healthy, unhealthy = _health(batch)
         gone = [{"subscription_id": e.job.subscription_id} for e in batch if e.result.status == "gone"]
         dead = [
@@ -243,12 +247,9 @@ class Recorder:
         ]
         disabled: list[uuid.UUID] = []
         async with self.engine.begin() as conn:
-            # A delivery whose lease ran out (another worker owns it now) is not updated; our
-            # attempt is still history, so its row is written either way.
-            await conn.execute(text(_RECORD), updates)
-            await conn.execute(text(_ATTEMPT), attempts)
+            await conn.execute(text(_RECORD), rows)
             if healthy:
-                await conn.execute(text(_HEALTHY), [{"subscription_id": s} for s in healthy])
+                await conn.execute(text(_HEALTHY), {"subscription_ids": sorted(healthy)})
             for subscription_id, endpoint in unhealthy.items():
                 await conn.execute(
                     text(_UNHEALTHY),

@@ -1,22 +1,27 @@
 """Sending one signed webhook request, safely: the URL re-checked after DNS resolution, the
-connection pinned to the checked address, no redirects, a hard deadline, the body never read."""
+connection pinned to the checked address, no redirects, a hard deadline, at most a small answer
+body read (and discarded).
+
+Connections are kept alive per receiver (:mod:`app.events.http1`): an answer whose body is read
+to its end leaves the connection ready for the next delivery, where opening and closing a TCP (and
+TLS) connection per delivery cost more than the delivery itself. A body larger than
+:data:`app.events.http1.MAX_BODY` is not read further; that connection is closed instead."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
+import ssl
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
-import httpx
-
 from app import __version__
 from app.config import Settings
-from app.events import signing, ssrf
+from app.events import http1, signing, ssrf
 
 MAX_RETRY_AFTER_SECONDS = 86400.0
 USER_AGENT = f"ChildLink-Webhooks/{__version__}"
@@ -24,6 +29,7 @@ ANSWER_GRACE_SECONDS = 0.25
 """After the deadline, how long to let an answer already on the socket be read before calling the
 attempt a timeout: a worker paused past its deadline (SIGSTOP, a VM frozen) finds the receiver's
 answer waiting when it resumes, and records that answer instead of a timeout it did not suffer."""
+RETRY_AFTER = "retry-after"
 ABORT_HEADER = "webhook-delivery"
 ABORT_VALUE = "abort-message"
 
@@ -79,12 +85,13 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, min(seconds, MAX_RETRY_AFTER_SECONDS))
 
 
-def _pinned_url(destination: ssrf.Destination, address: ssrf.IPAddress) -> str:
-    host = f"[{address}]" if isinstance(address, ipaddress.IPv6Address) else str(address)
+def _target(destination: ssrf.Destination) -> str:
+    """The request target: the checked URL's path and query (the host travels in ``host``)."""
     parts = destination.url
-    path = parts.path or "/"
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{parts.scheme}://{host}:{destination.port}{path}{query}"
+    return (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+
+_EXCHANGE_ERRORS = (http1.ConnectError, http1.ProtocolError, OSError, ssl.SSLError, ValueError)
 
 
 def _host_header(destination: ssrf.Destination) -> str:
@@ -95,25 +102,46 @@ def _host_header(destination: ssrf.Destination) -> str:
     return host if destination.port == default else f"{host}:{destination.port}"
 
 
+MAX_RECEIVERS = 1024
+"""Receivers (address, port, TLS name) whose connections one sender keeps; beyond it the least
+recently used one is forgotten (its idle connections closed)."""
+
+ReceiverKey = tuple[str, str, int, str]
+
+
 class WebhookSender:
-    """One HTTP client per worker; :meth:`send` never raises for anything the receiver does."""
+    """Kept-alive connections per receiver (:mod:`app.events.http1`); :meth:`send` never
+    raises for anything the receiver does. ``max_connections`` bounds the idle connections kept
+    per receiver."""
 
     def __init__(self, settings: Settings, *, max_connections: int = 100) -> None:
         self.settings = settings
         self.allow = ssrf.AllowList.parse(settings.webhook_allowed_hosts)
         self.allow_http = settings.is_development
         self.timeout = settings.webhook_timeout_seconds
-        self.client = httpx.AsyncClient(
-            follow_redirects=False,
-            # No timeouts of httpx's own: they cancel a read whose answer is already on the socket
-            # when a paused worker resumes. The one deadline is send()'s, with its grace.
-            timeout=httpx.Timeout(None),
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-            # No proxy from the environment: it would connect somewhere other than the address
-            # that passed the check.
-            trust_env=False,
-            headers={"user-agent": USER_AGENT, "content-type": "application/json"},
+        self.max_connections = max_connections
+        self._tls = ssl.create_default_context()
+        self._tls.set_alpn_protocols(["http/1.1"])
+        self._pools: OrderedDict[ReceiverKey, http1.ReceiverPool] = OrderedDict()
+
+    def _pool(self, destination: ssrf.Destination, address: ssrf.IPAddress) -> http1.ReceiverPool:
+        tls = destination.url.scheme == "https"
+        key = (destination.url.scheme, str(address), destination.port, destination.host)
+        pool = self._pools.get(key)
+        if pool is not None:
+            self._pools.move_to_end(key)
+            return pool
+        if len(self._pools) >= MAX_RECEIVERS:
+            _, forgotten = self._pools.popitem(last=False)
+            forgotten.close_idle()
+        pool = self._pools[key] = http1.ReceiverPool(
+            address=str(address),
+            port=destination.port,
+            tls_name=destination.host if tls else None,
+            tls=self._tls if tls else None,
+            max_idle=self.max_connections,
         )
+        return pool
 
     async def check(self, url: str) -> ssrf.Destination:
         return await ssrf.check(url, self.allow, allow_http=self.allow_http)
@@ -128,11 +156,17 @@ class WebhookSender:
             destination = await self.check(url)
         except ssrf.WebhookUrlRefused as exc:
             return SendResult(Outcome.refused, error=(exc.detail or exc.title)[:200], duration_ms=elapsed())
-        headers = signing.headers(secrets, webhook_id, int(time.time()), body)
-        headers["host"] = _host_header(destination)
-        exchange = asyncio.ensure_future(self._exchange(destination, body, headers))
-        # The whole exchange has one deadline: httpx's timeouts are per read, so a receiver
-        # dripping one byte a second would otherwise hold a worker slot indefinitely.
+        headers = {
+            "host": _host_header(destination),
+            "user-agent": USER_AGENT,
+            "content-type": "application/json",
+            **signing.headers(secrets, webhook_id, int(time.time()), body),
+        }
+        address = destination.addresses[0]
+        head = http1.request_head(_target(destination), headers, len(body))
+        exchange = asyncio.ensure_future(self._pool(destination, address).post(head, body))
+        # The whole exchange has one deadline: a receiver dripping one byte a second would
+        # otherwise hold a worker slot indefinitely.
         try:
             done, _ = await asyncio.wait({exchange}, timeout=self.timeout)
             if not done:
@@ -142,42 +176,36 @@ class WebhookSender:
             raise
         if not done:
             exchange.cancel()
-            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
-                await exchange
+            with contextlib.suppress(asyncio.CancelledError, *_EXCHANGE_ERRORS):
+                late = await exchange
+                await late.release(grace=0)  # answered just as it was cancelled
             return SendResult(Outcome.failed, error="timeout", duration_ms=elapsed())
         try:
-            status, answer = exchange.result()
-        except httpx.HTTPError as exc:
-            # The class name only: an exception message may quote the URL.
+            answered = exchange.result()
+        except _EXCHANGE_ERRORS as exc:
+            # The class name only: an exception message may quote the address.
             return SendResult(Outcome.failed, error=type(exc).__name__, duration_ms=elapsed())
-        retry_after = parse_retry_after(answer.get("retry-after"))
+        status, answer = answered.status, answered.headers
+        took = elapsed()
+        # The answer is its status line: a body that is large, slow or broken off costs only
+        # the connection (closed, not reused), never the outcome.
+        await answered.release(grace=ANSWER_GRACE_SECONDS)
+        retry_after = parse_retry_after(answer.get(RETRY_AFTER))
         if 200 <= status < 300:
-            return SendResult(Outcome.delivered, status, duration_ms=elapsed())
+            return SendResult(Outcome.delivered, status, duration_ms=took)
         if status == 410:
-            return SendResult(Outcome.gone, status, error="receiver answered 410 Gone", duration_ms=elapsed())
+            return SendResult(Outcome.gone, status, error="receiver answered 410 Gone", duration_ms=took)
         if answer.get(ABORT_HEADER, "").strip().lower() == ABORT_VALUE:
             return SendResult(
                 Outcome.aborted,
                 status,
                 error=f"receiver answered {status}, abort-message",
-                duration_ms=elapsed(),
+                duration_ms=took,
             )
         error = "redirect not followed" if 300 <= status < 400 else f"receiver answered {status}"
-        return SendResult(Outcome.failed, status, error=error, duration_ms=elapsed(), retry_after=retry_after)
-
-    async def _exchange(
-        self, destination: ssrf.Destination, body: bytes, headers: dict[str, str]
-    ) -> tuple[int, dict[str, str]]:
-        """POST and read the status line and headers only (the body is never read)."""
-        async with self.client.stream(
-            "POST",
-            _pinned_url(destination, destination.addresses[0]),
-            content=body,
-            headers=headers,
-            extensions={"sni_hostname": destination.host},
-        ) as response:
-            wanted = ("retry-after", ABORT_HEADER)
-            return response.status_code, {k: response.headers[k] for k in wanted if k in response.headers}
+        return SendResult(Outcome.failed, status, error=error, duration_ms=took, retry_after=retry_after)
 
     async def aclose(self) -> None:
-        await self.client.aclose()
+        pools, self._pools = list(self._pools.values()), OrderedDict()
+        for pool in pools:
+            pool.close_idle()

@@ -52,13 +52,14 @@ from typing import Any
 import orjson
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.access.deps import AgencyKinds
 from app.access.door import Door, Reader
 from app.auth.principal import Principal
 from app.auth.scopes import Scope
 from app.config import Settings
-from app.db import Database
+from app.db import Database, OnDemandSession
 from app.errors import AppError, Forbidden, NotFound
 from app.events import audience, vault
 from app.events.envelope import envelope
@@ -78,6 +79,15 @@ _PRUNE = "DELETE FROM event_idempotency WHERE created_at < now() - make_interval
 
 DISPATCH_BATCH = 1000
 """Events fanned out per subscription per round: keeps each transaction short during catch-up."""
+
+GATHER_SECONDS = 0.005
+"""After a wake-up, how long the loop lets notifications and finished deliveries pile up before
+its next round of queries: a few milliseconds of latency for a round shared by all of them."""
+
+FAN_OUT_SECONDS = 0.02
+"""The shortest time between two fan-outs of one worker while events keep committing: each one
+rewrites the cursor of every subscription with new events, and a row rewritten hundreds of times
+a second leaves that many dead versions for every later scan to step over until vacuumed."""
 
 _DISABLE_REVOKED = """
 UPDATE subscription AS s SET status = 'disabled', disabled_reason = 'client_revoked', updated_at = now()
@@ -174,11 +184,17 @@ candidates AS (
             WHERE d.subscription_id = subs.id AND d.status = 'pending' AND d.lease_token IS NULL
               AND d.kind <> 'ping' AND d.next_attempt_at <= now()
               -- Two checks, each on its own partial index (an OR of the two would scan them all).
-              AND NOT EXISTS (
-                  SELECT 1 FROM event_delivery AS p
+              -- The first: d is its child's head of line, the child's first pending delivery. A
+              -- correlated lookup of that one row, not a NOT EXISTS: the planner turned that into
+              -- an anti-join probing the index by subscription alone and filtering every pending
+              -- row of the subscription for each candidate (50 ms a claim with a backlog).
+              AND (d.child_id IS NULL OR d.id = (
+                  SELECT p.id FROM event_delivery AS p
                   WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
-                    AND p.status = 'pending' AND (p.event_seq, p.id) < (d.event_seq, d.id)
-              )
+                    AND p.status = 'pending'
+                  ORDER BY p.event_seq, p.id
+                  LIMIT 1
+              ))
               AND NOT (subs.blocking AND EXISTS (
                   SELECT 1 FROM event_delivery AS p
                   WHERE p.subscription_id = d.subscription_id AND p.child_id = d.child_id
@@ -289,17 +305,24 @@ class DeliveryWorker:
         )
         pool_size = getattr(db.engine.pool, "size", lambda: 10)()
         self._door_slots = asyncio.Semaphore(max(2, min(settings.worker_concurrency, pool_size // 2)))
+        self._investigation_purposes = frozenset(str(p) for p in door.policy.investigation_purposes)
         self.delivered = 0
         self.scheduler = scheduler
         """The timed jobs (app/events/scheduler.py), run between rounds: one worker, one scheduler."""
 
     # -- the rounds ------------------------------------------------------------------------
 
-    async def dispatch(self) -> int:
-        """Fan new events out to webhook subscriptions; returns how many deliveries were queued."""
+    async def dispatch(self, *, housekeeping: bool = True) -> int:
+        """Fan new events out to webhook subscriptions; returns how many deliveries were queued.
+        ``housekeeping`` also disables the subscriptions of revoked clients first (the loop does
+        that once per poll interval, not on every wake-up)."""
         async with self.db.engine.begin() as conn:
+            return await self._dispatch(conn, housekeeping=housekeeping)
+
+    async def _dispatch(self, conn: AsyncConnection, *, housekeeping: bool) -> int:
+        if housekeeping:
             await conn.execute(text(_DISABLE_REVOKED))
-            row = (await conn.execute(text(_DISPATCH), {"batch": DISPATCH_BATCH})).one()
+        row = (await conn.execute(text(_DISPATCH), {"batch": DISPATCH_BATCH})).one()
         return int(row.queued)
 
     async def prune(self) -> int:
@@ -309,12 +332,32 @@ class DeliveryWorker:
         return int(getattr(result, "rowcount", 0) or 0)
 
     @property
+    def claim_batch(self) -> int:
+        """Free slots a busy worker waits for before claiming again (an idle one claims at once):
+        a claim costs about the same for one delivery as for several."""
+        return max(1, self.settings.worker_concurrency // 8)
+
+    @property
     def subscription_share(self) -> int:
         """Live leases one subscription may hold at once, across all workers."""
         settings = self.settings
         return max(1, int(settings.worker_concurrency * settings.webhook_subscription_share))
 
     async def claim(self, limit: int) -> list[Job]:
+        async with self.db.engine.begin() as conn:
+            return await self._claim(conn, limit)
+
+    async def _round(self, *, fan_out: bool, housekeeping: bool, room: int) -> list[Job]:
+        """A fan-out and a claim in one transaction (two statements, one BEGIN and COMMIT): the
+        claim sees the deliveries the fan-out just queued. The fan-out's subscription locks are
+        held to the commit, so another worker fanning out meanwhile skips those subscriptions
+        for this round, which is all a fan-out would do anyway."""
+        async with self.db.engine.begin() as conn:
+            if fan_out:
+                await self._dispatch(conn, housekeeping=housekeeping)
+            return await self._claim(conn, room) if room > 0 else []
+
+    async def _claim(self, conn: AsyncConnection, limit: int) -> list[Job]:
         lease = uuid.uuid4()
         params = {
             "limit": limit,
@@ -326,8 +369,7 @@ class DeliveryWorker:
             # process was paused: we are about to record their answer, not send them twice.
             "held": sorted(self._held),
         }
-        async with self.db.engine.begin() as conn:
-            rows = (await conn.execute(text(_CLAIM), params)).mappings().all()
+        rows = (await conn.execute(text(_CLAIM), params)).mappings().all()
         claimed = time.monotonic()
         return [Job.from_row(row, lease, self.box, claimed_monotonic=claimed) for row in rows]
 
@@ -344,23 +386,41 @@ class DeliveryWorker:
     async def run(self) -> None:
         """Until :meth:`stop`: fan out (when a commit was notified, or every poll interval),
         claim what there is room for, then wait for a notification, a finished delivery (which
-        may unblock the next event for its child) or the poll interval."""
+        may unblock the next event for its child) or the poll interval.
+
+        A busy exchange wakes the loop hundreds of times a second (every publish notifies, every
+        delivery finishes), and each round of queries costs the database about the same whether
+        it serves one delivery or thirty. So after a wake-up the loop lets
+        :data:`GATHER_SECONDS` pass; it fans out at most every :data:`FAN_OUT_SECONDS` (each
+        fan-out rewrites every busy subscription's cursor row); and while deliveries are in
+        flight it claims once :attr:`claim_batch` slots are free, not for each one."""
         backoff = 0.5
-        fan_out_due, last_fan_out, last_prune = True, 0.0, 0.0
+        fan_out_due, last_fan_out, last_housekeeping, last_prune = True, 0.0, 0.0, 0.0
+        notified_at_fan_out = -1
         poll = self.settings.worker_poll_seconds
         while not self._stopping.is_set():
             try:
-                if fan_out_due or time.monotonic() - last_fan_out >= poll:
-                    last_fan_out, fan_out_due = time.monotonic(), False
-                    await self.dispatch()
                 if time.monotonic() - last_prune >= 3600:
                     last_prune = time.monotonic()
                     await self.prune()
                 if self.scheduler is not None:
                     await self.scheduler.tick()
+                now = time.monotonic()
+                since = now - last_fan_out
+                fan_out = (fan_out_due and since >= FAN_OUT_SECONDS) or since >= poll
+                housekeeping = fan_out and now - last_housekeeping >= poll
+                if fan_out:
+                    last_fan_out, fan_out_due = now, False
+                    notified_at_fan_out = self.notifier.generation if self.notifier is not None else 0
+                if housekeeping:
+                    last_housekeeping = now
                 room = self.settings.worker_concurrency - len(self._in_flight)
-                if room > 0:
-                    for job in await self.claim(room):
+                claim = room >= self.claim_batch or (room > 0 and not self._in_flight)
+                if fan_out or claim:
+                    jobs = await self._round(
+                        fan_out=fan_out, housekeeping=housekeeping, room=room if claim else 0
+                    )
+                    for job in jobs:
                         task = asyncio.create_task(self.deliver(job), name=f"deliver-{job.delivery_id}")
                         self._in_flight.add(task)
                         task.add_done_callback(self._finished)
@@ -373,11 +433,19 @@ class DeliveryWorker:
                 backoff = min(backoff * 2, 10.0)
                 fan_out_due = True
                 continue
-            if await self._pause(poll) != "finished":
-                fan_out_due = True
+            # A fan-out put off by FAN_OUT_SECONDS is due when that has passed, not a poll later.
+            wait = poll if not fan_out_due else max(0.0, last_fan_out + FAN_OUT_SECONDS - time.monotonic())
+            woke = await self._pause(wait)
+            if woke in ("finished", "notified"):
+                await asyncio.sleep(GATHER_SECONDS)
+            # Fan out again when anything committed since the last fan-out (during the gathering
+            # pause too); without a notifier, on every wake-up but a finished delivery.
+            if self.notifier is not None:
+                fan_out_due = (
+                    fan_out_due or woke == "timeout" or self.notifier.generation != notified_at_fan_out
+                )
             else:
-                # Let a few more deliveries finish, so one claim query serves several slots.
-                await asyncio.sleep(0.002)
+                fan_out_due = fan_out_due or woke != "finished"
         await self._drain()
 
     def _finished(self, task: asyncio.Task[None]) -> None:
@@ -440,14 +508,21 @@ class DeliveryWorker:
         )
 
     async def _decide(self, job: Job, kind: str) -> Any:
-        # The door may read consents: bound how many connections deliveries take at once,
-        # so a busy worker queues here instead of opening (and closing) overflow connections.
-        async with self._door_slots, self.db.sessionmaker() as session:
-            decision = await audience.admit_event(
+        # The door opens a session only for the rare decision that reads in a transaction (the
+        # open referrals of an event's case, an investigation); the rest read no more than the
+        # batched consent lookup and write only the access-log record. Those that may open one
+        # are bounded, so a busy worker queues here instead of opening (and closing) overflow
+        # connections.
+        if job.event.case_id is None and job.purpose not in self._investigation_purposes:
+            return await self._admit(job, kind)
+        async with self._door_slots:
+            return await self._admit(job, kind)
+
+    async def _admit(self, job: Job, kind: str) -> Any:
+        async with OnDemandSession(self.db.sessionmaker) as session:
+            return await audience.admit_event(
                 self.door, session, self._reader(job, kind), job.event, action="event.deliver"
             )
-            await session.commit()
-        return decision
 
     async def _attempt(self, job: Job) -> Result:
         kind = await self.kinds.kind(job.agency)

@@ -13,7 +13,7 @@ from app.access.door import Reader
 from app.auth.deps import require
 from app.auth.principal import Principal
 from app.auth.scopes import Scope
-from app.db import get_session
+from app.db import Database, get_database, get_session
 from app.errors import (
     BadRequest,
     Conflict,
@@ -84,7 +84,7 @@ async def get_event_type(principal: Authenticated, type_name: Annotated[str, Pat
     },
 )
 async def publish_event(
-    session: Session,
+    db: Annotated[Database, Depends(get_database)],
     door: DoorDep,
     reader: Annotated[Reader, Security(get_reader, scopes=[Scope.events_publish])],
     event: CloudEventIn,
@@ -110,7 +110,7 @@ async def publish_event(
     Answers 202 with the event's id and sequence; a replay of the same key answers the same, with
     `Idempotent-Replayed: true`."""
     accepted, replayed = await event_service.publish(
-        session, reader, event=event, idempotency_key=idempotency_key, policy=door.policy
+        db, reader, event=event, idempotency_key=idempotency_key, policy=door.policy
     )
     response.headers["Location"] = f"/v1/events/{accepted.id}"
     if replayed:

@@ -5,25 +5,25 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlmodel import col
 
 from app.access.door import Door, Reader
 from app.access.policy import Policy
+from app.db import Database
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.events import audience, catalog
 from app.events.envelope import EVENT_COLUMNS, StoredEvent, envelope
 from app.models.common import utcnow
-from app.models.event import CloudEventIn, CloudEventOut, EventAccepted, EventIdempotency, EventTypePublic
-from app.models.outbox import OutboxEvent
+from app.models.event import CloudEventIn, CloudEventOut, EventAccepted, EventTypePublic
 from app.services import case as case_service
-from app.services import event_effects, outbox
+from app.services import event_effects
 
 
 class IdempotencyKeyReused(Unprocessable):
@@ -63,17 +63,46 @@ def request_hash(event: CloudEventIn) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+# Publishing's first read, in one round trip: a replay's event under this key (if any) and the
+# child's region (NULL when there is no such child).
+_FIRST_READ = """
+SELECT (SELECT region_code FROM child WHERE id = :subject) AS child_region,
+       i.request_hash, e.id, e.seq, e.type, e.subject, e.time
+FROM (SELECT 1) AS one
+LEFT JOIN event_idempotency AS i ON i.client_id = :client AND i.key = :key
+LEFT JOIN outbox_event AS e ON e.id = i.event_id
+"""
+
+# The key first, then the event, in one statement: a concurrent request with the same key waits
+# on the key's insert for this one to commit, then inserts neither and sees a replay, instead of
+# publishing the event twice.
+_STORE = """
+WITH claimed AS (
+    INSERT INTO event_idempotency (client_id, key, request_hash, event_id)
+    VALUES (:client, :key, :request_hash, :id)
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+)
+INSERT INTO outbox_event (id, type, source, subject, time, data, data_categories, region_code,
+                          publisher_agency, publisher_client, publisher_event_id, case_id, created_at)
+SELECT claimed.event_id, :type, :source, :subject, :time, CAST(:data AS jsonb),
+       CAST(:categories AS varchar[]), :region, :agency, :client, :publisher_event_id, :case_id, now()
+FROM claimed
+RETURNING id
+"""
+
+
 async def _replay(session: AsyncSession, reader: Reader, key: str, digest: str) -> EventAccepted | None:
     row = (
         await session.execute(
-            text(
-                "SELECT i.request_hash, e.id, e.seq, e.type, e.subject, e.time FROM event_idempotency i "
-                "JOIN outbox_event e ON e.id = i.event_id WHERE i.client_id = :client AND i.key = :key"
-            ),
-            {"client": reader.principal.client_id, "key": key},
+            text(_FIRST_READ), {"subject": None, "client": reader.principal.client_id, "key": key}
         )
-    ).first()
-    if row is None:
+    ).one()
+    return _replayed(row, digest)
+
+
+def _replayed(row: Any, digest: str) -> EventAccepted | None:
+    if row.request_hash is None:
         return None
     if row.request_hash != digest:
         raise IdempotencyKeyReused(
@@ -82,10 +111,53 @@ async def _replay(session: AsyncSession, reader: Reader, key: str, digest: str) 
     return EventAccepted(id=row.id, sequence=row.seq, type=row.type, subject=row.subject, time=row.time)
 
 
+_SEQUENCE_OF = "SELECT seq FROM outbox_event WHERE id = :id"
+
+
 async def publish(
-    session: AsyncSession, reader: Reader, *, event: CloudEventIn, idempotency_key: str, policy: Policy
+    db: Database, reader: Reader, *, event: CloudEventIn, idempotency_key: str, policy: Policy
 ) -> tuple[EventAccepted, bool]:
-    """Validate and store one event in the outbox; returns the receipt and whether it is a replay.
+    """Validate, store and commit one event; returns the receipt and whether it is a replay.
+
+    The one service that owns its transaction, for the sake of the event order: an event is
+    numbered by the deferred sequencing trigger inside COMMIT, holding the one counter row's lock
+    until the commit is durable, and every other publish waits for that lock. Numbered any
+    earlier (and read back before the commit), the lock would also be held while the API process
+    gets round to sending COMMIT, which under load was most of a publish's time and capped
+    publishing for the whole platform. So the work commits here, and the number is read after.
+    Everything written (the key, the event, a custody change) still commits together or not at
+    all; see :func:`store` for what is refused.
+    """
+    async with db.sessionmaker() as session:
+        async with session.begin():
+            stored, replayed = await store(
+                session, reader, event=event, idempotency_key=idempotency_key, policy=policy
+            )
+        if isinstance(stored, EventAccepted):
+            return stored, replayed
+        # Committed and numbered; one autocommit read, no transaction of its own.
+        conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        sequence = (await conn.execute(text(_SEQUENCE_OF), {"id": stored.id})).scalar_one()
+    return EventAccepted(
+        id=stored.id, sequence=int(sequence), type=stored.type, subject=stored.subject, time=stored.time
+    ), False
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """An event written in the caller's transaction, numbered when it commits."""
+
+    id: uuid.UUID
+    type: str
+    subject: uuid.UUID
+    time: datetime
+
+
+async def store(
+    session: AsyncSession, reader: Reader, *, event: CloudEventIn, idempotency_key: str, policy: Policy
+) -> tuple[EventAccepted | Stored, bool]:
+    """Validate and store one event in the outbox, in the caller's transaction; returns a replay's
+    receipt, or the stored event (numbered at commit), and whether it is a replay.
 
     Refuses (and stores nothing): an unknown type (422), a type the agency may not publish (403),
     data that does not match the type's schema (422), a child absent or outside the caller's
@@ -93,12 +165,18 @@ async def publish(
     (`source`, `id`) under a new key (409). A custody-changing type is published only by the
     agency kinds the policy's ``custody_changes`` names (403 otherwise) and changes the
     guardianship record in this transaction (:mod:`app.services.event_effects`): if the change
-    cannot be made (409, 422), neither is the event stored. The event gets its sequence number as
-    the transaction's last step and commits with the key and the change.
+    cannot be made (409, 422), neither is the event stored. The event gets its sequence number
+    when the transaction commits, with the key and the change.
     """
     principal = reader.principal
     digest = request_hash(event)
-    replayed = await _replay(session, reader, idempotency_key, digest)
+    first = (
+        await session.execute(
+            text(_FIRST_READ),
+            {"subject": event.subject, "client": principal.client_id, "key": idempotency_key},
+        )
+    ).one()
+    replayed = _replayed(first, digest)
     if replayed is not None:
         return replayed, True
 
@@ -120,55 +198,44 @@ async def publish(
             code="invalid_event_data",
             extra={"errors": [{"loc": e.loc, "msg": e.msg, "type": e.rule} for e in errors]},
         )
-    child = (
-        await session.execute(text("SELECT region_code FROM child WHERE id = :id"), {"id": event.subject})
-    ).first()
-    if child is None or not principal.covers_region(child.region_code):
+    region = first.child_region
+    if region is None or not principal.covers_region(region):
         raise NotFound("No child with this id.", code="child_not_found")
     if event.childlinkcase is not None:
         await case_service.require_linkable(session, reader, event.childlinkcase, child_id=event.subject)
 
     event_id = uuid.uuid4()
-    # The key first: a concurrent request with the same key waits here for this one to commit,
-    # then sees it as a replay, instead of publishing the event twice.
-    claimed = (
-        await session.execute(
-            insert(EventIdempotency)
-            .values(
-                client_id=principal.client_id, key=idempotency_key, request_hash=digest, event_id=event_id
-            )
-            .on_conflict_do_nothing()
-            .returning(col(EventIdempotency.key))
-        )
-    ).first()
-    if claimed is None:
-        replayed = await _replay(session, reader, idempotency_key, digest)
-        assert replayed is not None
-        return replayed, True
-
     when = event.time or utcnow()
-    session.add(
-        OutboxEvent(
-            id=event_id,
-            type=event.type,
-            source=event.source,
-            subject=event.subject,
-            time=when,
-            data=event.data,
-            data_categories=[str(c) for c in event_type.classify(event.data)],
-            region_code=child.region_code,
-            publisher_agency=principal.agency,
-            publisher_client=principal.client_id,
-            publisher_event_id=event.id,
-            case_id=event.childlinkcase,
-        )
-    )
     try:
-        await session.flush()
-    except IntegrityError as exc:  # the transaction is spoilt; the session dependency rolls it back
+        stored = (
+            await session.execute(
+                text(_STORE),
+                {
+                    "client": principal.client_id,
+                    "key": idempotency_key,
+                    "request_hash": digest,
+                    "id": event_id,
+                    "type": event.type,
+                    "source": event.source,
+                    "subject": event.subject,
+                    "time": when,
+                    "data": orjson.dumps(event.data).decode(),
+                    "categories": [str(c) for c in event_type.classify(event.data)],
+                    "region": region,
+                    "agency": principal.agency,
+                    "publisher_event_id": event.id,
+                    "case_id": event.childlinkcase,
+                },
+            )
+        ).first()
+    except IntegrityError as exc:  # the transaction is spoilt; publish() rolls it back
         raise Conflict(
             "You already published an event with this `source` and `id`.", code="duplicate_event"
         ) from exc
+    if stored is None:  # the key was taken meanwhile, by a request that has committed since
+        replayed = await _replay(session, reader, idempotency_key, digest)
+        assert replayed is not None
+        return replayed, True
     if event_effects.changes_records(event.type):
         await event_effects.apply(
             session,
@@ -177,14 +244,11 @@ async def publish(
                 event_id=event_id,
                 type=event.type,
                 child_id=event.subject,
-                region_code=child.region_code,
+                region_code=region,
                 data=event.data,
             ),
         )
-    sequence = await outbox.assign_sequence(session, event_id)
-    return EventAccepted(
-        id=event_id, sequence=sequence, type=event.type, subject=event.subject, time=when
-    ), False
+    return Stored(id=event_id, type=event.type, subject=event.subject, time=when), False
 
 
 async def load(session: AsyncSession, event_id: uuid.UUID) -> StoredEvent | None:

@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
@@ -64,16 +63,3 @@ async def emit(
     session.add(event)
     await session.flush()
     return event
-
-
-async def assign_sequence(session: AsyncSession, event_id: uuid.UUID) -> int:
-    """Number the transaction's events now instead of at commit, and return this event's number.
-
-    Fires the deferred sequencing trigger early (SET CONSTRAINTS ... IMMEDIATE), so the counter's
-    row lock is held from here to the commit: call it as the transaction's last step.
-    """
-    await session.execute(text("SET CONSTRAINTS outbox_event_sequence IMMEDIATE"))
-    seq = (
-        await session.execute(text("SELECT seq FROM outbox_event WHERE id = :id"), {"id": event_id})
-    ).scalar_one()
-    return int(seq)
