@@ -12,7 +12,7 @@ from app.config import Settings
 from app.events.sender import WebhookSender
 from app.events.worker import DeliveryWorker
 from tests.conftest import TokenFactory
-from tests.events.helpers import CIVIL_SCOPES, PUBLISH_SCOPES, SUBSCRIBER_SCOPES
+from tests.events.helpers import CIVIL_SCOPES, PUBLISH_SCOPES, SUBSCRIBER_SCOPES, worker_for
 from tests.events.receiver import Receiver
 from tests.factories import make_child
 
@@ -92,13 +92,8 @@ async def start_worker(app: Any, loopback_settings: Settings) -> AsyncIterator[W
     running: list[tuple[DeliveryWorker, asyncio.Task[None]]] = []
 
     async def start(settings: Settings | None = None, *, name: str | None = None) -> DeliveryWorker:
-        worker = DeliveryWorker(
-            db=app.state.db,
-            door=app.state.door,
-            kinds=app.state.agency_kinds,
-            settings=settings or loopback_settings,
-            notifier=app.state.event_notifier,
-            name=name or f"test-worker-{len(running)}",
+        worker = worker_for(
+            app, settings or loopback_settings, name=name or f"test-worker-{len(running)}", notifier=True
         )
         running.append((worker, asyncio.create_task(worker.run())))
         return worker

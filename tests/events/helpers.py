@@ -9,7 +9,9 @@ from typing import Any
 import asyncpg
 import httpx
 
+from app.config import Settings
 from app.db import asyncpg_dsn
+from app.events.worker import DeliveryWorker
 from tests.conftest import bearer
 
 PREFIX = "cn.gov.childlink."
@@ -118,3 +120,38 @@ async def subscribe(
     assert response.status_code == 201, response.text
     result: dict[str, Any] = response.json()
     return result
+
+
+def worker_for(
+    app: Any, settings: Settings, *, name: str | None = None, notifier: bool = False
+) -> DeliveryWorker:
+    """A delivery worker on the test app's database, door and agency kinds (not running: the
+    caller drives it, or runs it); with ``notifier`` it wakes on the app's event notices."""
+    return DeliveryWorker(
+        db=app.state.db,
+        door=app.state.door,
+        kinds=app.state.agency_kinds,
+        settings=settings,
+        notifier=app.state.event_notifier if notifier else None,
+        **({"name": name} if name else {}),
+    )
+
+
+async def deliveries(
+    client: httpx.AsyncClient, token: str, sub_id: str, **params: Any
+) -> list[dict[str, Any]]:
+    """The subscription's deliveries as its owner lists them (``GET .../deliveries``)."""
+    response = await client.get(
+        f"/v1/subscriptions/{sub_id}/deliveries", params=params, headers=bearer(token)
+    )
+    assert response.status_code == 200, response.text
+    items: list[dict[str, Any]] = response.json()["items"]
+    return items
+
+
+async def delivery_of(
+    client: httpx.AsyncClient, token: str, sub: dict[str, Any], event_id: str
+) -> dict[str, Any]:
+    """The subscription's delivery of one event; empty while it is not fanned out yet."""
+    found = [d for d in await deliveries(client, token, sub["id"]) if d["event_id"] == event_id]
+    return found[0] if found else {}

@@ -16,7 +16,6 @@ from standardwebhooks import Webhook
 from app.config import Settings
 from app.db import asyncpg_dsn
 from app.events.sender import WebhookSender
-from app.events.worker import DeliveryWorker
 from tests.conftest import TokenFactory, bearer
 from tests.events.conftest import REGION, WorkerFactory
 from tests.events.helpers import (
@@ -26,25 +25,16 @@ from tests.events.helpers import (
     PREFIX,
     SAMPLES,
     SUBSCRIBER_SCOPES,
+    deliveries,
     eventually,
     fetch,
     publish,
     scalar,
     subscribe,
+    worker_for,
 )
 from tests.events.receiver import Receiver
 from tests.factories import make_child
-
-
-async def deliveries(
-    client: httpx.AsyncClient, token: str, sub_id: str, **params: Any
-) -> list[dict[str, Any]]:
-    response = await client.get(
-        f"/v1/subscriptions/{sub_id}/deliveries", params=params, headers=bearer(token)
-    )
-    assert response.status_code == 200, response.text
-    items: list[dict[str, Any]] = response.json()["items"]
-    return items
 
 
 class TestPublishToWebhook:
@@ -461,9 +451,7 @@ class TestHousekeeping:
             )
         finally:
             await conn.close()
-        worker = DeliveryWorker(
-            db=app.state.db, door=app.state.door, kinds=app.state.agency_kinds, settings=loopback_settings
-        )
+        worker = worker_for(app, loopback_settings)
         try:
             assert await worker.prune() == 1
         finally:

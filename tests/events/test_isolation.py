@@ -11,10 +11,9 @@ import httpx
 
 from app.config import Settings
 from app.events.sender import WebhookSender
-from app.events.worker import DeliveryWorker
 from tests.conftest import bearer
 from tests.events.conftest import REGION, WorkerFactory
-from tests.events.helpers import DROPOUT, PREFIX, eventually, publish, subscribe
+from tests.events.helpers import DROPOUT, PREFIX, eventually, publish, subscribe, worker_for
 from tests.events.receiver import Received, Receiver
 from tests.factories import make_child
 
@@ -56,9 +55,7 @@ class TestHangingReceiver:
                 for child in children
             ]
             # The hanging subscriber's deliveries are queued first, so they are the oldest work.
-            await DeliveryWorker(
-                db=app.state.db, door=app.state.door, kinds=app.state.agency_kinds, settings=settings
-            ).dispatch()
+            await worker_for(app, settings).dispatch()
             await asyncio.sleep(0.05)
             await subscribe(
                 client, subscriber, receiver.url, [PREFIX + "education.*"], from_sequence=sequences[0] - 1

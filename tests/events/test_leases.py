@@ -13,7 +13,7 @@ from app.events.sender import WebhookSender
 from app.events.worker import DeliveryWorker
 from tests.conftest import bearer
 from tests.events.conftest import REGION, WorkerFactory
-from tests.events.helpers import DROPOUT, PREFIX, publish, subscribe
+from tests.events.helpers import DROPOUT, PREFIX, publish, subscribe, worker_for
 from tests.events.receiver import Receiver
 from tests.factories import make_child
 
@@ -24,9 +24,7 @@ def short_lease(settings: Settings) -> Settings:
 
 def crashing_worker(app: Any, settings: Settings, name: str) -> DeliveryWorker:
     """A worker used only to claim: it dies (is dropped) before sending anything."""
-    return DeliveryWorker(
-        db=app.state.db, door=app.state.door, kinds=app.state.agency_kinds, settings=settings, name=name
-    )
+    return worker_for(app, settings, name=name)
 
 
 class TestExpiredLeases:

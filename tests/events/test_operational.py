@@ -16,7 +16,16 @@ from app.events.scheduler import Scheduler, registered_jobs
 from app.models.common import utcnow
 from tests.conftest import TokenFactory, bearer
 from tests.events.conftest import REGION, WorkerFactory
-from tests.events.helpers import DROPOUT, PREFIX, SUBSCRIBER_SCOPES, eventually, fetch, publish, subscribe
+from tests.events.helpers import (
+    DROPOUT,
+    PREFIX,
+    SUBSCRIBER_SCOPES,
+    deliveries,
+    eventually,
+    fetch,
+    publish,
+    subscribe,
+)
 from tests.events.receiver import Receiver
 from tests.factories import make_child
 
@@ -185,10 +194,7 @@ class TestDeadLettered:
         await start_worker(loopback_settings.model_copy(update={"webhook_retry_schedule": [3600.0]}))
         published = (await publish(client, education, DROPOUT, child["id"])).json()
         await receiver.wait_for(lambda r: len(r.requests) == 1)
-        items = (
-            await client.get(f"/v1/subscriptions/{sub['id']}/deliveries", headers=bearer(subscriber))
-        ).json()
-        stuck = items["items"][0]
+        (stuck,) = await deliveries(client, subscriber, sub["id"])
         skipped = await client.post(
             f"/v1/subscriptions/{sub['id']}/deliveries/{stuck['id']}/skip", headers=bearer(subscriber)
         )

@@ -12,7 +12,7 @@ from app.config import Settings
 from app.events.sender import WebhookSender
 from tests.conftest import bearer
 from tests.events.conftest import WorkerFactory
-from tests.events.helpers import DROPOUT, PREFIX, SAMPLES, eventually, publish, subscribe
+from tests.events.helpers import DROPOUT, PREFIX, SAMPLES, delivery_of, eventually, publish, subscribe
 from tests.events.receiver import Received, Receiver
 
 POISON_SCHOOL = "毒丸小学"
@@ -33,16 +33,6 @@ async def publish_pair(client: httpx.AsyncClient, education: str, child: dict[st
     )
     good = await publish(client, education, DROPOUT, child["id"])
     return bad.json()["id"], good.json()["id"]
-
-
-async def delivery_of(
-    client: httpx.AsyncClient, token: str, sub: dict[str, Any], event_id: str
-) -> dict[str, Any]:
-    items = (await client.get(f"/v1/subscriptions/{sub['id']}/deliveries", headers=bearer(token))).json()[
-        "items"
-    ]
-    found = [item for item in items if item["event_id"] == event_id]
-    return found[0] if found else {}  # not fanned out yet
 
 
 class TestSkip:

@@ -15,11 +15,18 @@ from sqlalchemy import text
 
 from app.cli import migrate
 from app.config import Settings
-from app.events.worker import DeliveryWorker
 from app.main import create_app
 from app.models.agency import AgencyKind
 from tests.conftest import bearer, make_client
-from tests.events.helpers import CIVIL_SCOPES, DROPOUT, PREFIX, SUBSCRIBER_SCOPES, eventually, subscribe
+from tests.events.helpers import (
+    CIVIL_SCOPES,
+    DROPOUT,
+    PREFIX,
+    SUBSCRIBER_SCOPES,
+    eventually,
+    subscribe,
+    worker_for,
+)
 from tests.events.receiver import Receiver
 from tests.factories import child_body
 
@@ -103,12 +110,10 @@ class TestPostgresRestart:
             child_id = registered.json()["id"]
             app.state.webhook_sender.allow = app.state.webhook_sender.allow.parse(["127.0.0.1"])
             await subscribe(http, subscriber, receiver.url, [PREFIX + "education.*"])
-            worker = DeliveryWorker(
-                db=app.state.db,
-                door=app.state.door,
-                kinds=app.state.agency_kinds,
-                settings=loopback_settings.model_copy(update={"webhook_retry_schedule": [0.2] * 30}),
-                notifier=app.state.event_notifier,
+            worker = worker_for(
+                app,
+                loopback_settings.model_copy(update={"webhook_retry_schedule": [0.2] * 30}),
+                notifier=True,
             )
             running = asyncio.create_task(worker.run())
             accepted: set[str] = set()
