@@ -13,14 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
-from app.access.door import (
-    BREAK_GLASS_HEADER,
-    PURPOSE_HEADER,
-    AccessDenied,
-    Door,
-    InvalidBreakGlass,
-    Reader,
-)
+from app.access.door import Door
+from app.access.reading import BREAK_GLASS_HEADER, PURPOSE_HEADER, AccessDenied, InvalidBreakGlass, Reader
 from app.audit.records import AccessRecord, Basis
 from app.errors import BadRequest
 from app.models.vocabulary import DataCategory, PurposeOfUse

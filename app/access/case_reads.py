@@ -20,7 +20,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.decision import Decision, Outcome, ReferralGrant
-from app.access.door import Door, Reader, Subject
+from app.access.door import Door
+from app.access.reading import Reader, Subject
 from app.models.vocabulary import DataCategory, PurposeOfUse
 
 

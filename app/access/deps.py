@@ -11,7 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.datastructures import State
 
-from app.access.door import Door, Reader
+from app.access.door import Door
+from app.access.reading import Reader
 from app.audit.oversight import OversightScope
 from app.auth.deps import require
 from app.auth.principal import Principal

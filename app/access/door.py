@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, NoReturn, Protocol
-from urllib.parse import unquote
+from typing import Any, NoReturn
 
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
@@ -28,114 +25,44 @@ from app.access.decision import (
     BreakGlass,
     ConsentGrant,
     Decision,
-    Grant,
     Ground,
     Outcome,
     ReferralGrant,
     decide,
 )
 from app.access.policy import Policy
-from app.audit.records import AccessRecord, Basis
-from app.auth.principal import Principal
+from app.access.reading import (
+    INVESTIGATION_HEADER,
+    INVESTIGATION_REF,
+    PURPOSE_HEADER,
+    AccessDenied,
+    AuditSink,
+    BreakGlassLimit,
+    BreakGlassNotAllowed,
+    InvalidBreakGlass,
+    InvestigationNotAllowed,
+    InvestigationRefRequired,
+    PurposeRequired,
+    Reader,
+    Subject,
+    UnknownPurpose,
+    parse_break_glass,
+    stated_purpose,
+)
+from app.access.recording import access_record, withheld_extra
+from app.audit.records import AccessRecord
 from app.auth.scopes import Scope
 from app.batching import BatchedLookup
 from app.db import OnDemandSession, opened
-from app.errors import BadRequest, Forbidden, NotFound, TooManyRequests
+from app.errors import NotFound
 from app.models.agency import AgencyKind
 from app.models.break_glass import BreakGlassReason, BreakGlassReview, Investigation
 from app.models.common import utcnow
 from app.models.vocabulary import DataCategory, PurposeOfUse
 
-PURPOSE_HEADER = "X-Purpose-Of-Use"
-BREAK_GLASS_HEADER = "X-Break-Glass"
-INVESTIGATION_HEADER = "X-Investigation-Ref"
-_INVESTIGATION_REF = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-"""Case references travel in a URL when the case is closed: no slashes."""
-
-
-class AuditSink(Protocol):
-    async def record(self, record: AccessRecord) -> int: ...
-
-    async def record_many(self, records: Sequence[AccessRecord]) -> list[int]: ...
-
-
-class PurposeRequired(BadRequest):
-    code, title = "purpose_required", "A purpose of use is required"
-
-
-class UnknownPurpose(BadRequest):
-    code, title = "unknown_purpose", "Unknown purpose of use"
-
-
-class InvalidBreakGlass(BadRequest):
-    code, title = "invalid_break_glass", "Malformed break-glass justification"
-
-
-class InvestigationRefRequired(BadRequest):
-    code, title = "investigation_ref_required", "An investigation reference is required"
-
-
-class InvestigationNotAllowed(Forbidden):
-    code, title = "investigation_not_allowed", "This reader may not read for this investigation"
-
-
-class BreakGlassNotAllowed(Forbidden):
-    code, title = "break_glass_not_allowed", "This client may not use break-glass"
-
-
-class BreakGlassLimit(TooManyRequests):
-    code, title = "break_glass_limit", "Daily break-glass limit reached"
-
-
-class AccessDenied(Forbidden):
-    code, title = "access_denied", "No legal basis for this read"
-
-
-@dataclass(frozen=True, slots=True)
-class Reader:
-    """Who reads and why, as stated on the request."""
-
-    principal: Principal
-    agency_kind: str
-    purpose_raw: str | None
-    break_glass_raw: str | None
-    request_id: str | None
-    investigation_raw: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Subject:
-    """The child being read, as much as the door needs to decide."""
-
-    child_id: uuid.UUID
-    owner_agency: str
-    region_code: str
-
-
-_NO_BASIS = Basis({})
 _DECISION_CACHE_SIZE = 4096
 # (reader agency, reader kind, owner agency, categories, purpose)
 _DecisionKey = tuple[str, str, str, tuple[DataCategory, ...], PurposeOfUse | None]
-
-
-def _basis(decision: Decision) -> Basis:
-    return _basis_of(tuple(decision.granted.items()))
-
-
-@functools.lru_cache(maxsize=4096)
-def _basis_of(granted: tuple[tuple[DataCategory, Grant], ...]) -> Basis:
-    """The access-log basis of one decision shape, built and checked once: statute reads repeat
-    a handful of shapes; consent grants add one per consent, hence the bound."""
-    return Basis(
-        {
-            str(category): {"ground": str(grant.ground), "ref": grant.ref, "citation": grant.citation}
-            for category, grant in granted
-        }
-    )
-
-
-def _withheld_extra(decision: Decision) -> dict[str, Any]:
-    return {"withheld": [{"category": str(c), "reason": r} for c, r in decision.withheld.items()]}
 
 
 ACTIVE_CONSENTS_SQL = """
@@ -176,41 +103,13 @@ class Door:
         self.break_glass_daily_limit = break_glass_daily_limit
         self._decisions: dict[_DecisionKey, Decision] = {}
 
-    # -- the request's statements ----------------------------------------------------------
+    # -- the request's statements (parsed in app/access/reading.py) -------------------------
 
     def _purpose(self, reader: Reader) -> PurposeOfUse | None:
-        if reader.purpose_raw is None or not reader.purpose_raw.strip():
-            return None
-        try:
-            return PurposeOfUse(reader.purpose_raw.strip())
-        except ValueError:
-            raise UnknownPurpose(
-                f"`{PURPOSE_HEADER}` must be one of: " + ", ".join(p.value for p in PurposeOfUse) + "."
-            ) from None
-
-    def _known_purpose(self, reader: Reader) -> str | None:
-        """The stated purpose if it is one of ours; free text from a header is never logged."""
-        raw = (reader.purpose_raw or "").strip()
-        return raw if raw in PurposeOfUse.__members__ else None
+        return stated_purpose(reader)
 
     def _parse_break_glass(self, raw: str) -> BreakGlass:
-        """``<reason_code>; <justification>``; the justification may be percent-encoded (UTF-8)
-        so it can be written in Chinese in an HTTP header."""
-        code, sep, text = raw.partition(";")
-        code = code.strip()
-        justification = unquote(text).strip()
-        rules = self.policy.break_glass
-        if not sep or code not in rules.reason_codes:
-            raise InvalidBreakGlass(
-                f"Send `{BREAK_GLASS_HEADER}: <reason_code>; <justification>` with a reason code from: "
-                + ", ".join(sorted(rules.reason_codes))
-                + "."
-            )
-        if len(justification) < rules.min_justification_length:
-            raise InvalidBreakGlass(
-                f"The justification must be at least {rules.min_justification_length} characters."
-            )
-        return BreakGlass(reason_code=BreakGlassReason(code), justification=justification[:1000])
+        return parse_break_glass(raw, self.policy.break_glass)
 
     # -- the access log --------------------------------------------------------------------
 
@@ -241,37 +140,9 @@ class Door:
             )
         )
 
-    def _record(
-        self,
-        reader: Reader,
-        *,
-        action: str,
-        decision: Decision | None,
-        child_id: uuid.UUID | None = None,
-        child_ids: Sequence[uuid.UUID] | None = None,
-        query: Mapping[str, Any] | None = None,
-        reason: str | None = None,
-        withheld: Sequence[str] = (),
-        investigation_ref: str | None = None,
-    ) -> AccessRecord:
-        principal = reader.principal
-        return AccessRecord(
-            request_id=reader.request_id,
-            client_id=principal.client_id,
-            agency=principal.agency,
-            action=action,
-            child_id=child_id,
-            child_ids=tuple(child_ids) if child_ids is not None else None,
-            query=dict(query) if query is not None else None,
-            purpose=str(decision.purpose) if decision and decision.purpose else self._known_purpose(reader),
-            decision=str(decision.outcome) if decision else "deny",
-            reason=reason or (decision.reason if decision else None),
-            categories_returned=tuple(str(c) for c in decision.granted) if decision else (),
-            categories_withheld=tuple(str(c) for c in decision.withheld) if decision else tuple(withheld),
-            basis=_basis(decision) if decision else _NO_BASIS,
-            break_glass=bool(decision and decision.break_glass_used),
-            investigation_ref=investigation_ref,
-        )
+    def _record(self, reader: Reader, **fields: Any) -> AccessRecord:
+        """The access-log record of a read or refusal (app/access/recording.py)."""
+        return access_record(reader, **fields)
 
     async def _refuse(
         self,
@@ -354,7 +225,7 @@ class Door:
                 reason="investigation_not_allowed",
             )
         ref = (reader.investigation_raw or "").strip()
-        if not _INVESTIGATION_REF.match(ref):
+        if not INVESTIGATION_REF.match(ref):
             await self._refuse(
                 reader,
                 InvestigationRefRequired(
@@ -612,7 +483,7 @@ class Door:
             raise AccessDenied(
                 "No statute, consent or emergency allows this agency to read any of the requested "
                 "data for this purpose.",
-                extra=_withheld_extra(decision),
+                extra=withheld_extra(decision),
             )
         return decision
 
@@ -800,7 +671,7 @@ class Door:
             raise AccessDenied(
                 "No statute, consent or emergency allows this agency to read children's data "
                 "for this purpose.",
-                extra=_withheld_extra(statute),
+                extra=withheld_extra(statute),
             )
         # One record per group of children released on the same grounds (usually one for the
         # page): each child's entry in the guardian's report names exactly what was read of it.

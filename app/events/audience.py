@@ -29,7 +29,8 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.decision import Decision
-from app.access.door import Door, Reader
+from app.access.door import Door
+from app.access.reading import Reader
 from app.db import OnDemandSession
 from app.events.envelope import StoredEvent
 from app.events.spec import PREFIX

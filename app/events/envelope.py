@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from app.access.door import Subject
+from app.access.reading import Subject
 from app.events import catalog
 from app.models.vocabulary import DataCategory
 

@@ -55,7 +55,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from app.access.deps import AgencyKinds
-from app.access.door import Door, Reader
+from app.access.door import Door
+from app.access.reading import Reader
 from app.auth.principal import Principal
 from app.auth.scopes import Scope
 from app.config import Settings

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.deps import DoorDep, get_reader
-from app.access.door import Reader
+from app.access.reading import Reader
 from app.auth.deps import require
 from app.auth.principal import Principal
 from app.auth.scopes import Scope

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Security
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.deps import DoorDep, get_reader
-from app.access.door import Reader
+from app.access.reading import Reader
 from app.auth.scopes import Scope
 from app.db import get_session
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable, responses

@@ -13,7 +13,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.access.door import Door, Reader
+from app.access.door import Door
+from app.access.reading import Reader
 from app.errors import BadRequest, Forbidden
 from app.models.access_report import AccessReport, AccessReportEntry, ReportGround
 from app.models.common import utcnow

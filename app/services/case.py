@@ -19,7 +19,8 @@ from sqlmodel import col
 
 from app.access.case_reads import CaseRead, admit_case_reads
 from app.access.decision import Decision
-from app.access.door import Door, Reader, Subject
+from app.access.door import Door
+from app.access.reading import Reader, Subject
 from app.errors import Conflict, Forbidden, NotFound
 from app.models.case import (
     KIND_CATEGORY,

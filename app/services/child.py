@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.access.decision import Decision
-from app.access.door import Door, Reader, Subject
+from app.access.door import Door
+from app.access.reading import Reader, Subject
 from app.errors import BadRequest, Conflict, Forbidden, PreconditionFailed, PreconditionRequired
 from app.models import resident_id
 from app.models.agency import AgencyKind

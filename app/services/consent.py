@@ -10,7 +10,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.access.door import Door, Reader, Subject
+from app.access.door import Door
+from app.access.reading import Reader, Subject
 from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.models.agency import Agency
 from app.models.child import ChildStatus

@@ -16,7 +16,8 @@ from sqlmodel import col
 
 from app.access.case_policy import case_policy
 from app.access.decision import Decision
-from app.access.door import AccessDenied, Door, Reader
+from app.access.door import Door
+from app.access.reading import AccessDenied, Reader
 from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.models.agency import Agency
 from app.models.case import Case, CaseStatus

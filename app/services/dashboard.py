@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.aggregate import admit_aggregate
-from app.access.door import Door, Reader
+from app.access.door import Door
+from app.access.reading import Reader
 from app.models.statistics import (
     ChildDimension,
     Count,

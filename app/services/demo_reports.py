@@ -13,8 +13,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.access.door import Door, Reader, consent_lookup
+from app.access.door import Door, consent_lookup
 from app.access.policy import load_policy
+from app.access.reading import Reader
 from app.audit.records import AccessRecord
 from app.auth.principal import Principal
 from app.models.agency import AgencyKind

@@ -19,8 +19,9 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.access.door import Door, Reader, Subject
+from app.access.door import Door
 from app.access.policy import CareInterval, Policy
+from app.access.reading import Reader, Subject
 from app.auth.principal import Principal
 from app.errors import Forbidden
 from app.models.agency import AgencyKind

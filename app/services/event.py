@@ -14,8 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.access.door import Door, Reader
+from app.access.door import Door
 from app.access.policy import Policy
+from app.access.reading import Reader
 from app.db import Database
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.events import audience, catalog

@@ -22,7 +22,8 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlmodel import col
 
-from app.access.door import AccessDenied, Door, Reader
+from app.access.door import Door
+from app.access.reading import AccessDenied, Reader
 from app.errors import BadRequest, Conflict, NotFound
 from app.events import audience
 from app.events.envelope import EVENT_COLUMNS, StoredEvent, envelope

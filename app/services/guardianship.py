@@ -12,7 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.access.decision import Decision
-from app.access.door import Door, Reader, Subject
+from app.access.door import Door
+from app.access.reading import Reader, Subject
 from app.auth.principal import Principal
 from app.batching import BatchedLookup
 from app.db import Database, OnDemandSession

@@ -23,7 +23,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.access.door import Door, Reader
+from app.access.door import Door
+from app.access.reading import Reader
 from app.access.report_policy import report_policy
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.models.case import Case, CaseKind, CaseStatus

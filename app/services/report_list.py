@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.access.case_reads import CaseRead, admit_case_reads
-from app.access.door import Door, Reader
+from app.access.door import Door
+from app.access.reading import Reader
 from app.models.case import Case, CaseStatus
 from app.models.referral import OPEN_STATUSES, Referral, ReferralStatus
 from app.models.report import Report, ReportConcern, ReportPublic, ReportStatus, ReportUrgency

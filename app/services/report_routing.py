@@ -17,7 +17,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.access.door import Reader
+from app.access.reading import Reader
 from app.access.report_policy import ReportPolicy
 from app.models.case import Case
 from app.models.outbox import PRIORITY_IMMEDIATE

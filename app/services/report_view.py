@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.access.decision import Decision
-from app.access.door import Door, Reader
+from app.access.door import Door
+from app.access.reading import Reader
 from app.access.report_policy import report_policy
 from app.models.case import Case, CaseStatus
 from app.models.referral import OPEN_STATUSES, Referral, ReferralStatus

@@ -25,7 +25,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.aggregate import admit_aggregate
-from app.access.door import Door, Reader
+from app.access.door import Door
+from app.access.reading import Reader
 from app.errors import BadRequest, Forbidden
 from app.models.child import CATEGORY_DATA, ChildCategory
 from app.models.statistics import (

@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.aggregate import admit_aggregate
-from app.access.door import Door, Reader
+from app.access.door import Door
+from app.access.reading import Reader
 from app.errors import BadRequest
 from app.models.statistics import (
     REGION_DIGITS,

@@ -21,7 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.access.decision import Decision
-from app.access.door import AccessDenied, Door, Reader
+from app.access.door import Door
+from app.access.reading import AccessDenied, Reader
 from app.errors import BadRequest
 from app.events import audience
 from app.events.envelope import EVENT_COLUMNS, StoredEvent, redact

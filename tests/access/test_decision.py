@@ -10,8 +10,9 @@ from typing import Any, cast
 import pytest
 
 from app.access.decision import BreakGlass, ConsentGrant, Ground, Outcome, ReferralGrant, decide
-from app.access.door import Door, Reader, Subject
+from app.access.door import Door
 from app.access.policy import Policy, load_policy
+from app.access.reading import Reader, Subject
 from app.auth.principal import Principal
 from app.models.child import AccessSummary
 from app.models.vocabulary import DataCategory as C
