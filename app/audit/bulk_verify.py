@@ -112,17 +112,20 @@ SELECT max(c.position) AS last, max(c.watermark)::text AS watermark,
 FROM (
     SELECT position, watermark,
            CASE
-               WHEN COALESCE(lag(position) OVER w, $1) <> position - 1
-                   THEN COALESCE(lag(position) OVER w, $1) + 1
+               WHEN COALESCE(previous_position, $1) <> position - 1 THEN COALESCE(previous_position, $1) + 1
                WHEN row_hash IS NULL OR logged_at IS NULL
                  OR chain_hash IS DISTINCT FROM
-                    encode(sha256(textsend(COALESCE(lag(chain_hash) OVER w, $3) || row_hash)), 'hex')
+                    encode(sha256(textsend(COALESCE(previous_hash, $3) || row_hash)), 'hex')
                  {forged}
                    THEN position
            END AS suspect
-    FROM access_log_chain
-    WHERE position >= $1 AND position <= $2
-    WINDOW w AS (ORDER BY position)
+    FROM (
+        SELECT position, watermark, row_hash, logged_at, chain_hash,
+               lag(position) OVER w AS previous_position, lag(chain_hash) OVER w AS previous_hash
+        FROM access_log_chain
+        WHERE position >= $1 AND position <= $2
+        WINDOW w AS (ORDER BY position)
+    ) AS entry
 ) AS c
 WHERE c.position > $1
 """
