@@ -39,9 +39,11 @@ def _fail(message: str, code: int = 1) -> int:
     return code
 
 
-def _with_conn(settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+def _with_conn(
+    settings: Settings, work: Callable[[asyncpg.Connection], Awaitable[T]], dsn: str | None = None
+) -> T:
     async def run() -> T:
-        conn = await asyncpg.connect(asyncpg_dsn(direct_database_url(settings)))
+        conn = await asyncpg.connect(dsn or asyncpg_dsn(direct_database_url(settings)))
         try:
             return await work(conn)
         finally:
@@ -90,11 +92,18 @@ def cmd_verify(args: argparse.Namespace, settings: Settings) -> int:
         trusted = kept or stored
         since = trusted[-1] if args.since_checkpoint and trusted else None
         report = await verify(
-            conn, anchor=anchor, checkpoints=[*kept, *stored], since=since, seal_first=False
+            conn,
+            anchor=anchor,
+            checkpoints=[*kept, *stored],
+            since=since,
+            seal_first=False,
+            workers=args.workers,
+            dsn=dsn,
         )
         return report, trusted, skipped
 
-    report, trusted, skipped = _with_conn(settings, run)
+    dsn = asyncpg_dsn(direct_database_url(settings))
+    report, trusted, skipped = _with_conn(settings, run, dsn)
     if not report.ok:
         return _fail(report.summary())
     print(report.summary())
@@ -241,7 +250,8 @@ def register(sub: Any) -> None:
         type=int,
         default=os.cpu_count() or 1,
         metavar="N",
-        help="processes walking ranges of the chain at once (default: one per CPU)",
+        help="connections checking ranges of the log at once in the database (processes, when "
+        "walking from a checkpoint); default: one per CPU of this machine",
     )
     audit_verify.set_defaults(func=cmd_verify_any)
     audit_export = audit.add_parser(

@@ -33,9 +33,13 @@ was when the anchor was taken; rows after the newest anchor are only as trustwor
 database. :data:`ANCHOR_NOTE` says so to the operator. Signed checkpoints are anchors the platform
 publishes itself, every few minutes, and that agencies keep.
 
-**In parallel.** With ``workers`` > 1 the chain is cut into position ranges walked by that many
-processes (hashing is CPU-bound Python), all in one exported snapshot; each range starts from the
-stored chain hash before it, so the ranges together check exactly what one walk would.
+**Set-based.** A full verify does not walk in Python: :mod:`app.audit.bulk_verify` has PostgreSQL
+recompute every row and chain hash in set-based SQL over ranges, on ``workers`` connections in one
+exported snapshot, and returns only the positions that may be wrong; each of those is then walked
+here from its predecessor, lowest first, so the report (kind, position, words, counts) is the one
+the walk from the start gives. A verify from a checkpoint (``since``), or a database that refuses
+the session's temporary helpers, walks: with ``workers`` > 1 the chain is cut into position
+ranges walked by that many processes, each from the stored chain hash before it.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ from typing import Any
 
 import asyncpg
 
+from app.audit import bulk_verify
 from app.audit.checkpoints import Checkpoint
 from app.audit.records import content_from_row, format_logged_at, row_hash
 from app.audit.sealer import GENESIS, chain_hash, seal_committed
@@ -242,6 +247,7 @@ async def verify(
     seal_within: float = 10.0,
     workers: int = 1,
     dsn: str | None = None,
+    set_based: bool | None = None,
 ) -> VerifyReport:
     """Check the log; see the module docstring for what is detected.
 
@@ -249,66 +255,101 @@ async def verify(
     chain like anchors, and each one's ``complete_before`` against every row sealed after it.
     With ``since`` (one of them, trusted) the walk starts at its position and checks only what
     follows: quick, but a row edited before it in place, chain untouched, waits for a full run.
-    ``workers`` > 1 (with ``dsn`` to connect them) walks ranges in that many processes."""
+    ``workers`` > 1 (with ``dsn`` to connect them) checks ranges on that many connections (the
+    set-based check) or in that many processes (the walk). ``set_based``: None lets a full verify
+    use :mod:`app.audit.bulk_verify` where the database allows it; True insists (and refuses a
+    ``since`` walk or a database that does not allow it); False walks row by row."""
     if seal_first:
         await seal_committed(conn, within=seal_within)
     marks = _Marks(anchor, checkpoints if since is None else [*checkpoints, since])
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        problem: Problem | None = None
-        first, previous, watermark = 1, GENESIS, 0
-        if since is not None:
-            start = await conn.fetchrow(_ENTRY, since.position)
-            if start is None:
-                problem = Problem(
-                    "deleted",
-                    f"the chain has no position {since.position}, which the checkpoint signed at "
-                    f"{format_logged_at(since.signed_at)} holds: its entries were removed",
-                    position=since.position,
+    # A full verify lets PostgreSQL recompute every hash (bulk_verify); from a checkpoint the walk
+    # covers only what follows it, which Python does as fast as the set-up would cost.
+    if set_based and since is not None:
+        raise ValueError("a verify from a checkpoint walks what follows it; it is not set-based")
+    wanted = set_based
+    set_based = since is None and set_based is not False and await bulk_verify.prepare(conn)
+    if wanted and not set_based:
+        raise RuntimeError("this database does not allow the set-based verify (temporary objects, UTF-8)")
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            problem: Problem | None = None
+            first, previous, watermark = 1, GENESIS, 0
+            if since is not None:
+                start = await conn.fetchrow(_ENTRY, since.position)
+                if start is None:
+                    problem = Problem(
+                        "deleted",
+                        f"the chain has no position {since.position}, which the checkpoint signed at "
+                        f"{format_logged_at(since.signed_at)} holds: its entries were removed",
+                        position=since.position,
+                    )
+                elif start["chain_hash"] != since.chain_hash:
+                    problem = Problem(
+                        "rewritten",
+                        "the chain hash differs from the signed checkpoint for this position",
+                        since.position,
+                        start["row_id"],
+                    )
+                else:
+                    first, previous = since.position + 1, since.chain_hash
+                    watermark = int(start["watermark"])
+            head = await conn.fetchval(_HEAD_POSITION)
+            archived = [(r[0], r[1], r[2], r[3]) for r in await conn.fetch(_ARCHIVED)]
+            last, archived_count = first - 1, 0
+            outcome = (
+                await _verify_set_based(
+                    conn,
+                    head=head,
+                    anchor=anchor,
+                    checkpoints=checkpoints,
+                    archived=archived,
+                    workers=workers,
+                    dsn=dsn,
                 )
-            elif start["chain_hash"] != since.chain_hash:
-                problem = Problem(
-                    "rewritten",
-                    "the chain hash differs from the signed checkpoint for this position",
-                    since.position,
-                    start["row_id"],
-                )
-            else:
-                first, previous = since.position + 1, since.chain_hash
-                watermark = int(start["watermark"])
-        head = await conn.fetchval(_HEAD_POSITION)
-        archived = [(r[0], r[1], r[2], r[3]) for r in await conn.fetch(_ARCHIVED)]
-        last, archived_count = first - 1, 0
-        if problem is None:
-            results = await _walk_ranges(
-                conn,
-                first=first,
-                head=head,
-                previous=previous,
-                marks=marks,
-                archived=archived,
-                workers=workers,
-                dsn=dsn,
+                if set_based
+                else None
             )
-            for result in results:
-                last, previous = result.last, result.last_hash
-                watermark = max(watermark, result.watermark)
-                archived_count += result.archived
-                if result.problem is not None:
-                    problem = result.problem
-                    break
-        if problem is None:
-            problem = marks.beyond(last)
-        unsealed = 0
-        for row in await conn.fetch(_UNSEALED, str(watermark)):
-            if row["pending"]:
-                unsealed += 1
+            unsealed_txids: list[tuple[int, int]] | None = None
+            if outcome is not None:
+                last, previous, watermark, archived_count, problem, unsealed_txids = outcome
             elif problem is None:
-                problem = Problem(
-                    "inserted",
-                    "the row has no chain entry although its transaction is older than the sealed "
-                    "watermark: it was added behind the chain's back",
-                    row_id=row["id"],
+                results = await _walk_ranges(
+                    conn,
+                    first=first,
+                    head=head,
+                    previous=previous,
+                    marks=marks,
+                    archived=archived,
+                    workers=workers,
+                    dsn=dsn,
                 )
+                for result in results:
+                    last, previous = result.last, result.last_hash
+                    watermark = max(watermark, result.watermark)
+                    archived_count += result.archived
+                    if result.problem is not None:
+                        problem = result.problem
+                        break
+            if problem is None:
+                problem = marks.beyond(last)
+            if unsealed_txids is None:
+                unsealed_rows = [(r["id"], r["pending"]) for r in await conn.fetch(_UNSEALED, str(watermark))]
+            else:
+                unsealed_rows = [(row_id, txid >= watermark) for row_id, txid in unsealed_txids]
+            unsealed = 0
+            for row_id, pending in unsealed_rows:
+                if pending:
+                    unsealed += 1
+                elif problem is None:
+                    problem = Problem(
+                        "inserted",
+                        "the row has no chain entry although its transaction is older than the sealed "
+                        "watermark: it was added behind the chain's back",
+                        row_id=row_id,
+                    )
+    finally:
+        if set_based:
+            await bulk_verify.release(conn)
     return VerifyReport(last - first + 1, unsealed, last, previous, problem, archived_count)
 
 
@@ -341,6 +382,89 @@ async def _walk_ranges(
             for after, until in pairwise(bounds)
         ]
         return list(await asyncio.gather(*futures))
+
+
+_CHAIN_HASH = "SELECT chain_hash FROM access_log_chain WHERE position = $1"
+_NEXT_POSITION = "SELECT min(position) FROM access_log_chain WHERE position >= $1"
+_WATERMARK_UNTIL = "SELECT max(watermark)::text FROM access_log_chain WHERE position <= $1"
+_ARCHIVED_UNTIL = """
+SELECT count(*) FROM access_log_chain AS c
+WHERE c.position <= $1
+  AND EXISTS (SELECT 1 FROM unnest($2::timestamptz[], $3::timestamptz[], $4::bigint[], $5::bigint[])
+                  AS a(range_from, range_until, first_position, last_position)
+              WHERE c.logged_at >= a.range_from AND c.logged_at < a.range_until
+                AND c.position BETWEEN a.first_position AND a.last_position)
+  AND NOT EXISTS (SELECT 1 FROM access_log AS l WHERE l.id = c.row_id AND l.logged_at = c.logged_at)
+"""
+
+SetBasedOutcome = tuple[int, str, int, int, "Problem | None", list[tuple[int, int]]]
+
+
+async def _verify_set_based(
+    conn: asyncpg.Connection,
+    *,
+    head: int,
+    anchor: tuple[int, str] | None,
+    checkpoints: Sequence[Checkpoint],
+    archived: Sequence[Archived],
+    workers: int,
+    dsn: str | None,
+) -> SetBasedOutcome | None:
+    """The full verify by :mod:`app.audit.bulk_verify`, then each suspect position walked as the
+    row-by-row verify would walk it, lowest first: ``(last, its chain hash, watermark, archived,
+    problem, unsealed (row id, txid))``, or None when the scan could not narrow the suspects down
+    and the caller must walk the whole chain."""
+    marks = _Marks(anchor, checkpoints)
+    found = await bulk_verify.scan(
+        conn,
+        head=head,
+        marks={position: digest for position, (digest, _) in marks.hashes.items()},
+        floors=[(c.position, c.complete_before) for c in checkpoints],
+        archived=archived,
+        workers=workers,
+        dsn=dsn,
+    )
+    for position in found.suspects:
+        result = await _confirm(
+            conn, position, head=head, anchor=anchor, checkpoints=checkpoints, archived=archived
+        )
+        if result.problem is not None:
+            last = result.last
+            watermark = int(await conn.fetchval(_WATERMARK_UNTIL, last) or 0)
+            archived_count = (
+                await conn.fetchval(_ARCHIVED_UNTIL, last, *[list(c) for c in zip(*archived, strict=True)])
+                if archived
+                else 0
+            )
+            return last, result.last_hash, watermark, archived_count, result.problem, found.unsealed
+    if not found.complete:
+        return None
+    previous = await conn.fetchval(_CHAIN_HASH, head) if head else GENESIS
+    return head, previous, found.watermark, found.archived, None, found.unsealed
+
+
+async def _confirm(
+    conn: asyncpg.Connection,
+    position: int,
+    *,
+    head: int,
+    anchor: tuple[int, str] | None,
+    checkpoints: Sequence[Checkpoint],
+    archived: Sequence[Archived],
+) -> _RangeResult:
+    """Walk the one entry at ``position`` (through the next existing one, if it is missing) from
+    its predecessor's stored chain hash: every position before it has passed, so this names the
+    problem exactly as a walk from the start would."""
+    previous = await conn.fetchval(_CHAIN_HASH, position - 1) if position > 1 else GENESIS
+    until = max(position, min(head, await conn.fetchval(_NEXT_POSITION, position) or position))
+    return await _walk(
+        conn,
+        after=position - 1,
+        until=until,
+        previous=previous or GENESIS,
+        marks=_Marks(anchor, checkpoints),
+        archived=archived,
+    )
 
 
 class _Marks:
