@@ -113,32 +113,10 @@ class Door:
 
     # -- the access log --------------------------------------------------------------------
 
-    async def _log(
-        self,
-        reader: Reader,
-        *,
-        action: str,
-        decision: Decision | None,
-        child_id: uuid.UUID | None = None,
-        child_ids: Sequence[uuid.UUID] | None = None,
-        query: Mapping[str, Any] | None = None,
-        reason: str | None = None,
-        withheld: Sequence[str] = (),
-        investigation_ref: str | None = None,
-    ) -> int:
-        return await self.audit.record(
-            self._record(
-                reader,
-                action=action,
-                decision=decision,
-                child_id=child_id,
-                child_ids=child_ids,
-                query=query,
-                reason=reason,
-                withheld=withheld,
-                investigation_ref=investigation_ref,
-            )
-        )
+    async def _log(self, reader: Reader, **fields: Any) -> int:
+        """Write the access-log record of a read or refusal durably; its ``access_log.id``.
+        ``fields`` are :func:`app.access.recording.access_record`'s."""
+        return await self.audit.record(access_record(reader, **fields))
 
     def _record(self, reader: Reader, **fields: Any) -> AccessRecord:
         """The access-log record of a read or refusal (app/access/recording.py)."""
