@@ -24,6 +24,7 @@ the whole of it:
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from dataclasses import dataclass, field
 from urllib.parse import quote
@@ -32,6 +33,8 @@ MAX_HEAD = 64 * 1024
 """Bytes of an answer's status line and headers; a longer head is a protocol error."""
 MAX_BODY = 64 * 1024
 """Bytes of an answer's body drained (and thrown away) so its connection can be reused."""
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_DIGITS = re.compile(r"[0-9]{1,18}")
 
 
 class ProtocolError(Exception):
@@ -63,7 +66,7 @@ class Answer:
         try:
             async with asyncio.timeout(grace):
                 reusable = await self._drain()
-        except (TimeoutError, OSError, ProtocolError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        except Exception:  # whatever the receiver sent, the answer's status stands
             reusable = False
         finally:
             if reusable and self._connection.keep_alive:
@@ -87,10 +90,11 @@ class Answer:
             drained = 0
             while True:
                 size_line = await reader.readuntil(b"\r\n")
-                try:
-                    size = int(size_line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise ProtocolError("bad chunk size") from None
+                digits = size_line.split(b";", 1)[0].strip()
+                # Hex digits only: int() would also take a sign, "0x" or underscores.
+                if not _HEX.fullmatch(digits):
+                    raise ProtocolError("bad chunk size")
+                size = int(digits, 16)
                 if size == 0:
                     while (await reader.readuntil(b"\r\n")) != b"\r\n":  # trailers
                         pass
@@ -179,6 +183,7 @@ class ReceiverPool:
             connection.writer.write(head + body)
             await connection.writer.drain()
             status, headers = await _read_head(connection.reader)
+            framing = _framing(status, headers)
         except BaseException as exc:
             connection.close()
             if isinstance(exc, _NoAnswer | ConnectionError):
@@ -186,8 +191,9 @@ class ReceiverPool:
             if isinstance(exc, asyncio.LimitOverrunError | asyncio.IncompleteReadError):
                 raise ProtocolError("the answer's head is too long or cut short") from None
             raise
-        connection.keep_alive = "close" not in headers.get("connection", "").lower()
-        return Answer(status, headers, connection, self, _framing(status, headers))
+        # A switched protocol (101) is not HTTP any more: that connection carries nothing else.
+        connection.keep_alive = status != 101 and "close" not in headers.get("connection", "").lower()
+        return Answer(status, headers, connection, self, framing)
 
 
 class _NoAnswer(Exception):
@@ -232,7 +238,7 @@ def _framing(status: int, headers: dict[str, str]) -> tuple[str, int]:
         return ("chunked", 0)
     length = headers.get("content-length")
     if length is not None:
-        if not length.isdigit():
+        if not _DIGITS.fullmatch(length):
             raise ProtocolError("bad content-length")
         return ("length", int(length)) if int(length) else ("none", 0)
     return ("close", 0)

@@ -144,3 +144,24 @@ class TestAnswersComeFirst:
             assert receiver.connections == 2
         finally:
             await receiver.stop()
+
+    @pytest.mark.parametrize(
+        ("body", "outcome"),
+        [
+            # A body framed wrongly after a 200: the answer stands, the connection is dropped.
+            (b"transfer-encoding: chunked\r\n\r\n-5\r\nthank\r\n0\r\n\r\n", Outcome.delivered),
+            (b"transfer-encoding: chunked\r\n\r\n0x5\r\nthank\r\n0\r\n\r\n", Outcome.delivered),
+            # A head that cannot be framed: a failed answer, recorded as such.
+            (b"content-length: 5, 5\r\n\r\nthank", Outcome.failed),
+            (b"content-length: \xc2\xb2\r\n\r\nthank", Outcome.failed),
+        ],
+    )
+    async def test_a_malformed_answer_costs_its_connection_and_never_escapes_the_sender(
+        self, sender: WebhookSender, body: bytes, outcome: Outcome
+    ) -> None:
+        receiver = await CountingReceiver(b"HTTP/1.1 200 OK\r\n" + body).start()
+        try:
+            assert await send(sender, receiver.url, 2) == [outcome] * 2
+            assert receiver.connections == 2
+        finally:
+            await receiver.stop()
