@@ -38,6 +38,10 @@ from app.services.statistics import (
 
 _EVENT_PREFIX = "cn.gov.childlink."
 _REGISTRY_EVENTS = "cn.gov.childlink.civil-affairs.child.%"
+# The platform's own events (cases, referrals, consultations, mandatory reports, notices) are the
+# coordination around services, not services; counted by publisher, a report's would point at the
+# school or hospital that filed it. Reports are counted by ``what=reports``, without the filer.
+_PLATFORM_EVENTS = "cn.gov.childlink.platform.%"
 _PERIOD_FORMAT = {
     Period.week: 'IYYY-"W"IW',
     Period.month: "YYYY-MM",
@@ -193,6 +197,7 @@ async def count_services(
     where = [
         "e.region_code LIKE :prefix",
         "e.type NOT LIKE :registry",
+        "e.type NOT LIKE :platform",
         "e.audience IS NULL",  # notices to one agency are not services
         "e.time >= :start_at",
         "e.time < :end_at",
@@ -200,6 +205,7 @@ async def count_services(
     params: dict[str, Any] = {
         "prefix": prefix + "%",
         "registry": _REGISTRY_EVENTS,
+        "platform": _PLATFORM_EVENTS,
         "start_at": datetime.combine(start, time(0), CHINA),
         "end_at": datetime.combine(end + timedelta(days=1), time(0), CHINA),
     }

@@ -186,6 +186,19 @@ class TestReportCountsAgreeWithTheRows:
         assert typed.status_code == 400
         assert (await fetch(database_url, "SELECT count(*) AS n FROM access_log"))[0]["n"] == before
 
+    async def test_counting_events_by_publisher_never_shows_the_filing_school(
+        self, client: httpx.AsyncClient, parties: dict[str, str], filed: list[str]
+    ) -> None:
+        for who in ("police", "registrar"):
+            for exact in ("false", "true"):
+                body = await _count(
+                    client, parties[who], group_by="type,publisher", exact=exact, region="510107"
+                )
+                publishers = {cell["values"]["publisher"] for cell in body["cells"]}
+                types = {cell["values"]["type"] for cell in body["cells"]}
+                assert "education" not in publishers, body["cells"]
+                assert not any(t.startswith("platform.") for t in types), types
+
     async def test_a_report_dimension_on_events_is_refused(
         self, client: httpx.AsyncClient, parties: dict[str, str]
     ) -> None:
