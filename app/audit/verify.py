@@ -424,6 +424,10 @@ async def _verify_set_based(
         workers=workers,
         dsn=dsn,
     )
+    if not found.complete:
+        # A range held more suspects than it returned: one it left out may lie below every one
+        # it returned, so confirming those could name a later problem than the walk's first.
+        return None
     for position in found.suspects:
         result = await _confirm(
             conn, position, head=head, anchor=anchor, checkpoints=checkpoints, archived=archived
@@ -437,8 +441,6 @@ async def _verify_set_based(
                 else 0
             )
             return last, result.last_hash, watermark, archived_count, result.problem, found.unsealed
-    if not found.complete:
-        return None
     previous = await conn.fetchval(_CHAIN_HASH, head) if head else GENESIS
     return head, previous, found.watermark, found.archived, None, found.unsealed
 

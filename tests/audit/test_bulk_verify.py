@@ -213,6 +213,35 @@ class TestWhatTheDatabaseWritesDifferently:
         assert report.verified == 3
 
 
+class TestTooManySuspects:
+    async def test_a_range_cut_short_hands_the_verdict_to_the_walk(
+        self, conn: asyncpg.Connection, owner_conn: asyncpg.Connection, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # One suspect per range: the row range returns only its lowest, a sound entry (a jsonb
+        # number the walk passes), and leaves out the real edit above it; the links range returns
+        # a later, real problem. Confirming what came back would name that later one.
+        monkeypatch.setattr(bulk_verify, "SUSPECTS_PER_RANGE", 1)
+        await seed_chain(owner_conn, 10)
+        await as_attacker(owner_conn, ("UPDATE access_log SET query = '{\"x\": 1.50}' WHERE id = 2", ()))
+        row = await conn.fetchrow("SELECT * FROM access_log WHERE id = 2")
+        assert row is not None
+        digest = row_hash(content_from_row(row), row["logged_at"])
+        await as_attacker(
+            owner_conn,
+            ("UPDATE access_log SET row_hash = $1 WHERE id = 2", (digest,)),
+            ("UPDATE access_log_chain SET row_hash = $1 WHERE position = 2", (digest,)),
+        )
+        await rechain_from(owner_conn, 2)
+        await as_attacker(
+            owner_conn,
+            ("UPDATE access_log SET purpose = 'statistics' WHERE id = 5", ()),
+            ("DELETE FROM access_log_chain WHERE position = 8", ()),
+        )
+        report = await both(conn, seal_first=False)
+        assert report.problem is not None
+        assert (report.problem.kind, report.problem.position) == ("edited", 5)
+
+
 class TestInParallel:
     async def test_ranges_on_several_connections_check_what_one_walk_does(
         self,
