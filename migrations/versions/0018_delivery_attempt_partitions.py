@@ -154,17 +154,25 @@ def upgrade() -> None:
         "delivery_attempt_drop_partitions(timestamptz)",
     ):
         op.execute(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
-    # Every month that holds attempts, and the next three.
+    # Every month that holds attempts, and the next three: 37 months per call (the function's
+    # bound), so a longer history gets all its months and none lands in the default partition.
     op.execute(
         """
-        WITH oldest AS (
-            SELECT COALESCE(min(at), now()) AT TIME ZONE 'UTC' AS at FROM delivery_attempt_unpartitioned
-        )
-        SELECT delivery_attempt_create_partitions(
-            LEAST(36, ((date_part('year', now() AT TIME ZONE 'UTC') - date_part('year', at)) * 12
-                       + date_part('month', now() AT TIME ZONE 'UTC') - date_part('month', at))::integer + 3),
-            at AT TIME ZONE 'UTC')
-        FROM oldest
+        DO $$
+        DECLARE
+          since timestamptz := COALESCE((SELECT min(at) FROM delivery_attempt_unpartitioned), now());
+          months integer;
+        BEGIN
+          LOOP
+            months := ((date_part('year', now() AT TIME ZONE 'UTC')
+                        - date_part('year', since AT TIME ZONE 'UTC')) * 12
+                       + date_part('month', now() AT TIME ZONE 'UTC')
+                       - date_part('month', since AT TIME ZONE 'UTC'))::integer + 3;
+            PERFORM delivery_attempt_create_partitions(LEAST(36, months), since);
+            EXIT WHEN months <= 36;
+            since := (date_trunc('month', since AT TIME ZONE 'UTC') + interval '37 months') AT TIME ZONE 'UTC';
+          END LOOP;
+        END $$
         """
     )
     op.execute(
