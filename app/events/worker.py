@@ -592,9 +592,12 @@ class DeliveryWorker:
     async def _deliver(self, job: Job) -> None:
         try:
             result = await self._attempt(job)
-        except Exception:  # a bug must not take the worker down; the lease brings it back
+        except Exception as exc:
+            # A bug must not take the worker down, nor send the delivery again and again: the
+            # attempt is recorded as failed (the class name only: a message may quote data) and
+            # follows the retry schedule to its dead letter like any other failure.
             logger.exception("delivery %s failed unexpectedly", job.delivery_id)
-            return
+            result = self._unsent(job, f"internal error: {type(exc).__name__}")
         try:
             await self.recorder.record(job, result)
         except (DBAPIError, OSError, TimeoutError) as exc:

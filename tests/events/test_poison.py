@@ -193,3 +193,40 @@ class TestRedriveAndAbort:
         assert refused.status_code == 409 and refused.json()["code"] == "delivery_not_retryable"
         missing = await client.post(f"{base}/{2**62}/retry", headers=bearer(subscriber))
         assert missing.status_code == 404 and missing.json()["code"] == "delivery_not_found"
+
+
+class TestUnexpectedErrors:
+    async def test_an_error_in_the_worker_is_a_recorded_failed_attempt_and_the_retry_delivers(
+        self,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        education: str,
+        child: dict[str, Any],
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+        start_worker: WorkerFactory,
+    ) -> None:
+        sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
+        worker = await start_worker()
+        decide = worker._decide
+        failures: list[int] = []
+
+        async def broken_once(job: Any, kind: str) -> Any:
+            if not failures:  # a fault injected into the worker itself, once
+                failures.append(job.delivery_id)
+                raise RuntimeError("a bug")
+            return await decide(job, kind)
+
+        worker._decide = broken_once  # type: ignore[method-assign]
+        published = (await publish(client, education, DROPOUT, child["id"])).json()["id"]
+        await receiver.wait_for(lambda r: len(r.delivered()) == 1)
+
+        async def settled() -> Any:
+            found = await delivery_of(client, subscriber, sub, published)
+            return found if found.get("status") == "delivered" else None
+
+        delivery = await eventually(settled)
+        assert [(a["attempt"], a["outcome"], a["error"]) for a in delivery["attempt_log"]] == [
+            (1, "failed", "internal error: RuntimeError"),
+            (2, "delivered", None),
+        ]
