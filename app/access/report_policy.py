@@ -18,6 +18,8 @@ class UrgencyClock:
     acknowledge_within: timedelta
     handle_within: timedelta
     escalation_interval: timedelta
+    delivery_priority: int = 0
+    """Above 0, the ``platform.report.received`` events go ahead of every receiver's backlog."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,7 @@ def report_policy(policy: Policy) -> ReportPolicy:
                 acknowledge_within=timedelta(minutes=float(item["acknowledge_within_minutes"])),
                 handle_within=timedelta(hours=float(item["handle_within_hours"])),
                 escalation_interval=timedelta(minutes=float(item["escalation_interval_minutes"])),
+                delivery_priority=int(item.get("delivery_priority", 0)),
             )
             for urgency, item in doc.get("by_urgency", {}).items()
         },

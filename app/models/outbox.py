@@ -18,9 +18,6 @@ from sqlmodel import Field, SQLModel
 
 from app.models.common import timestamp_column, utcnow
 
-PRIORITY_IMMEDIATE = 1
-"""The priority of a ``platform.report.received`` event of an ``immediate_danger`` report."""
-
 
 class OutboxEvent(SQLModel, table=True):
     __tablename__ = "outbox_event"
@@ -42,7 +39,7 @@ class OutboxEvent(SQLModel, table=True):
     """The case the event belongs to (CloudEvents extension ``childlinkcase``)."""
     priority: int = Field(default=0, sa_column=Column(SmallInteger, nullable=False, server_default="0"))
     """Delivery priority, copied to each delivery at fan-out: the claim takes higher first
-    (:data:`PRIORITY_IMMEDIATE` for a report of a child in immediate danger), 0 for the rest."""
+    (a report of a child in immediate danger: policy ``report_routing.by_urgency``), 0 for the rest."""
     audience: str | None = Field(default=None, max_length=64)
     """The one agency the event is addressed to (``childlinkaudience``); NULL for an event every
     matching subscription may receive. See app/events/audience.py."""

@@ -20,9 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.access.reading import Reader
 from app.access.report_policy import ReportPolicy
 from app.models.case import Case
-from app.models.outbox import PRIORITY_IMMEDIATE
 from app.models.referral import OPEN_STATUSES, TRANSITIONS, Referral, ReferralAction, ReferralStatus
-from app.models.report import Report, ReportUrgency
+from app.models.report import Report
 from app.models.vocabulary import DataCategory
 from app.services import case as case_service
 from app.services import outbox
@@ -100,8 +99,9 @@ async def announce(
     *,
     now: datetime,
 ) -> None:
-    """``platform.report.received`` to the county's receivers; an ``immediate_danger`` one goes
-    ahead of every receiver's backlog."""
+    """``platform.report.received`` to the county's receivers, at the urgency's delivery priority
+    (policy ``report_routing.by_urgency``: an ``immediate_danger`` one goes ahead of every
+    receiver's backlog)."""
     clock = routing.by_urgency[str(report.urgency)]
     await outbox.emit(
         session,
@@ -120,7 +120,7 @@ async def announce(
             "acknowledge_by": (now + clock.acknowledge_within).isoformat(),
         },
         case_id=case.id,
-        priority=PRIORITY_IMMEDIATE if report.urgency == ReportUrgency.immediate_danger else 0,
+        priority=clock.delivery_priority,
     )
 
 
