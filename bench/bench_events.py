@@ -87,12 +87,20 @@ async def prepare(url: str) -> None:
 
 async def make_clients(url: str) -> dict[str, tuple[str, str]]:
     """One client per role: the publisher, the registrar and the five subscribers."""
-    db = create_database(url, pool_size=2)
-    out: dict[str, tuple[str, str]] = {}
     roles = [
         ("publisher", "police", ["events:publish"]),
         ("registrar", "civil-affairs", ["children:write", "children:read"]),
     ] + [(f"sub{i}", agency, ["subscriptions:manage", "events:read"]) for i, agency in enumerate(SUBSCRIBERS)]
+    return await create_clients(url, roles, REGION)
+
+
+async def create_clients(
+    url: str, roles: list[tuple[str, str, list[str]]], region: str
+) -> dict[str, tuple[str, str]]:
+    """For each (role, agency, scopes): the agency if new and a client of it in ``region``;
+    the (client id, secret) by role."""
+    db = create_database(url, pool_size=2)
+    out: dict[str, tuple[str, str]] = {}
     try:
         async with db.sessionmaker() as session:
             for kind in {agency for _, agency, _ in roles}:
@@ -101,7 +109,7 @@ async def make_clients(url: str) -> dict[str, tuple[str, str]]:
             for role, agency, scopes in roles:
                 created = await client_service.create(
                     session,
-                    data=ClientCreate(agency=agency, name=f"bench {role}", scopes=scopes, region=REGION),
+                    data=ClientCreate(agency=agency, name=f"bench {role}", scopes=scopes, region=region),
                 )
                 out[role] = (created.client_id, created.client_secret)
             await session.commit()

@@ -39,15 +39,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import orjson
-from bench_events import free_port, start, stop, token
+from bench_events import create_clients, free_port, start, stop, token
 
 from app.cli import migrate
 from app.config import Settings
-from app.db import asyncpg_dsn, create_database
+from app.db import asyncpg_dsn
 from app.events.worker import _DISPATCH, DISPATCH_BATCH
-from app.models.agency import Agency, AgencyKind
-from app.models.client import ClientCreate
-from app.services import client as client_service
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -84,28 +81,12 @@ async def prepare(url: str) -> None:
 async def make_clients(url: str) -> dict[str, tuple[str, str]]:
     """The publisher of the backlog, the registrar, the school, and a subscription manager for
     each receiver (its live client is also what makes its agency a receiver of the county)."""
-    db = create_database(url, pool_size=2)
     roles = [
         ("publisher", "police", ["events:publish"]),
         ("registrar", "civil-affairs", ["children:write", "children:read"]),
         ("school", "education", ["reports:file"]),
     ] + [(agency, agency, ["subscriptions:manage", "events:read"]) for agency in RECEIVERS]
-    out: dict[str, tuple[str, str]] = {}
-    try:
-        async with db.sessionmaker() as session:
-            for kind in {agency for _, agency, _ in roles}:
-                session.add(Agency(code=kind, name=f"bench {kind}", kind=AgencyKind(kind)))
-            await session.flush()
-            for role, agency, scopes in roles:
-                created = await client_service.create(
-                    session,
-                    data=ClientCreate(agency=agency, name=f"bench {role}", scopes=scopes, region=REGION),
-                )
-                out[role] = (created.client_id, created.client_secret)
-            await session.commit()
-    finally:
-        await db.dispose()
-    return out
+    return await create_clients(url, roles, REGION)
 
 
 class Receivers:
