@@ -117,6 +117,9 @@ class Child(SQLModel, table=True):
     __table_args__ = (
         Index("ix_child_region_code", "region_code", postgresql_ops={"region_code": "text_pattern_ops"}),
         Index("ix_child_updated", "updated_at", "id"),
+        # A county's or a township's list page (migration 0019): the prefix as an equality.
+        Index("ix_child_county_updated", text("left(region_code, 6)"), "updated_at", "id"),
+        Index("ix_child_township_updated", text("left(region_code, 9)"), "updated_at", "id"),
         Index(
             "uq_child_resident_id",
             "resident_id",

@@ -351,6 +351,31 @@ class TestList:
         ).json()
         assert len(orphans["items"]) == 3
 
+    async def test_a_county_or_township_filter_pages_exactly_its_children_in_change_order(
+        self, client: httpx.AsyncClient, civil: str
+    ) -> None:
+        # Codes of all three widths: a county-level child belongs to its county but to no township.
+        regions = ["510107", "510107005", "510107005003", "510107005003", "510107006001", "510108005003"]
+        made = [(await make_child(client, civil, region=r, with_id=False))["id"] for r in regions]
+
+        async def listed(region: str) -> list[str]:
+            seen: list[str] = []
+            cursor = None
+            while True:
+                params = {"region": region, "limit": 1, **({"cursor": cursor} if cursor else {})}
+                response = await client.get("/v1/children", params=params, headers=bearer(civil))
+                assert response.status_code == 200, response.text
+                seen += [c["id"] for c in response.json()["items"]]
+                cursor = response.json()["next_cursor"]
+                if cursor is None:
+                    return seen
+
+        assert await listed("510107") == made[:5]  # oldest change first, as registered
+        assert await listed("510107005") == made[1:4]
+        assert await listed("510107005003") == made[2:4]
+        assert await listed("5101") == made
+        assert await listed("510107007") == []
+
     async def test_age_filter(self, client: httpx.AsyncClient, civil: str) -> None:
         today = date.today()
         young = await make_child(client, civil, birth=date(today.year - 3, 1, 1))
