@@ -25,6 +25,7 @@ the receivers' reads out on the same rule).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -139,11 +140,13 @@ SELECT to_timestamp(w) FROM generate_series(
 ON CONFLICT DO NOTHING
 """
 
+# A batch's reads, one row per (read, child), each with its notice.
 _MARK = """
 INSERT INTO access_notice_read (access_log_id, child_id, logged_at, owner_agency, window_start, event_id)
-SELECT x.id, CAST(:child AS uuid), x.logged_at, CAST(:owner AS text), CAST(:window_start AS timestamptz),
-       CAST(:event AS uuid)
-FROM unnest(CAST(:ids AS bigint[]), CAST(:logged AS timestamptz[])) AS x(id, logged_at)
+SELECT x.id, x.child, x.logged_at, x.owner, x.window_start, x.event
+FROM unnest(CAST(:ids AS bigint[]), CAST(:children AS uuid[]), CAST(:logged AS timestamptz[]),
+            CAST(:owners AS text[]), CAST(:windows AS timestamptz[]), CAST(:events AS uuid[]))
+    AS x(id, child, logged_at, owner, window_start, event)
 ON CONFLICT DO NOTHING
 """
 
@@ -203,8 +206,7 @@ async def fire_notices(session: AsyncSession, now: datetime, *, policy: Policy) 
     for _ in range(BATCHES_PER_RUN):
         # Reads marked sent earlier in this transaction are left out of the next batch.
         rows = (await session.execute(text(_GROUPS), params)).all()
-        for row in rows:
-            await _send(session, rules, row)
+        await _send(session, rules, rows)
         sent += len(rows)
         if len(rows) < GROUPS_PER_BATCH:
             if since < until:
@@ -217,34 +219,37 @@ async def fire_notices(session: AsyncSession, now: datetime, *, policy: Policy) 
     return sent
 
 
-async def _send(session: AsyncSession, rules: NoticePolicy, row: Any) -> None:
-    """One notice for one (child, window), and its reads marked sent."""
-    window_start: datetime = row.window_start
-    data = {
-        "child_id": str(row.child_id),
-        "window_start": window_start.isoformat(),
-        "window_end": (window_start + rules.window).isoformat(),
-        "read_count": int(row.read_count),
-        "reads": [_read(_loaded(item)) for item in row.reads],
-        "held_until_closed": bool(row.released),
+async def _send(session: AsyncSession, rules: NoticePolicy, rows: Sequence[Any]) -> None:
+    """One notice for each (child, window) of a batch, and their reads marked sent: one insert of
+    the notices and one of the marks, whatever the batch's size."""
+    drafts = [
+        outbox.Draft(
+            type=ACCESS_RECORDED,
+            subject=row.child_id,
+            region_code=row.region_code,
+            data={
+                "child_id": str(row.child_id),
+                "window_start": row.window_start.isoformat(),
+                "window_end": (row.window_start + rules.window).isoformat(),
+                "read_count": int(row.read_count),
+                "reads": [_read(_loaded(item)) for item in row.reads],
+                "held_until_closed": bool(row.released),
+            },
+            audience=row.owner_agency,
+        )
+        for row in rows
+    ]
+    events = await outbox.emit_many(session, SCHEDULER, drafts)
+    marks: dict[str, list[Any]] = {
+        k: [] for k in ("ids", "children", "logged", "owners", "windows", "events")
     }
-    event = await outbox.emit(
-        session,
-        SCHEDULER,
-        type=ACCESS_RECORDED,
-        subject=row.child_id,
-        region_code=row.region_code,
-        data=data,
-        audience=row.owner_agency,
-    )
-    await session.execute(
-        text(_MARK),
-        {
-            "child": row.child_id,
-            "owner": row.owner_agency,
-            "window_start": window_start,
-            "event": event.id,
-            "ids": list(row.ids),
-            "logged": list(row.logged),
-        },
-    )
+    for row, event_id in zip(rows, events, strict=True):
+        for log_id, logged_at in zip(row.ids, row.logged, strict=True):
+            marks["ids"].append(log_id)
+            marks["children"].append(row.child_id)
+            marks["logged"].append(logged_at)
+            marks["owners"].append(row.owner_agency)
+            marks["windows"].append(row.window_start)
+            marks["events"].append(event_id)
+    if marks["ids"]:
+        await session.execute(text(_MARK), marks)

@@ -108,6 +108,38 @@ class TestNotice:
         )
         assert notice["id"] not in timeline.text
 
+    async def test_one_run_sends_each_child_its_own_notice_with_its_own_reads(
+        self,
+        app: Any,
+        db: Database,
+        client: httpx.AsyncClient,
+        parties: dict[str, str],
+        marked: dict[str, Any],
+    ) -> None:
+        other = await make_child(client, parties["civil"], categories=["guardian_harm"])
+        await police_reads(client, parties["police"], marked)
+        await police_reads(client, parties["police"], other)
+        await police_reads(client, parties["police"], other)
+        listed = await client.get(
+            "/v1/children",
+            params={"category": "guardian_harm"},
+            headers={**bearer(parties["police"]), **purpose()},
+        )
+        assert listed.status_code == 200 and len(listed.json()["items"]) == 2  # one read of both
+
+        assert await run(app, db) == 2
+        assert await run(app, db) == 0  # every (read, child) marked sent, the list read for both
+        by_child = {n["subject"]: n["data"] for n in await notices(client, parties["civil"])}
+        assert {child: data["read_count"] for child, data in by_child.items()} == {
+            marked["id"]: 2,
+            other["id"]: 3,
+        }
+        assert sorted(r["action"] for r in by_child[other["id"]]["reads"]) == [
+            "child.list",
+            "child.read",
+            "child.read",
+        ]
+
     async def test_workers_running_the_job_at_once_send_it_once(
         self,
         app: Any,
