@@ -231,13 +231,15 @@ claimed AS (
         next_attempt_at = now() + make_interval(secs => :lease_seconds), updated_at = now()
     FROM due
     WHERE d.id = due.id
-    RETURNING d.id, d.attempts, d.retry_base, d.webhook_id, d.subscription_id, d.event_id
+    RETURNING d.id, d.attempts, d.retry_base, d.webhook_id, d.subscription_id, d.event_id, d.created_at
 ),
 abandoned AS (
+    -- No attempt was sent before its delivery existed: the bound on the partition key leaves
+    -- every older month's partition of the attempt history unread.
     UPDATE delivery_attempt AS a
     SET outcome = 'abandoned', error = 'the worker stopped before recording the result'
     FROM claimed
-    WHERE a.delivery_id = claimed.id AND a.outcome = 'sending'
+    WHERE a.delivery_id = claimed.id AND a.outcome = 'sending' AND a.sent_at >= claimed.created_at
     RETURNING 1
 ),
 on_record AS (

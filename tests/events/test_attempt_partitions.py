@@ -13,13 +13,14 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.config import Settings
 from app.db import asyncpg_dsn
 from app.events import attempt_partitions as attempt_partition_service
 from app.events.scheduler import Scheduler, registered_jobs
 from app.events.sender import WebhookSender
 from tests.conftest import ROOT, TEST_DB_NAME, _with_database, bearer
 from tests.events.conftest import WorkerFactory
-from tests.events.helpers import DROPOUT, PREFIX, eventually, publish, subscribe
+from tests.events.helpers import DROPOUT, PREFIX, eventually, publish, subscribe, worker_for
 from tests.events.receiver import Receiver
 
 OLD_MONTH = "delivery_attempt_y2022m03"
@@ -141,6 +142,50 @@ class TestTheWorkerFillsThem:
         )
         assert row["part"] == month_name(row["sent_at"].astimezone(UTC))
         assert row["at"] >= row["sent_at"]
+
+    async def test_a_claim_left_sending_months_ago_is_marked_abandoned_when_reclaimed(
+        self,
+        app: Any,
+        loopback_settings: Settings,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        education: str,
+        child: dict[str, Any],
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+        owner_conn: asyncpg.Connection,
+        old_month: str,
+    ) -> None:
+        sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
+        await publish(client, education, DROPOUT, child["id"])
+        crashed = worker_for(app, loopback_settings, name="crashed")
+        await crashed.dispatch()
+        (job,) = await crashed.claim(1)
+        await crashed.aclose()
+        # As if that worker had claimed it in March 2022 and died, and its lease had run out since.
+        await owner_conn.execute(
+            "UPDATE event_delivery SET created_at = '2022-03-15T09:00:00Z', "
+            "next_attempt_at = now() - interval '1 second' WHERE id = $1",
+            job.delivery_id,
+        )
+        await owner_conn.execute(
+            "UPDATE delivery_attempt SET sent_at = '2022-03-15T09:00:01Z', at = '2022-03-15T09:00:01Z' "
+            "WHERE delivery_id = $1",
+            job.delivery_id,
+        )
+        assert await owner_conn.fetchval(f"SELECT count(*) FROM {old_month}") == 1  # noqa: S608
+
+        reclaiming = worker_for(app, loopback_settings, name="next")
+        (again,) = await reclaiming.claim(1)
+        await reclaiming.aclose()
+        assert again.delivery_id == job.delivery_id
+        listed = (
+            await client.get(f"/v1/subscriptions/{sub['id']}/deliveries", headers=bearer(subscriber))
+        ).json()
+        assert [(a["attempt"], a["outcome"]) for a in listed["items"][0]["attempt_log"]] == [
+            (1, "abandoned"),
+            (2, "sending"),
+        ]
 
 
 class TestRetention:
