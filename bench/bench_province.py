@@ -26,23 +26,32 @@ from app.services.guardianship import CUSTODY_SQL
 
 URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/childlink_bench_10m")
 
-# app/services/child.py list_children: region prefix (a county), oldest change first, a page of 50.
+# app/services/child.py list_children: a region prefix, oldest change first, a page of 50. For a
+# county (6 digits) or a township (9) the prefix is also stated as left(region_code, 6 or 9) = ...,
+# which the division indexes of migration 0019 are ordered under; {width} is that literal.
 LIST = """
 SELECT * FROM child
-WHERE region_code LIKE $1::varchar || '%' ESCAPE '/'
+WHERE region_code LIKE $1::varchar || '%' ESCAPE '/' AND left(child.region_code, {width}) = $2::varchar
 ORDER BY updated_at, id LIMIT 51::integer
 """
 # The next page: the cursor is (updated_at, id) of the last child on the page before.
 LIST_NEXT = """
 SELECT * FROM child
-WHERE region_code LIKE $1::varchar || '%' ESCAPE '/'
-  AND (updated_at > $2 OR (updated_at = $2 AND id > $3))
+WHERE region_code LIKE $1::varchar || '%' ESCAPE '/' AND left(child.region_code, 6) = $2::varchar
+  AND (updated_at > $3 OR (updated_at = $3 AND id > $4))
 ORDER BY updated_at, id LIMIT 51::integer
 """
 # With a category filter (categories @> ARRAY[...]), as the list's category parameter sends it.
 LIST_CATEGORY = """
 SELECT * FROM child
-WHERE region_code LIKE $1::varchar || '%' ESCAPE '/' AND categories @> ARRAY['left_behind']::varchar[]
+WHERE region_code LIKE $1::varchar || '%' ESCAPE '/' AND left(child.region_code, 6) = $2::varchar
+  AND categories @> ARRAY['left_behind']::varchar[]
+ORDER BY updated_at, id LIMIT 51::integer
+"""
+# The statement before migration 0019 (the prefix alone), for comparison.
+LIST_PREFIX_ONLY = """
+SELECT * FROM child
+WHERE region_code LIKE $1::varchar || '%' ESCAPE '/'
 ORDER BY updated_at, id LIMIT 51::integer
 """
 # POST /v1/children/lookup: by resident ID number.
@@ -66,8 +75,8 @@ async def main() -> None:
         records = await conn.fetchval("SELECT count(*) FROM access_log_chain")
         print(f"{children:,} children, {records:,} access-log records\n")
         sample = await conn.fetchrow(
-            "SELECT id, updated_at, left(region_code, 6) AS county FROM child "
-            "WHERE region_code LIKE '510104%' ORDER BY updated_at, id OFFSET 100 LIMIT 1"
+            "SELECT id, updated_at, left(region_code, 6) AS county, left(region_code, 9) AS township "
+            "FROM child WHERE region_code LIKE '510104%' ORDER BY updated_at, id OFFSET 100 LIMIT 1"
         )
         ids = [r["id"] for r in await conn.fetch("SELECT id FROM child TABLESAMPLE SYSTEM (0.01) LIMIT 8")]
         logged_child = await conn.fetchval(
@@ -75,13 +84,15 @@ async def main() -> None:
         )
         plans = [
             ("custody check (8 children in one batch)", CUSTODY_SQL, [ids]),
-            ("list: a county, first page", LIST, [sample["county"]]),
+            ("list: a county, first page", LIST.format(width=6), [sample["county"]] * 2),
             (
                 "list: a county, a later page",
                 LIST_NEXT,
-                [sample["county"], sample["updated_at"], sample["id"]],
+                [sample["county"], sample["county"], sample["updated_at"], sample["id"]],
             ),
-            ("list: a county and a category", LIST_CATEGORY, [sample["county"]]),
+            ("list: a county and a category", LIST_CATEGORY, [sample["county"]] * 2),
+            ("list: a township, first page", LIST.format(width=9), [sample["township"]] * 2),
+            ("list: a township, the prefix alone (before 0019)", LIST_PREFIX_ONLY, [sample["township"]]),
             ("lookup by resident ID number", LOOKUP, ["510104201001011234"]),
             ("access log: one child's reads", LOG_BY_CHILD, [logged_child]),
             ("access log: one agency's reads", LOG_BY_AGENCY, []),

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, literal_column, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -421,7 +421,10 @@ async def list_children(
         # Implied by the prefix, but an index is ordered under it (migration 0019).
         for width in DIVISION_WIDTHS:
             if width <= len(prefix) < 12:
-                query = query.where(func.left(col(Child.region_code), width) == prefix[:width])
+                # The width as a literal, as the index has it: a generic plan of a prepared
+                # statement would not match ``left(region_code, $n)`` to the index.
+                county_or_township = func.left(col(Child.region_code), literal_column(str(width)))
+                query = query.where(county_or_township == prefix[:width])
                 break
     if category is not None:
         query = query.where(col(Child.categories).contains([str(category)]))
