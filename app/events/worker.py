@@ -234,12 +234,15 @@ claimed AS (
     RETURNING d.id, d.attempts, d.retry_base, d.webhook_id, d.subscription_id, d.event_id, d.created_at
 ),
 abandoned AS (
-    -- No attempt was sent before its delivery existed: the bound on the partition key leaves
-    -- every older month's partition of the attempt history unread.
+    -- A bound on the partition key, so older months of the attempt history are not read: an
+    -- attempt's sent_at is its claim transaction's start, which can precede the delivery's
+    -- created_at (another transaction's start) only by as long as that claim transaction had
+    -- been open; a day's slack, as the delivery list allows (ATTEMPTS_AFTER_DELIVERY_SLACK).
     UPDATE delivery_attempt AS a
     SET outcome = 'abandoned', error = 'the worker stopped before recording the result'
     FROM claimed
-    WHERE a.delivery_id = claimed.id AND a.outcome = 'sending' AND a.sent_at >= claimed.created_at
+    WHERE a.delivery_id = claimed.id AND a.outcome = 'sending'
+      AND a.sent_at >= claimed.created_at - interval '1 day'
     RETURNING 1
 ),
 on_record AS (

@@ -220,8 +220,8 @@ async def fire_notices(session: AsyncSession, now: datetime, *, policy: Policy) 
 
 
 async def _send(session: AsyncSession, rules: NoticePolicy, rows: Sequence[Any]) -> None:
-    """One notice for each (child, window) of a batch, and their reads marked sent: one insert of
-    the notices and one of the marks, whatever the batch's size."""
+    """One notice for each (child, window) of a batch, and their reads marked sent: one statement
+    for the notices and one for the marks, whatever the batch's size."""
     drafts = [
         outbox.Draft(
             type=ACCESS_RECORDED,

@@ -72,8 +72,9 @@ class Draft:
 
 
 async def emit_many(session: AsyncSession, principal: Principal, drafts: Sequence[Draft]) -> list[uuid.UUID]:
-    """Add many events in one multi-row insert (a job's batch), checked as :func:`emit` checks
-    each; returns their ids, in order. Nothing is added if any one does not match its schema."""
+    """Add many events (a job's batch) in one statement executed for them all (the driver
+    pipelines it), checked as :func:`emit` checks each; returns their ids, in order. Nothing is
+    added if any one does not match its schema."""
     ids = [uuid.uuid4() for _ in drafts]
     rows: list[dict[str, Any]] = [
         {

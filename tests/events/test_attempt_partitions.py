@@ -169,7 +169,9 @@ class TestTheWorkerFillsThem:
             job.delivery_id,
         )
         await owner_conn.execute(
-            "UPDATE delivery_attempt SET sent_at = '2022-03-15T09:00:01Z', at = '2022-03-15T09:00:01Z' "
+            # Its claim transaction began a moment before the delivery's own: a claim can see a
+            # delivery committed after it began.
+            "UPDATE delivery_attempt SET sent_at = '2022-03-15T08:59:58Z', at = '2022-03-15T08:59:58Z' "
             "WHERE delivery_id = $1",
             job.delivery_id,
         )

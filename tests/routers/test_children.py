@@ -373,6 +373,7 @@ class TestList:
         assert await listed("510107") == made[:5]  # oldest change first, as registered
         assert await listed("510107005") == made[1:4]
         assert await listed("510107005003") == made[2:4]
+        assert await listed("5101070050") == made[2:4]  # a prefix between the widths
         assert await listed("5101") == made
         assert await listed("510107007") == []
 

@@ -129,7 +129,9 @@ class TestNotice:
 
         assert await run(app, db) == 2
         assert await run(app, db) == 0  # every (read, child) marked sent, the list read for both
-        by_child = {n["subject"]: n["data"] for n in await notices(client, parties["civil"])}
+        sent = await notices(client, parties["civil"])
+        assert len(sent) == 2
+        by_child = {n["subject"]: n["data"] for n in sent}
         assert {child: data["read_count"] for child, data in by_child.items()} == {
             marked["id"]: 2,
             other["id"]: 3,
