@@ -26,26 +26,25 @@ from app.services.guardianship import CUSTODY_SQL
 
 URL = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/childlink_bench_10m")
 
-# app/services/child.py list_children: a region prefix, oldest change first, a page of 50. For a
-# county (6 digits) or a township (9) the prefix is also stated as left(region_code, 6 or 9) = ...,
-# which the division indexes of migration 0019 are ordered under; {width} is that literal.
+# app/services/child.py list_children: a region, oldest change first, a page of 50. A county's
+# (6 digits) or a township's (9) prefix is stated as left(region_code, 6 or 9) = ..., which the
+# division indexes of migration 0019 are ordered under; {width} is that literal.
 LIST = """
 SELECT * FROM child
-WHERE region_code LIKE $1::varchar || '%' ESCAPE '/' AND left(child.region_code, {width}) = $2::varchar
+WHERE left(child.region_code, {width}) = $1::varchar
 ORDER BY updated_at, id LIMIT 51::integer
 """
 # The next page: the cursor is (updated_at, id) of the last child on the page before.
 LIST_NEXT = """
 SELECT * FROM child
-WHERE region_code LIKE $1::varchar || '%' ESCAPE '/' AND left(child.region_code, 6) = $2::varchar
-  AND (updated_at > $3 OR (updated_at = $3 AND id > $4))
+WHERE left(child.region_code, 6) = $1::varchar
+  AND (updated_at > $2 OR (updated_at = $2 AND id > $3))
 ORDER BY updated_at, id LIMIT 51::integer
 """
 # With a category filter (categories @> ARRAY[...]), as the list's category parameter sends it.
 LIST_CATEGORY = """
 SELECT * FROM child
-WHERE region_code LIKE $1::varchar || '%' ESCAPE '/' AND left(child.region_code, 6) = $2::varchar
-  AND categories @> ARRAY['left_behind']::varchar[]
+WHERE left(child.region_code, 6) = $1::varchar AND categories @> ARRAY['left_behind']::varchar[]
 ORDER BY updated_at, id LIMIT 51::integer
 """
 # The statement before migration 0019 (the prefix alone), for comparison.
@@ -84,14 +83,14 @@ async def main() -> None:
         )
         plans = [
             ("custody check (8 children in one batch)", CUSTODY_SQL, [ids]),
-            ("list: a county, first page", LIST.format(width=6), [sample["county"]] * 2),
+            ("list: a county, first page", LIST.format(width=6), [sample["county"]]),
             (
                 "list: a county, a later page",
                 LIST_NEXT,
-                [sample["county"], sample["county"], sample["updated_at"], sample["id"]],
+                [sample["county"], sample["updated_at"], sample["id"]],
             ),
-            ("list: a county and a category", LIST_CATEGORY, [sample["county"]] * 2),
-            ("list: a township, first page", LIST.format(width=9), [sample["township"]] * 2),
+            ("list: a county and a category", LIST_CATEGORY, [sample["county"]]),
+            ("list: a township, first page", LIST.format(width=9), [sample["township"]]),
             ("list: a township, the prefix alone (before 0019)", LIST_PREFIX_ONLY, [sample["township"]]),
             ("lookup by resident ID number", LOOKUP, ["510104201001011234"]),
             ("access log: one child's reads", LOG_BY_CHILD, [logged_child]),
