@@ -76,13 +76,14 @@ async def emit_many(session: AsyncSession, principal: Principal, drafts: Sequenc
     pipelines it), checked as :func:`emit` checks each; returns their ids, in order. Nothing is
     added if any one does not match its schema."""
     ids = [uuid.uuid4() for _ in drafts]
+    now = utcnow()
     rows: list[dict[str, Any]] = [
         {
             "id": event_id,
             "type": draft.type,
             "source": f"{SOURCE}/{principal.agency}",
             "subject": draft.subject,
-            "time": utcnow(),
+            "time": now,
             "data": draft.data,
             "data_categories": _carried(draft.type, draft.data, ()),
             "region_code": draft.region_code,
@@ -90,7 +91,7 @@ async def emit_many(session: AsyncSession, principal: Principal, drafts: Sequenc
             "publisher_client": principal.client_id,
             "priority": draft.priority,
             "audience": draft.audience,
-            "created_at": utcnow(),
+            "created_at": now,
         }
         for event_id, draft in zip(ids, drafts, strict=True)
     ]
