@@ -19,6 +19,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from app.config import Settings
+from app.events import numbering
 
 logger = logging.getLogger(__name__)
 
@@ -157,13 +158,15 @@ class Database:
         await self.engine.dispose()
 
 
-async def _commit(session: AsyncSession) -> None:
-    """Commit the request's work. A session that never began a transaction and holds no pending
+async def commit(session: AsyncSession) -> None:
+    """Commit the request's (or a job's) work, then number the events it wrote
+    (app/events/numbering.py). A session that never began a transaction and holds no pending
     changes has nothing to commit: most reads (the custody check among them) go through the
     access layer's own connections and leave the session untouched, and committing would still
     build and settle an empty transaction on every one of them."""
     if session.in_transaction() or session.new or session.deleted or session.dirty:
         await session.commit()
+        await numbering.after_commit(session)
 
 
 class OnDemandSession:
@@ -199,7 +202,7 @@ class OnDemandSession:
                 await session.rollback()
                 return
             try:
-                await _commit(session)
+                await commit(session)
             except BaseException:
                 await session.rollback()
                 raise
@@ -255,7 +258,7 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     async with db.sessionmaker() as session:
         try:
             yield session
-            await _commit(session)
+            await commit(session)
         except BaseException:
             await session.rollback()
             raise

@@ -1,7 +1,8 @@
 """Waking up when events commit: one LISTEN connection per process, shared by every waiter.
 
-The sequencing trigger and replays ``NOTIFY childlink_events`` inside their transaction, so the
-notification arrives after the commit. Notifications are only a hint to look now: a waiter
+Inserting an event, a numbering pass that numbered something (app/events/numbering.py) and
+replays ``NOTIFY childlink_events`` inside their transaction, so the notification arrives after
+the commit. Notifications are only a hint to look now: a waiter
 always re-reads the database, and everyone also polls, so a lost connection (or a notification
 lost with it) costs latency, never an event.
 """

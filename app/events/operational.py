@@ -57,6 +57,7 @@ WHERE d.status IN ('dead', 'skipped')
 ORDER BY d.id
 """.format(at=_UTC.format(at="now()"))
 )
+_DEAD_LETTERED_SQL = text(_DEAD_LETTERED)
 
 _DISABLED = (
     _INSERT
@@ -73,8 +74,10 @@ WHERE s.id = ANY (CAST(:ids AS uuid[])) AND s.status = 'disabled'
 ORDER BY s.id
 """.format(at=_UTC.format(at="now()"), since=_UTC.format(at="s.failing_since"))  # noqa: S608 (constants)
 )
+_DISABLED_SQL = text(_DISABLED)
 
 _NOTIFY = "SELECT pg_notify('childlink_events', '')"
+_NOTIFY_SQL = text(_NOTIFY)
 
 
 async def dead_lettered(
@@ -86,7 +89,7 @@ async def dead_lettered(
     if not deliveries:
         return 0
     result = await conn.execute(
-        text(_DEAD_LETTERED),
+        _DEAD_LETTERED_SQL,
         {
             "type": DEAD_LETTERED,
             "source": SOURCE,
@@ -99,7 +102,7 @@ async def dead_lettered(
     )
     written = int(getattr(result, "rowcount", 0) or 0)
     if written:
-        await conn.execute(text(_NOTIFY))
+        await conn.execute(_NOTIFY_SQL)
     return written
 
 
@@ -108,10 +111,10 @@ async def disabled(conn: AsyncConnection, subscription_ids: Sequence[uuid.UUID])
     if not subscription_ids:
         return 0
     result = await conn.execute(
-        text(_DISABLED),
+        _DISABLED_SQL,
         {"type": DISABLED, "source": SOURCE, "client": CLIENT, "ids": list(subscription_ids)},
     )
     written = int(getattr(result, "rowcount", 0) or 0)
     if written:
-        await conn.execute(text(_NOTIFY))
+        await conn.execute(_NOTIFY_SQL)
     return written

@@ -69,12 +69,14 @@ WHERE a.delivery_id = r.delivery_id AND a.attempt = r.attempt
   AND a.sent_at >= CAST(:claimed_from AS timestamptz)
   AND a.sent_at < CAST(:claimed_to AS timestamptz) + interval '1 day'
 """
+_RECORD_SQL = text(_RECORD)
 
 _DISABLE_GONE = """
 UPDATE subscription SET status = 'disabled', disabled_reason = 'gone', updated_at = now()
 WHERE id = :subscription_id AND status = 'active'
 RETURNING id
 """
+_DISABLE_GONE_SQL = text(_DISABLE_GONE)
 
 # Subscription health, once per subscription per batch. An answer resets it; an endpoint failure
 # (no answer, 5xx, 429) backs the whole subscription off and leaves it one probe at a time;
@@ -83,6 +85,7 @@ _HEALTHY = """
 UPDATE subscription SET consecutive_failures = 0, failing_since = NULL, backoff_until = NULL
 WHERE id = ANY(CAST(:subscription_ids AS uuid[])) AND (consecutive_failures <> 0 OR failing_since IS NOT NULL)
 """
+_HEALTHY_SQL = text(_HEALTHY)
 
 _UNHEALTHY = """
 UPDATE subscription
@@ -95,6 +98,7 @@ SET consecutive_failures = consecutive_failures + CAST(:endpoint AS integer),
 FROM (SELECT CAST(:schedule AS double precision[]) AS s) AS schedule
 WHERE id = :subscription_id
 """
+_UNHEALTHY_SQL = text(_UNHEALTHY)
 
 _DISABLE_FAILING = """
 UPDATE subscription SET status = 'disabled', disabled_reason = 'failing', updated_at = now()
@@ -102,6 +106,7 @@ WHERE id = :subscription_id AND status = 'active'
   AND failing_since <= now() - make_interval(secs => CAST(:period AS double precision))
 RETURNING id
 """
+_DISABLE_FAILING_SQL = text(_DISABLE_FAILING)
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,12 +252,12 @@ class Recorder:
         ]
         disabled: list[uuid.UUID] = []
         async with self.engine.begin() as conn:
-            await conn.execute(text(_RECORD), rows)
+            await conn.execute(_RECORD_SQL, rows)
             if healthy:
-                await conn.execute(text(_HEALTHY), {"subscription_ids": sorted(healthy)})
+                await conn.execute(_HEALTHY_SQL, {"subscription_ids": sorted(healthy)})
             for subscription_id, endpoint in unhealthy.items():
                 await conn.execute(
-                    text(_UNHEALTHY),
+                    _UNHEALTHY_SQL,
                     {
                         "subscription_id": subscription_id,
                         "endpoint": int(endpoint),
@@ -261,12 +266,12 @@ class Recorder:
                 )
                 if self.disable_after_seconds > 0:
                     result = await conn.execute(
-                        text(_DISABLE_FAILING),
+                        _DISABLE_FAILING_SQL,
                         {"subscription_id": subscription_id, "period": self.disable_after_seconds},
                     )
                     disabled.extend(result.scalars())
             for params in gone:
-                disabled.extend((await conn.execute(text(_DISABLE_GONE), params)).scalars())
+                disabled.extend((await conn.execute(_DISABLE_GONE_SQL, params)).scalars())
             # The subscriber is told, in the same transaction (app/events/operational.py).
             await operational.dead_lettered(conn, dead, fresh=True)
             await operational.disabled(conn, disabled)

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.access.policy import Policy
 from app.audit import partitions as partition_service
-from app.db import Database
+from app.db import Database, commit
 from app.events import attempt_partitions as attempt_partition_service
 from app.models.common import utcnow
 from app.services import access_notice as access_notice_service
@@ -51,7 +51,7 @@ class Scheduler:
         """One run of ``job`` as of ``now``, committed (or rolled back) as one transaction."""
         async with self.db.sessionmaker() as session:
             fired = await job.run(session, now)
-            await session.commit()
+            await commit(session)
         return fired
 
     async def tick(self, now: datetime | None = None) -> dict[str, int]:

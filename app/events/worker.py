@@ -5,7 +5,8 @@ through the access layer, send it signed, record the attempt. Any number may run
 active subscriptions behind the head (``FOR UPDATE SKIP LOCKED``: two workers never fan out the
 same subscription), inserts one delivery per matching event up to the committed head, and
 advances the cursors, all in one transaction. Sequence numbers become visible in order without
-holes (migration 0005), so a cursor never steps over an event that commits later.
+holes (migration 0020), so a cursor never steps over an event that commits later. A fan-out
+first numbers whatever committed events nobody has numbered yet (app/events/numbering.py).
 
 **Claims are leases.** A worker claims due deliveries with ``FOR UPDATE SKIP LOCKED``, counts
 the attempt, writes its ``delivery_attempt`` row (``sending``) and moves ``next_attempt_at`` a
@@ -62,7 +63,7 @@ from app.auth.scopes import Scope
 from app.config import Settings
 from app.db import Database, OnDemandSession
 from app.errors import AppError, Forbidden, NotFound
-from app.events import audience, vault
+from app.events import audience, numbering, vault
 from app.events.envelope import envelope
 from app.events.notify import Notifier
 from app.events.recorder import Job, Recorder, Result
@@ -77,6 +78,7 @@ IDEMPOTENCY_RETENTION_DAYS = 7
 """How long a publisher's Idempotency-Key is remembered; a retry comes within minutes, not weeks."""
 
 _PRUNE = "DELETE FROM event_idempotency WHERE created_at < now() - make_interval(days => :days)"
+_PRUNE_SQL = text(_PRUNE)
 
 DISPATCH_BATCH = 1000
 """Events fanned out per subscription per round: keeps each transaction short during catch-up."""
@@ -95,6 +97,7 @@ UPDATE subscription AS s SET status = 'disabled', disabled_reason = 'client_revo
 FROM api_client AS c
 WHERE c.id = s.created_by_client AND c.status <> 'active' AND s.status = 'active'
 """
+_DISABLE_REVOKED_SQL = text(_DISABLE_REVOKED)
 
 _DISPATCH = """
 WITH head AS (SELECT COALESCE((SELECT last_seq FROM event_sequence WHERE id = 1), 0) AS seq),
@@ -129,6 +132,7 @@ SELECT (SELECT count(*) FROM queued) AS queued, (SELECT count(*) FROM advanced) 
         categories="subs.categories",
     )
 )
+_DISPATCH_SQL = text(_DISPATCH)
 
 # The claim, in one statement (a hot path: Core SQL, no ORM).
 # - Fair shares: each active subscription out of back-off may hold ``:share`` live leases at once
@@ -156,13 +160,15 @@ WITH subs AS MATERIALIZED (  -- computed once: ``room`` is used in several place
 candidates AS (
     -- Locked here, inside each subscription's own LIMIT, so that a second worker claiming at the
     -- same moment skips these rows and takes the next ones instead of finding its share locked.
+    -- No more than one claim can take (its room, and at most ``:limit``): each lock is a write.
     -- The conditions are re-checked on the newest row version once locked: a row another worker
     -- claimed (and committed) since this statement began has its lease in the future, and is
     -- skipped. Never our own deliveries still in flight, even when their lease ran out while this
     -- process was paused: we are about to record their answer, not send them twice.
-    SELECT ranked.id, ranked.expired, ranked.priority, ranked.next_attempt_at, ranked.turn
+    SELECT ranked.id, ranked.subscription_id, ranked.room, ranked.expired, ranked.priority,
+           ranked.next_attempt_at, ranked.turn
     FROM (
-        SELECT c.id, c.expired, c.priority, c.next_attempt_at, subs.room,
+        SELECT c.id, subs.id AS subscription_id, c.expired, c.priority, c.next_attempt_at, subs.room,
                row_number() OVER (PARTITION BY subs.id ORDER BY c.next_attempt_at, c.id) AS turn
         FROM subs, LATERAL (
             SELECT d.id, true AS expired, d.priority, d.next_attempt_at
@@ -170,12 +176,12 @@ candidates AS (
             WHERE d.subscription_id = subs.id AND d.status = 'pending' AND d.lease_token IS NOT NULL
               AND d.next_attempt_at <= now() AND d.id <> ALL(CAST(:held AS bigint[]))
             ORDER BY d.next_attempt_at, d.id
-            LIMIT subs.room
+            LIMIT LEAST(subs.room, :limit)
             FOR UPDATE SKIP LOCKED
         ) AS c
         WHERE subs.room > 0
         UNION ALL
-        SELECT c.id, c.expired, c.priority, c.next_attempt_at, subs.room,
+        SELECT c.id, subs.id AS subscription_id, c.expired, c.priority, c.next_attempt_at, subs.room,
                row_number() OVER (
                    PARTITION BY subs.id ORDER BY c.priority DESC, c.next_attempt_at, c.id
                ) AS turn
@@ -202,7 +208,7 @@ candidates AS (
                     AND p.status = 'dead' AND (p.event_seq, p.id) < (d.event_seq, d.id)
               ))
             ORDER BY d.priority DESC, d.next_attempt_at, d.id
-            LIMIT subs.room
+            LIMIT LEAST(subs.room, :limit)
             FOR UPDATE SKIP LOCKED
         ) AS c
         WHERE subs.room > 0
@@ -214,12 +220,10 @@ due AS (
     SELECT picked.id FROM (
         SELECT candidates.id, candidates.expired, candidates.priority, candidates.next_attempt_at,
                row_number() OVER (
-                   PARTITION BY d.subscription_id ORDER BY candidates.expired DESC, candidates.turn
+                   PARTITION BY candidates.subscription_id ORDER BY candidates.expired DESC, candidates.turn
                ) AS place,
-               subs.room
+               candidates.room
         FROM candidates
-        JOIN event_delivery AS d ON d.id = candidates.id
-        JOIN subs ON subs.id = d.subscription_id
     ) AS picked
     WHERE picked.place <= picked.room
     ORDER BY picked.expired DESC, picked.priority DESC, picked.place, picked.next_attempt_at
@@ -259,6 +263,7 @@ FROM claimed
 JOIN subscription AS s ON s.id = claimed.subscription_id
 JOIN outbox_event AS e ON e.id = claimed.event_id
 """
+_CLAIM_SQL = text(_CLAIM)
 
 
 def retry_delay(
@@ -322,19 +327,27 @@ class DeliveryWorker:
         """Fan new events out to webhook subscriptions; returns how many deliveries were queued.
         ``housekeeping`` also disables the subscriptions of revoked clients first (the loop does
         that once per poll interval, not on every wake-up)."""
+        await self.number()
         async with self.db.engine.begin() as conn:
             return await self._dispatch(conn, housekeeping=housekeeping)
 
+    async def number(self) -> None:
+        """Number the committed events nobody numbered yet (a scheduler job's, or those of a
+        request whose process died between its commit and its pass; app/events/numbering.py),
+        on an autocommit connection: the pass's lock is held only for the pass."""
+        async with self.db.engine.connect() as conn:
+            await numbering.number(await conn.execution_options(isolation_level="AUTOCOMMIT"))
+
     async def _dispatch(self, conn: AsyncConnection, *, housekeeping: bool) -> int:
         if housekeeping:
-            await conn.execute(text(_DISABLE_REVOKED))
-        row = (await conn.execute(text(_DISPATCH), {"batch": DISPATCH_BATCH})).one()
+            await conn.execute(_DISABLE_REVOKED_SQL)
+        row = (await conn.execute(_DISPATCH_SQL, {"batch": DISPATCH_BATCH})).one()
         return int(row.queued)
 
     async def prune(self) -> int:
         """Forget idempotency keys past their retention; returns how many."""
         async with self.db.engine.begin() as conn:
-            result = await conn.execute(text(_PRUNE), {"days": IDEMPOTENCY_RETENTION_DAYS})
+            result = await conn.execute(_PRUNE_SQL, {"days": IDEMPOTENCY_RETENTION_DAYS})
         return int(getattr(result, "rowcount", 0) or 0)
 
     @property
@@ -358,6 +371,8 @@ class DeliveryWorker:
         claim sees the deliveries the fan-out just queued. The fan-out's subscription locks are
         held to the commit, so another worker fanning out meanwhile skips those subscriptions
         for this round, which is all a fan-out would do anyway."""
+        if fan_out:
+            await self.number()
         async with self.db.engine.begin() as conn:
             if fan_out:
                 await self._dispatch(conn, housekeeping=housekeeping)
@@ -375,7 +390,7 @@ class DeliveryWorker:
             # process was paused: we are about to record their answer, not send them twice.
             "held": sorted(self._held),
         }
-        rows = (await conn.execute(text(_CLAIM), params)).mappings().all()
+        rows = (await conn.execute(_CLAIM_SQL, params)).mappings().all()
         claimed = time.monotonic()
         return [Job.from_row(row, lease, self.box, claimed_monotonic=claimed) for row in rows]
 

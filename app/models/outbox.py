@@ -1,9 +1,11 @@
 """The transactional outbox: events written in the same transaction as the change they report,
 for the event exchange to deliver.
 
-``seq`` is NULL while the writing transaction runs; a deferred trigger numbers the row at commit
-from a single counter (migration 0005), so sequence numbers become visible in order and without
-holes: a feed reader at ``after=N`` never misses a late-committing N-1.
+``seq`` is NULL until a numbering pass after the writing transaction's commit gives it one
+(migration 0020, app/events/numbering.py), so sequence numbers become visible in order and
+without holes: a feed reader at ``after=N`` never misses a late-committing N-1. The table's
+``ordinal`` column (a sequence's value, drawn at INSERT; the order a pass numbers in) is left out
+of this model on purpose: the ORM would insert NULL for it.
 """
 
 from __future__ import annotations

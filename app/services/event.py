@@ -19,7 +19,7 @@ from app.access.policy import Policy
 from app.access.reading import Reader
 from app.db import Database
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
-from app.events import audience, catalog
+from app.events import audience, catalog, numbering
 from app.events.envelope import EVENT_COLUMNS, StoredEvent, envelope
 from app.models.common import utcnow
 from app.models.event import CloudEventIn, CloudEventOut, EventAccepted, EventTypePublic
@@ -73,6 +73,7 @@ FROM (SELECT 1) AS one
 LEFT JOIN event_idempotency AS i ON i.client_id = :client AND i.key = :key
 LEFT JOIN outbox_event AS e ON e.id = i.event_id
 """
+_FIRST_READ_SQL = text(_FIRST_READ)
 
 # The key first, then the event, in one statement: a concurrent request with the same key waits
 # on the key's insert for this one to commit, then inserts neither and sees a replay, instead of
@@ -91,28 +92,32 @@ SELECT claimed.event_id, :type, :source, :subject, :time, CAST(:data AS jsonb),
 FROM claimed
 RETURNING id
 """
+_STORE_SQL = text(_STORE)
 
 
-async def _replay(session: AsyncSession, reader: Reader, key: str, digest: str) -> EventAccepted | None:
+async def _replay(
+    session: AsyncSession, reader: Reader, key: str, digest: str
+) -> EventAccepted | Stored | None:
     row = (
         await session.execute(
-            text(_FIRST_READ), {"subject": None, "client": reader.principal.client_id, "key": key}
+            _FIRST_READ_SQL, {"subject": None, "client": reader.principal.client_id, "key": key}
         )
     ).one()
     return _replayed(row, digest)
 
 
-def _replayed(row: Any, digest: str) -> EventAccepted | None:
+def _replayed(row: Any, digest: str) -> EventAccepted | Stored | None:
+    """The first request's receipt, or its stored event when that is not numbered yet (its
+    request ended between commit and numbering): :func:`publish` numbers it."""
     if row.request_hash is None:
         return None
     if row.request_hash != digest:
         raise IdempotencyKeyReused(
             "This Idempotency-Key was already used with a different body; use a new key for a new event."
         )
+    if row.seq is None:
+        return Stored(id=row.id, type=row.type, subject=row.subject, time=row.time)
     return EventAccepted(id=row.id, sequence=row.seq, type=row.type, subject=row.subject, time=row.time)
-
-
-_SEQUENCE_OF = "SELECT seq FROM outbox_event WHERE id = :id"
 
 
 async def publish(
@@ -120,14 +125,11 @@ async def publish(
 ) -> tuple[EventAccepted, bool]:
     """Validate, store and commit one event; returns the receipt and whether it is a replay.
 
-    The one service that owns its transaction, for the sake of the event order: an event is
-    numbered by the deferred sequencing trigger inside COMMIT, holding the one counter row's lock
-    until the commit is durable, and every other publish waits for that lock. Numbered any
-    earlier (and read back before the commit), the lock would also be held while the API process
-    gets round to sending COMMIT, which under load was most of a publish's time and capped
-    publishing for the whole platform. So the work commits here, and the number is read after.
-    Everything written (the key, the event, a custody change) still commits together or not at
-    all; see :func:`store` for what is refused.
+    The one service that owns its transaction: the receipt carries the event's sequence number,
+    which it gets after the commit (app/events/numbering.py). Publishes commit side by side;
+    the numbering pass that follows takes every event committed meanwhile, so under load one
+    pass numbers many publishes. Everything written (the key, the event, a custody change)
+    still commits together or not at all; see :func:`store` for what is refused.
     """
     async with db.sessionmaker() as session:
         async with session.begin():
@@ -136,17 +138,18 @@ async def publish(
             )
         if isinstance(stored, EventAccepted):
             return stored, replayed
-        # Committed and numbered; one autocommit read, no transaction of its own.
+        # Committed; numbered by one autocommit call, no transaction of its own.
         conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
-        sequence = (await conn.execute(text(_SEQUENCE_OF), {"id": stored.id})).scalar_one()
+        sequence = await numbering.number(conn, stored.id)
+    assert sequence is not None  # committed above, and events are never deleted
     return EventAccepted(
-        id=stored.id, sequence=int(sequence), type=stored.type, subject=stored.subject, time=stored.time
-    ), False
+        id=stored.id, sequence=sequence, type=stored.type, subject=stored.subject, time=stored.time
+    ), replayed
 
 
 @dataclass(frozen=True, slots=True)
 class Stored:
-    """An event written in the caller's transaction, numbered when it commits."""
+    """An event written in the caller's transaction, numbered after it commits."""
 
     id: uuid.UUID
     type: str
@@ -158,7 +161,7 @@ async def store(
     session: AsyncSession, reader: Reader, *, event: CloudEventIn, idempotency_key: str, policy: Policy
 ) -> tuple[EventAccepted | Stored, bool]:
     """Validate and store one event in the outbox, in the caller's transaction; returns a replay's
-    receipt, or the stored event (numbered at commit), and whether it is a replay.
+    receipt, or the stored event (numbered after the commit), and whether it is a replay.
 
     Refuses (and stores nothing): an unknown type (422), a type the agency may not publish (403),
     data that does not match the type's schema (422), a child absent or outside the caller's
@@ -166,14 +169,14 @@ async def store(
     (`source`, `id`) under a new key (409). A custody-changing type is published only by the
     agency kinds the policy's ``custody_changes`` names (403 otherwise) and changes the
     guardianship record in this transaction (:mod:`app.services.event_effects`): if the change
-    cannot be made (409, 422), neither is the event stored. The event gets its sequence number
-    when the transaction commits, with the key and the change.
+    cannot be made (409, 422), neither is the event stored. The key, the event and the change
+    commit together; the event gets its sequence number after the commit.
     """
     principal = reader.principal
     digest = request_hash(event)
     first = (
         await session.execute(
-            text(_FIRST_READ),
+            _FIRST_READ_SQL,
             {"subject": event.subject, "client": principal.client_id, "key": idempotency_key},
         )
     ).one()
@@ -210,7 +213,7 @@ async def store(
     try:
         stored = (
             await session.execute(
-                text(_STORE),
+                _STORE_SQL,
                 {
                     "client": principal.client_id,
                     "key": idempotency_key,

@@ -5,7 +5,7 @@ and continues from the cursor it gets back. Every event on a page is decided by 
 subscription's purpose of use and recorded like any other read; an event the reader may see
 nothing of is left off the page (its denial is on record) and the cursor moves past it.
 
-Because sequence numbers become visible in order and without holes (migration 0005), "everything
+Because sequence numbers become visible in order and without holes (migration 0020), "everything
 up to ``head`` has been read" is true when a page says so: nothing can commit later below it.
 The long poll waits on the commit notifier with no database connection held, then reads.
 """
@@ -25,13 +25,11 @@ from sqlmodel import col
 from app.access.door import Door
 from app.access.reading import AccessDenied, Reader
 from app.errors import BadRequest, Conflict, NotFound
-from app.events import audience
+from app.events import audience, numbering
 from app.events.envelope import EVENT_COLUMNS, StoredEvent, envelope
 from app.events.notify import Notifier
 from app.models.event import CloudEventOut, FeedPage
 from app.models.subscription import Subscription, SubscriptionMode
-
-_HEAD = "SELECT COALESCE((SELECT last_seq FROM event_sequence WHERE id = 1), 0)"
 
 SCAN_WINDOW = 10_000
 """Sequence numbers one page looks through at most: a subscription whose filters match rarely
@@ -54,6 +52,7 @@ WHERE e.seq > :after AND e.seq <= :head
 ORDER BY e.seq
 LIMIT :limit
 """  # noqa: S608  (EVENT_COLUMNS and the audience rule are constants)
+_PAGE_SQL = text(_PAGE)
 
 
 def _overlaps(sub: Subscription, region: str) -> bool:
@@ -112,16 +111,20 @@ async def _read_page(
     engine: AsyncEngine, sub: Subscription, reader: Reader, *, after: int, limit: int
 ) -> tuple[int, int, list[StoredEvent]]:
     """(head, the last sequence number looked at, matching events)."""
-    # Head first, then the events up to it: a publish commits its events and the counter
+    # Head first, then the events up to it: a numbering pass commits its numbers and the counter
     # together, so every event at or below a head read earlier is visible to a later statement.
+    # The head is read by a numbering pass (app/events/numbering.py), in autocommit so that its
+    # lock, when it takes one, is held for the pass alone: an event committed before this read
+    # is on the page even when no worker has come by to number it.
     async with engine.connect() as conn:
-        head = int((await conn.execute(text(_HEAD))).scalar_one())
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        head = await numbering.head(conn)
         upto = min(head, after + SCAN_WINDOW)
         if upto <= after:
             return head, max(head, after), []
         rows = (
             await conn.execute(
-                text(_PAGE),
+                _PAGE_SQL,
                 {
                     "after": after,
                     "head": upto,

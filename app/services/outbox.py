@@ -11,7 +11,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.principal import Principal
-from app.events import catalog
+from app.events import catalog, numbering
 from app.models.common import utcnow
 from app.models.outbox import OutboxEvent
 from app.models.vocabulary import DataCategory
@@ -32,7 +32,8 @@ async def emit(
     priority: int = 0,
     audience: str | None = None,
 ) -> OutboxEvent:
-    """Add an event; the caller's transaction commits it together with the change it reports.
+    """Add an event; the caller's transaction commits it together with the change it reports,
+    and :func:`app.db.commit` numbers it after the commit (app/events/numbering.py).
 
     A type in the catalog must match its schema (a mismatch is a bug in the emitter, raised
     here rather than delivered), and its data categories are those its fields carry, so the
@@ -56,6 +57,7 @@ async def emit(
     )
     session.add(event)
     await session.flush()
+    numbering.mark_emitted(session)
     return event
 
 
@@ -97,6 +99,7 @@ async def emit_many(session: AsyncSession, principal: Principal, drafts: Sequenc
     ]
     if rows:
         await session.execute(insert(OutboxEvent.__table__), rows)  # type: ignore[attr-defined]
+        numbering.mark_emitted(session)
     return ids
 
 

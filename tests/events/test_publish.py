@@ -193,7 +193,8 @@ class TestPublish:
 
 
 class TestSequence:
-    """Sequence numbers are handed out at commit, so they become visible in order and without holes."""
+    """Events are numbered by a pass after their commit (migration 0020), so numbers become
+    visible in order and without holes while publishers commit side by side."""
 
     async def _open_publish(self, dsn: str, subject: uuid.UUID) -> asyncpg.Connection:
         conn = await asyncpg.connect(dsn)
@@ -208,20 +209,23 @@ class TestSequence:
         )
         return conn
 
-    async def test_a_late_committing_insert_gets_the_later_number(
+    async def test_a_pass_numbers_only_what_has_committed_and_a_late_commit_gets_the_later_number(
         self, database_url: str, child: dict[str, Any]
     ) -> None:
         dsn, subject = asyncpg_dsn(database_url), uuid.UUID(child["id"])
-        head = await scalar(database_url, "SELECT max(seq) FROM outbox_event")
+        head = await scalar(database_url, "SELECT outbox_event_number()")
         first_in, second_in = await self._open_publish(dsn, subject), await self._open_publish(dsn, subject)
         try:
             await second_in.execute("COMMIT")
+            assert await scalar(database_url, "SELECT outbox_event_number()") == head + 1
             visible = await fetch(database_url, "SELECT seq FROM outbox_event WHERE seq > $1", head)
             assert [r["seq"] for r in visible] == [head + 1]
             await first_in.execute("COMMIT")
         finally:
             await first_in.close()
             await second_in.close()
+        assert await scalar(database_url, "SELECT count(*) FROM outbox_event WHERE seq IS NULL") == 1
+        assert await scalar(database_url, "SELECT outbox_event_number()") == head + 2
         seqs = [
             r["seq"]
             for r in await fetch(
@@ -230,17 +234,70 @@ class TestSequence:
         ]
         assert seqs == [head + 1, head + 2]
 
+    async def test_a_pass_waits_for_the_pass_before_it_and_continues_its_numbers(
+        self, database_url: str, child: dict[str, Any]
+    ) -> None:
+        dsn, subject = asyncpg_dsn(database_url), uuid.UUID(child["id"])
+        head = await scalar(database_url, "SELECT outbox_event_number()")
+        for _ in range(2):
+            conn = await self._open_publish(dsn, subject)
+            await conn.execute("COMMIT")
+            await conn.close()
+        holding = await asyncpg.connect(dsn)
+        try:
+            # A pass inside an open transaction holds its lock (and hides its numbers) to the end.
+            await holding.execute("BEGIN")
+            assert await holding.fetchval("SELECT outbox_event_number()") == head + 2
+            late = await self._open_publish(dsn, subject)
+            await late.execute("COMMIT")
+            await late.close()
+            second = asyncio.ensure_future(scalar(database_url, "SELECT outbox_event_number()"))
+            await asyncio.sleep(0.3)
+            assert not second.done()
+            assert await scalar(database_url, "SELECT max(seq) FROM outbox_event") == head
+            await holding.execute("COMMIT")
+            assert await asyncio.wait_for(second, 10) == head + 3
+        finally:
+            await holding.close()
+        rows = await fetch(database_url, "SELECT seq FROM outbox_event WHERE seq > $1", head)
+        assert sorted(r["seq"] for r in rows) == [head + 1, head + 2, head + 3]
+
+    async def test_events_of_one_transaction_are_numbered_in_the_order_written(
+        self, database_url: str, child: dict[str, Any]
+    ) -> None:
+        dsn, subject = asyncpg_dsn(database_url), uuid.UUID(child["id"])
+        head = await scalar(database_url, "SELECT outbox_event_number()")
+        conn = await asyncpg.connect(dsn)
+        ids = [uuid.uuid4() for _ in range(5)]
+        try:
+            async with conn.transaction():
+                for event_id in ids:
+                    await conn.execute(
+                        "INSERT INTO outbox_event (id, type, source, subject, data, data_categories, "
+                        "region_code, publisher_agency, publisher_client) VALUES ($1, $2, '/t', $3, '{}', "
+                        "'{education}', '510107', 'education', 'c')",
+                        event_id,
+                        DROPOUT,
+                        subject,
+                    )
+            assert await conn.fetchval("SELECT outbox_event_number($1)", ids[2]) == head + 3
+        finally:
+            await conn.close()
+        rows = await fetch(database_url, "SELECT id FROM outbox_event WHERE seq > $1 ORDER BY seq", head)
+        assert [r["id"] for r in rows] == ids
+
     async def test_a_rolled_back_publish_leaves_no_hole(
         self, database_url: str, child: dict[str, Any]
     ) -> None:
         dsn, subject = asyncpg_dsn(database_url), uuid.UUID(child["id"])
-        head = await scalar(database_url, "SELECT max(seq) FROM outbox_event")
+        head = await scalar(database_url, "SELECT outbox_event_number()")
         aborted = await self._open_publish(dsn, subject)
         await aborted.execute("ROLLBACK")
         await aborted.close()
         committed = await self._open_publish(dsn, subject)
         await committed.execute("COMMIT")
         await committed.close()
+        assert await scalar(database_url, "SELECT outbox_event_number()") == head + 1
         assert await scalar(database_url, "SELECT max(seq) FROM outbox_event") == head + 1
 
     async def test_concurrent_publishes_get_consecutive_numbers(
@@ -249,8 +306,28 @@ class TestSequence:
         head = await scalar(database_url, "SELECT max(seq) FROM outbox_event")
         answers = await asyncio.gather(*(publish(client, education, DROPOUT, child["id"]) for _ in range(30)))
         assert sorted(a.json()["sequence"] for a in answers) == list(range(head + 1, head + 31))
+        assert await scalar(database_url, "SELECT count(*) FROM outbox_event WHERE seq IS NULL") == 0
 
-    async def test_registry_events_are_numbered_at_commit_too(
+    async def test_a_replay_of_a_publish_whose_numbering_never_ran_gets_its_number(
+        self, client: httpx.AsyncClient, education: str, child: dict[str, Any], owner_database_url: str
+    ) -> None:
+        same = {"key": "k-unnumbered", "id": "evt-unnumbered"}
+        first = await publish(client, education, DROPOUT, child["id"], **same)
+        owner = await asyncpg.connect(asyncpg_dsn(owner_database_url))
+        try:
+            # As if the first request's process had died between its commit and its pass.
+            await owner.execute("ALTER TABLE outbox_event DISABLE TRIGGER outbox_event_immutable")
+            event_id = uuid.UUID(first.json()["id"])
+            await owner.execute("UPDATE outbox_event SET seq = NULL WHERE id = $1", event_id)
+            await owner.execute("ALTER TABLE outbox_event ENABLE TRIGGER outbox_event_immutable")
+        finally:
+            await owner.close()
+        again = await publish(client, education, DROPOUT, child["id"], **same)
+        assert again.json()["id"] == first.json()["id"]
+        assert isinstance(again.json()["sequence"], int)
+        assert again.json()["sequence"] > first.json()["sequence"]
+
+    async def test_registry_events_are_numbered_after_commit_too(
         self, database_url: str, child: dict[str, Any]
     ) -> None:
         rows = await fetch(database_url, "SELECT seq, data_categories FROM outbox_event")
