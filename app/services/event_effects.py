@@ -19,8 +19,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -284,22 +283,27 @@ async def _assessed(session: AsyncSession, event: Published) -> None:
     await session.execute(update(Guardianship).where(col(Guardianship.id) == record.id).values(**values))
 
 
+# One open report per child: a second report while one is open adds nothing to "missing". A
+# constant statement, parsed once: every missing-child report is published through here.
+_MISSING_REPORTED = text(
+    "INSERT INTO missing_report (id, child_id, reported_event_id, reported_at, handling_unit, "
+    "handling_unit_duty_phone) VALUES (:id, :child_id, :event_id, :reported_at, :unit, :phone) "
+    "ON CONFLICT (child_id) WHERE resolved_at IS NULL DO NOTHING"
+)
+
+
 async def _missing_reported(session: AsyncSession, event: Published) -> None:
     unit, unit_phone = _unit(event.data, "handling_unit")
-    # One open report per child: a second report while one is open adds nothing to "missing".
     await session.execute(
-        insert(MissingReport)
-        .values(
-            id=uuid.uuid4(),
-            child_id=event.child_id,
-            reported_event_id=event.event_id,
-            reported_at=datetime.fromisoformat(event.data["reported_at"].replace("Z", "+00:00")),
-            handling_unit=unit,
-            handling_unit_duty_phone=unit_phone,
-        )
-        .on_conflict_do_nothing(
-            index_elements=["child_id"], index_where=col(MissingReport.resolved_at).is_(None)
-        )
+        _MISSING_REPORTED,
+        {
+            "id": uuid.uuid4(),
+            "child_id": event.child_id,
+            "event_id": event.event_id,
+            "reported_at": datetime.fromisoformat(event.data["reported_at"].replace("Z", "+00:00")),
+            "unit": unit,
+            "phone": unit_phone,
+        },
     )
 
 
