@@ -68,14 +68,14 @@ async def _grant_service_role(owner_url: str, app_url: str) -> None:
 
 
 def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    from app.db import create_database, resolve_database_url
+    from app.db import commit, create_database, resolve_database_url
 
     async def run() -> T:
         db = create_database(resolve_database_url(settings), pool_size=2, pooled=settings.transaction_pooled)
         try:
             async with db.sessionmaker() as session:
                 result = await work(session)
-                await session.commit()
+                await commit(session)
                 return result
         finally:
             await db.dispose()

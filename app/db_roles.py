@@ -30,9 +30,11 @@ SERVICE_FUNCTIONS = (
     "access_log_create_partitions(integer, timestamptz)",
     "delivery_attempt_create_partitions(integer, timestamptz)",
     "delivery_attempt_drop_partitions(timestamptz)",
+    "outbox_event_number(uuid)",
 )
-"""SECURITY DEFINER functions the service may call: creating the log's and the delivery attempts'
-partitions ahead, and dropping delivery attempts' partitions past their retention."""
+"""Functions the service may call: creating the log's and the delivery attempts' partitions
+ahead and dropping delivery attempts' partitions past their retention (SECURITY DEFINER), and
+numbering committed events (with the caller's own rights)."""
 READ_ONLY_TABLES = ("alembic_version",)
 STARTUP_CHECK_TIMEOUT_SECONDS = 3.0
 

@@ -223,7 +223,7 @@ async def _publish(scope: Scope, receive: Receive, send: Send) -> Receive | None
         return None
     try:
         event = CloudEventIn.model_validate(json.loads(body))
-    except (ValueError, ValidationError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (ValueError, ValidationError, RecursionError):  # JSON, encoding, nesting or the model
         return _replaying(body, receive)
     app: Any = scope["app"]
     state: State = app.state

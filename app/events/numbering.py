@@ -16,7 +16,7 @@ import logging
 import uuid
 
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 logger = logging.getLogger(__name__)
@@ -54,7 +54,7 @@ async def after_commit(session: AsyncSession) -> None:
     try:
         conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         await number(conn)
-    except (DBAPIError, OSError, TimeoutError) as exc:
+    except (SQLAlchemyError, OSError, TimeoutError) as exc:  # a pool timeout is SQLAlchemy's own
         logger.warning(
             "numbering events after commit failed (%s); the worker numbers them", type(exc).__name__
         )

@@ -169,13 +169,15 @@ candidates AS (
            ranked.next_attempt_at, ranked.turn
     FROM (
         SELECT c.id, subs.id AS subscription_id, c.expired, c.priority, c.next_attempt_at, subs.room,
-               row_number() OVER (PARTITION BY subs.id ORDER BY c.next_attempt_at, c.id) AS turn
+               row_number() OVER (
+                   PARTITION BY subs.id ORDER BY c.priority DESC, c.next_attempt_at, c.id
+               ) AS turn
         FROM subs, LATERAL (
             SELECT d.id, true AS expired, d.priority, d.next_attempt_at
             FROM event_delivery AS d
             WHERE d.subscription_id = subs.id AND d.status = 'pending' AND d.lease_token IS NOT NULL
               AND d.next_attempt_at <= now() AND d.id <> ALL(CAST(:held AS bigint[]))
-            ORDER BY d.next_attempt_at, d.id
+            ORDER BY d.priority DESC, d.next_attempt_at, d.id
             LIMIT LEAST(subs.room, :limit)
             FOR UPDATE SKIP LOCKED
         ) AS c

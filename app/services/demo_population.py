@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.events import numbering
 from app.models.child import Child, ChildStatus, Sex
 from app.models.guardianship import AssessmentResult, CustodyStatus, Guardianship
 from app.models.outbox import OutboxEvent
@@ -100,6 +101,7 @@ async def load(session: AsyncSession, *, today: date | None = None) -> int:
     await session.flush()
     session.add_all(_guardianship(rng, child) for child in children)
     session.add_all(_services(rng, children, today))
+    numbering.mark_emitted(session)  # numbered after the caller's commit (app.db.commit)
     await session.flush()
     return len(children)
 

@@ -95,6 +95,9 @@ RETURNING id
 _STORE_SQL = text(_STORE)
 
 
+_LOCK_CHILD_SQL = text("SELECT 1 FROM child WHERE id = :subject FOR UPDATE")
+
+
 async def _replay(
     session: AsyncSession, reader: Reader, key: str, digest: str
 ) -> EventAccepted | Stored | None:
@@ -208,6 +211,12 @@ async def store(
     if event.childlinkcase is not None:
         await case_service.require_linkable(session, reader, event.childlinkcase, child_id=event.subject)
 
+    changes_records = event_effects.changes_records(event.type)
+    if changes_records:
+        # The child's row lock, which the change takes anyway, before the event is written: two
+        # changes of one child then draw their events' ordinals in the order they take effect,
+        # and a numbering pass (by ordinal) keeps that order even when both commit before it.
+        await session.execute(_LOCK_CHILD_SQL, {"subject": event.subject})
     event_id = uuid.uuid4()
     when = event.time or utcnow()
     try:
@@ -240,7 +249,7 @@ async def store(
         replayed = await _replay(session, reader, idempotency_key, digest)
         assert replayed is not None
         return replayed, True
-    if event_effects.changes_records(event.type):
+    if changes_records:
         await event_effects.apply(
             session,
             event_effects.Published(

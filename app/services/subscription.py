@@ -13,7 +13,7 @@ from sqlmodel import col
 
 from app.auth.principal import Principal
 from app.errors import Conflict, Forbidden, NotFound, Unprocessable
-from app.events import audience, catalog, operational, signing
+from app.events import audience, catalog, numbering, operational, signing
 from app.events.openapi import PING_TYPE
 from app.events.sender import Outcome, WebhookSender
 from app.events.vault import SecretBox, valid_retired
@@ -82,10 +82,10 @@ def signing_secrets(sub: Subscription, box: SecretBox, now: datetime | None = No
 
 
 async def head_sequence(session: AsyncSession) -> int:
-    value = (
-        await session.execute(text("SELECT COALESCE((SELECT last_seq FROM event_sequence WHERE id = 1), 0)"))
-    ).scalar_one()
-    return int(value)
+    """The head after a numbering pass (app/events/numbering.py), on a connection of its own in
+    autocommit: an event committed before this call is at or below it."""
+    async with session.bind.connect() as conn:  # type: ignore[union-attr]
+        return await numbering.head(await conn.execution_options(isolation_level="AUTOCOMMIT"))
 
 
 def _check_types(patterns: list[str]) -> None:

@@ -27,6 +27,9 @@ nothing to number takes no lock and writes nothing.
 
 The insert now notifies ``childlink_events`` once per statement (delivered at commit) so a worker
 comes to number what no request did; a pass that numbered something notifies again.
+
+Upgrading: stop API instances of an earlier version before migrating. They read an event's
+number right after its commit and would find none.
 """
 
 from collections.abc import Sequence
@@ -51,6 +54,11 @@ DECLARE
     head bigint;
     added bigint;
 BEGIN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        -- The pass must see commits made while it waited for the lock: one snapshot per statement.
+        RAISE EXCEPTION 'outbox_event_number() needs READ COMMITTED'
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
     IF own IS NOT NULL THEN
         SELECT seq INTO own_seq FROM outbox_event WHERE id = own;
         IF own_seq IS NOT NULL OR NOT FOUND THEN
@@ -84,6 +92,8 @@ BEGIN
         UPDATE event_sequence SET last_seq = head + added WHERE id = 1;
         PERFORM pg_notify('childlink_events', '');
         EXIT WHEN added < {PASS_SIZE};
+        -- A publish waits for its own number, not for a whole backlog (the worker takes that).
+        EXIT WHEN own IS NOT NULL AND (SELECT seq FROM outbox_event WHERE id = own) IS NOT NULL;
     END LOOP;
     IF own IS NOT NULL THEN
         SELECT seq INTO own_seq FROM outbox_event WHERE id = own;
@@ -98,7 +108,10 @@ INSERTED_FUNCTION = """
 CREATE FUNCTION outbox_event_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     -- Delivered at commit, folded with identical ones: a worker comes to number the events.
-    PERFORM pg_notify('childlink_events', '');
+    -- Not for a statement that inserted nothing (a replayed publish's INSERT ... SELECT).
+    IF EXISTS (SELECT 1 FROM inserted) THEN
+        PERFORM pg_notify('childlink_events', '');
+    END IF;
     RETURN NULL;
 END
 $$;
@@ -163,7 +176,7 @@ def upgrade() -> None:
     op.execute(INSERTED_FUNCTION)
     op.execute(
         "CREATE TRIGGER outbox_event_inserted AFTER INSERT ON outbox_event "
-        "FOR EACH STATEMENT EXECUTE FUNCTION outbox_event_inserted()"
+        "REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION outbox_event_inserted()"
     )
     op.execute(GUARD_FUNCTION)
     op.execute(NUMBER_FUNCTION)

@@ -4,11 +4,15 @@ recorded, a child goes missing and is found; and who may not change custody."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 
+from app.db import asyncpg_dsn
 from app.models.agency import AgencyKind
 from app.models.guardianship import CustodyPublic
 from tests.conftest import TokenFactory, bearer
@@ -173,6 +177,54 @@ class TestCustodyFollowsTheEvents:
         check = await custody(client, health, child_id)
         assert check["missing"] is None
         assert "missing" not in check["risk_flags"]
+
+
+class TestOrderOfChanges:
+    async def test_a_change_takes_the_childs_lock_before_its_event_draws_its_place(
+        self,
+        client: httpx.AsyncClient,
+        police: str,
+        in_grandmothers_care: dict[str, Any],
+        database_url: str,
+    ) -> None:
+        # Two changes of one child are numbered in the order their events were written
+        # (migration 0020). Written before the lock, a change that waited for another would be
+        # numbered ahead of the change it then superseded.
+        child_id = in_grandmothers_care["id"]
+        holder = await asyncpg.connect(asyncpg_dsn(database_url))
+        try:
+            await holder.execute("BEGIN")
+            await holder.execute("SELECT 1 FROM child WHERE id = $1 FOR UPDATE", uuid.UUID(child_id))
+            drawn = await holder.fetchval("SELECT last_value FROM outbox_event_ordinal_seq")
+            waiting = asyncio.ensure_future(
+                publish(
+                    client,
+                    police,
+                    MISSING,
+                    child_id,
+                    {"reported_at": "2026-12-01T09:00:00+08:00", "handling_unit": STATION},
+                )
+            )
+            for _ in range(100):  # until the publish waits on the child's row
+                blocked = await holder.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND datname = current_database()"
+                )
+                if blocked:
+                    break
+                await asyncio.sleep(0.05)
+            assert blocked
+            assert await holder.fetchval("SELECT last_value FROM outbox_event_ordinal_seq") == drawn
+            await holder.execute("COMMIT")
+            assert (await asyncio.wait_for(waiting, 10)).status_code == 202
+        finally:
+            await holder.close()
+        assert await holder_value(database_url) > drawn
+
+
+async def holder_value(database_url: str) -> int:
+    rows = await fetch(database_url, "SELECT last_value FROM outbox_event_ordinal_seq")
+    return int(rows[0]["last_value"])
 
 
 class TestWhoMayChangeCustody:
