@@ -47,6 +47,7 @@ from app.access.deps import (
     PURPOSE_MAX_LENGTH,
     make_reader,
 )
+from app.access.reading import Reader
 from app.auth.deps import authenticate, check_scopes
 from app.auth.scopes import Scope as AuthScope
 from app.models.event import IDEMPOTENCY_KEY_PATTERN, CloudEventIn
@@ -133,17 +134,7 @@ async def _custody(scope: Scope, receive: Receive, send: Send, raw_id: str) -> b
     scope["route"] = _CUSTODY_LABEL
     scope["path_params"] = {"child_id": raw_id}
     try:
-        principal = await authenticate(state, headers.get(b"authorization"))
-        request_state["principal"] = principal
-        check_scopes(principal, [AuthScope.custody_read])
-        reader = await make_reader(
-            state,
-            principal,
-            purpose=headers.get(b"x-purpose-of-use"),
-            break_glass=headers.get(b"x-break-glass"),
-            investigation=headers.get(b"x-investigation-ref"),
-            request_id=request_state.get("request_id"),
-        )
+        reader = await _reader(state, request_state, headers, AuthScope.custody_read)
         body = await guardianship_service.custody_body(
             state.db, state.door, reader, child_id, lookup=state.custody_lookup
         )
@@ -160,6 +151,24 @@ async def _custody(scope: Scope, receive: Receive, send: Send, raw_id: str) -> b
     )
     await send({"type": "http.response.body", "body": body})
     return True
+
+
+async def _reader(
+    state: State, request_state: dict[str, Any], headers: dict[bytes, str], scope: AuthScope
+) -> Reader:
+    """What the route's ``Security(get_reader, scopes=[scope])`` gives it: the authenticated
+    principal (noted for the request's log line), its scope checked, and the reader."""
+    principal = await authenticate(state, headers.get(b"authorization"))
+    request_state["principal"] = principal
+    check_scopes(principal, [scope])
+    return await make_reader(
+        state,
+        principal,
+        purpose=headers.get(b"x-purpose-of-use"),
+        break_glass=headers.get(b"x-break-glass"),
+        investigation=headers.get(b"x-investigation-ref"),
+        request_id=request_state.get("request_id"),
+    )
 
 
 async def _render_error(app: Any, scope: Scope, receive: Receive, send: Send, exc: Exception) -> None:
@@ -231,17 +240,7 @@ async def _publish(scope: Scope, receive: Receive, send: Send) -> Receive | None
     scope["route"] = _PUBLISH_LABEL
     scope["path_params"] = {}
     try:
-        principal = await authenticate(state, headers.get(b"authorization"))
-        request_state["principal"] = principal
-        check_scopes(principal, [AuthScope.events_publish])
-        reader = await make_reader(
-            state,
-            principal,
-            purpose=headers.get(b"x-purpose-of-use"),
-            break_glass=headers.get(b"x-break-glass"),
-            investigation=headers.get(b"x-investigation-ref"),
-            request_id=request_state.get("request_id"),
-        )
+        reader = await _reader(state, request_state, headers, AuthScope.events_publish)
         accepted, replayed = await event_service.publish(
             state.db, reader, event=event, idempotency_key=key, policy=state.door.policy
         )

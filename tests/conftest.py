@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import asyncpg
 import httpx
 import pytest
+from fastapi.routing import APIRoute
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -353,3 +354,26 @@ def production_token(db: Database, production_client: httpx.AsyncClient) -> Toke
         return str(response.json()["access_token"])
 
     return mint
+
+
+class ServedBy:
+    """The application, noting which handler answered each request: the router leaves its
+    ``APIRoute`` in the scope, the direct paths (``app.direct``: the custody check,
+    publishing) do not."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.handlers: list[str] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+        if scope["type"] == "http":
+            self.handlers.append("route" if isinstance(scope.get("route"), APIRoute) else "direct")
+
+
+@pytest.fixture
+async def served(app: Any) -> AsyncIterator[tuple[httpx.AsyncClient, ServedBy]]:
+    recorder = ServedBy(app)
+    transport = httpx.ASGITransport(app=recorder)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http, recorder

@@ -4,7 +4,6 @@ route, and everything the route refuses handed to it with its body intact."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -12,17 +11,8 @@ import orjson
 import pytest
 
 from app.models.event import EventAccepted
-from tests.conftest import TokenFactory, bearer
+from tests.conftest import ServedBy, TokenFactory, bearer
 from tests.events.helpers import DROPOUT, cloud_event, scalar
-from tests.routers.test_custody import ServedBy
-
-
-@pytest.fixture
-async def served(app: Any) -> AsyncIterator[tuple[httpx.AsyncClient, ServedBy]]:
-    recorder = ServedBy(app)
-    transport = httpx.ASGITransport(app=recorder)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        yield http, recorder
 
 
 def post(http: httpx.AsyncClient, token: str | None, body: bytes, key: str | None = "k-1") -> Any:

@@ -10,14 +10,13 @@ import httpx
 import pytest
 from fastapi import Request
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 
 from app.config import Settings
 from app.db import asyncpg_dsn
 from app.errors import NotFound
 from app.main import create_app
 from app.models.guardianship import CustodyPublic
-from tests.conftest import TokenFactory, bearer
+from tests.conftest import ServedBy, TokenFactory, bearer
 from tests.factories import CIVIL_SCOPES, guardianship_body, make_child, purpose
 
 
@@ -232,28 +231,6 @@ class TestAuditIsAPrecondition:
         assert response.status_code == 503
         assert response.json()["code"] == "audit_unavailable"
         assert "卓玛" not in response.text and "13800138000" not in response.text
-
-
-class ServedBy:
-    """The application, noting which handler answered each request: the router leaves its
-    ``APIRoute`` in the scope, the custody check's direct path (``app.direct``) does not."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.handlers: list[str] = []
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self.app(scope, receive, send)
-        if scope["type"] == "http":
-            self.handlers.append("route" if isinstance(scope.get("route"), APIRoute) else "direct")
-
-
-@pytest.fixture
-async def served(app: Any) -> AsyncIterator[tuple[httpx.AsyncClient, ServedBy]]:
-    recorder = ServedBy(app)
-    transport = httpx.ASGITransport(app=recorder)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        yield http, recorder
 
 
 def routed(child_id: str) -> str:
