@@ -18,7 +18,7 @@ from app.access.door import Door
 from app.access.policy import Policy
 from app.access.reading import Reader
 from app.db import Database
-from app.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.errors import AppError, Conflict, Forbidden, NotFound, Unprocessable
 from app.events import audience, catalog, numbering
 from app.events.envelope import EVENT_COLUMNS, StoredEvent, envelope
 from app.models.common import utcnow
@@ -123,17 +123,171 @@ def _replayed(row: Any, digest: str) -> EventAccepted | Stored | None:
     return EventAccepted(id=row.id, sequence=row.seq, type=row.type, subject=row.subject, time=row.time)
 
 
+def _checked(reader: Reader, event: CloudEventIn, policy: Policy) -> catalog.EventType:
+    """The event's type, when the body alone lets this reader publish it: a known type, one its
+    agency may publish (and, for a custody change, one the policy lets its kind make), data that
+    matches the type's schema. Raises the refusal otherwise; nothing is read or written."""
+    event_type = catalog.get(event.type)
+    if event_type is None:
+        raise Unprocessable("Unknown event type; see `GET /v1/event-types`.", code="unknown_event_type")
+    event_effects.check_allowed(policy, event_type=event.type, agency_kind=reader.agency_kind)
+    if not event_type.may_publish(reader.agency_kind):
+        detail = (
+            "This type is emitted by the registry itself when a record changes."
+            if event_type.spec.registry_only
+            else "Only " + ", ".join(str(p) for p in event_type.spec.publishers) + " may publish this type."
+        )
+        raise EventTypeNotAllowed(detail)
+    errors = event_type.validate(event.data)
+    if errors:
+        raise Unprocessable(
+            "`data` does not match the type's schema; see `errors`.",
+            code="invalid_event_data",
+            extra={"errors": [{"loc": e.loc, "msg": e.msg, "type": e.rule} for e in errors]},
+        )
+    return event_type
+
+
+# Publishing in one statement, its own transaction (autocommit), when nothing else needs one: a
+# type with no effect on the records or with an effect that is one statement, and no case to link.
+# The statement reads the replay under this key and the child's region, and stores the key, the
+# event and the effect only when there is no replay and the child is in the reader's region
+# (``starts_with``: Principal.covers_region's rule). Otherwise it stores nothing and the row
+# says why. One round trip instead of six (BEGIN, the first read, the child's lock, the store,
+# the effect, COMMIT): on a busy exchange most of a publish's cost is its round trips, on both
+# sides. A type that changes records takes the child's row lock in the same statement before
+# its event draws its ordinal (see :data:`_LOCK_CHILD_SQL`).
+_AT_ONCE = """
+WITH child_row AS (
+    SELECT c.region_code, starts_with(c.region_code, :reader_region) AS covered
+    FROM child AS c WHERE c.id = :subject{lock}
+),
+prior AS (
+    SELECT i.request_hash, i.event_id FROM event_idempotency AS i
+    WHERE i.client_id = :client AND i.key = :key
+),
+claimed AS (
+    INSERT INTO event_idempotency (client_id, key, request_hash, event_id)
+    SELECT :client, :key, :request_hash, :id
+    FROM child_row WHERE child_row.covered AND NOT EXISTS (SELECT 1 FROM prior)
+    ON CONFLICT DO NOTHING
+    RETURNING event_id
+),
+stored AS (
+    INSERT INTO outbox_event (id, type, source, subject, time, data, data_categories, region_code,
+                              publisher_agency, publisher_client, publisher_event_id, created_at)
+    SELECT claimed.event_id, :type, :source, :subject, :time, CAST(:data AS jsonb),
+           CAST(:categories AS varchar[]), (SELECT region_code FROM child_row), :agency, :client,
+           :publisher_event_id, now()
+    FROM claimed
+    RETURNING id
+){effect}
+SELECT (SELECT region_code FROM child_row) AS child_region, (SELECT covered FROM child_row) AS covered,
+       (SELECT id FROM stored) AS stored_id,
+       prior.request_hash, e.id, e.seq, e.type, e.subject, e.time
+FROM (SELECT 1) AS one
+LEFT JOIN prior ON true
+LEFT JOIN outbox_event AS e ON e.id = prior.event_id
+"""
+_AT_ONCE_SQL: dict[tuple[bool, str | None], Any] = {}
+
+
+def _at_once_statement(*, lock: bool, effect: event_effects.StatementEffect | None) -> Any:
+    """The one-statement publish for a type: with the child's lock or not, with its effect or
+    none; built once per shape (a constant, parsed once)."""
+    shape = (lock, effect.sql if effect is not None else None)
+    statement = _AT_ONCE_SQL.get(shape)
+    if statement is None:
+        sql = _AT_ONCE.format(
+            lock=" FOR UPDATE" if lock else "",
+            effect=f",\neffect AS (\n    {effect.sql}\n    RETURNING 1\n)" if effect is not None else "",
+        )
+        statement = _AT_ONCE_SQL[shape] = text(sql)
+    return statement
+
+
+async def _publish_at_once(
+    db: Database, reader: Reader, *, event: CloudEventIn, idempotency_key: str, policy: Policy
+) -> tuple[EventAccepted, bool] | None:
+    """:func:`publish` in one statement; None (having written nothing) when the publish needs
+    the transaction of :func:`store`: a body the route refuses (whose refusal then comes in
+    :func:`store`'s order, a replay first), a case to link, an effect that is not one statement,
+    or a key another request took while this one ran."""
+    if event.childlinkcase is not None:
+        return None
+    effect = event_effects.statement_effect(event.type)
+    changes_records = event_effects.changes_records(event.type)
+    if changes_records and effect is None:
+        return None
+    try:
+        event_type = _checked(reader, event, policy)
+    except AppError:
+        return None
+    principal = reader.principal
+    digest = request_hash(event)
+    event_id = uuid.uuid4()
+    when = event.time or utcnow()
+    params: dict[str, Any] = {
+        "reader_region": principal.region,
+        "subject": event.subject,
+        "client": principal.client_id,
+        "key": idempotency_key,
+        "request_hash": digest,
+        "id": event_id,
+        "type": event.type,
+        "source": event.source,
+        "time": when,
+        "data": orjson.dumps(event.data).decode(),
+        "categories": [str(c) for c in event_type.classify(event.data)],
+        "agency": principal.agency,
+        "publisher_event_id": event.id,
+    }
+    if effect is not None:
+        params |= effect.values(event_id, event.subject, event.data)
+    statement = _at_once_statement(lock=changes_records, effect=effect)
+    async with db.engine.connect() as conn:
+        autocommit = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            row = (await autocommit.execute(statement, params)).one()
+        except IntegrityError as exc:  # the statement is undone whole: key, event and effect
+            raise Conflict(
+                "You already published an event with this `source` and `id`.", code="duplicate_event"
+            ) from exc
+        replayed = _replayed(row, digest)
+        if isinstance(replayed, EventAccepted):
+            return replayed, True
+        if replayed is not None:  # the first request ended between its commit and its number
+            own, was_replay = replayed.id, True
+        elif row.stored_id is not None:
+            own, was_replay = event_id, False
+        elif row.child_region is None or not row.covered:
+            raise NotFound("No child with this id.", code="child_not_found")
+        else:
+            return None  # the key was taken meanwhile, by a request that has committed since
+        sequence = await numbering.number(autocommit, own)
+    assert sequence is not None  # committed, and events are never deleted
+    stored = replayed or Stored(id=event_id, type=event.type, subject=event.subject, time=when)
+    return EventAccepted(
+        id=stored.id, sequence=sequence, type=stored.type, subject=stored.subject, time=stored.time
+    ), was_replay
+
+
 async def publish(
     db: Database, reader: Reader, *, event: CloudEventIn, idempotency_key: str, policy: Policy
 ) -> tuple[EventAccepted, bool]:
     """Validate, store and commit one event; returns the receipt and whether it is a replay.
 
     The one service that owns its transaction: the receipt carries the event's sequence number,
-    which it gets after the commit (app/events/numbering.py). Publishes commit side by side;
+    which it gets after the commit (app/events/numbering.py). Most publishes are one statement
+    (:func:`_publish_at_once`); the rest, and every refusal, go through :func:`store` in a
+    transaction, with the same checks in the same order. Publishes commit side by side;
     the numbering pass that follows takes every event committed meanwhile, so under load one
     pass numbers many publishes. Everything written (the key, the event, a custody change)
     still commits together or not at all; see :func:`store` for what is refused.
     """
+    done = await _publish_at_once(db, reader, event=event, idempotency_key=idempotency_key, policy=policy)
+    if done is not None:
+        return done
     async with db.sessionmaker() as session:
         async with session.begin():
             stored, replayed = await store(
@@ -187,24 +341,7 @@ async def store(
     if replayed is not None:
         return replayed, True
 
-    event_type = catalog.get(event.type)
-    if event_type is None:
-        raise Unprocessable("Unknown event type; see `GET /v1/event-types`.", code="unknown_event_type")
-    event_effects.check_allowed(policy, event_type=event.type, agency_kind=reader.agency_kind)
-    if not event_type.may_publish(reader.agency_kind):
-        detail = (
-            "This type is emitted by the registry itself when a record changes."
-            if event_type.spec.registry_only
-            else "Only " + ", ".join(str(p) for p in event_type.spec.publishers) + " may publish this type."
-        )
-        raise EventTypeNotAllowed(detail)
-    errors = event_type.validate(event.data)
-    if errors:
-        raise Unprocessable(
-            "`data` does not match the type's schema; see `errors`.",
-            code="invalid_event_data",
-            extra={"errors": [{"loc": e.loc, "msg": e.msg, "type": e.rule} for e in errors]},
-        )
+    event_type = _checked(reader, event, policy)
     region = first.child_region
     if region is None or not principal.covers_region(region):
         raise NotFound("No child with this id.", code="child_not_found")

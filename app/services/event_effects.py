@@ -283,28 +283,59 @@ async def _assessed(session: AsyncSession, event: Published) -> None:
     await session.execute(update(Guardianship).where(col(Guardianship.id) == record.id).values(**values))
 
 
-# One open report per child: a second report while one is open adds nothing to "missing". A
-# constant statement, parsed once: every missing-child report is published through here.
+# One open report per child: a second report while one is open adds nothing to "missing".
 _MISSING_REPORTED = text(
     "INSERT INTO missing_report (id, child_id, reported_event_id, reported_at, handling_unit, "
-    "handling_unit_duty_phone) VALUES (:id, :child_id, :event_id, :reported_at, :unit, :phone) "
+    "handling_unit_duty_phone) VALUES (:effect_id, :effect_child_id, :effect_event_id, "
+    ":effect_reported_at, :effect_unit, :effect_phone) "
     "ON CONFLICT (child_id) WHERE resolved_at IS NULL DO NOTHING"
 )
 
 
+def _missing_values(event_id: uuid.UUID, child_id: uuid.UUID, data: dict[str, Any]) -> dict[str, Any]:
+    unit, unit_phone = _unit(data, "handling_unit")
+    return {
+        "effect_id": uuid.uuid4(),
+        "effect_child_id": child_id,
+        "effect_event_id": event_id,
+        "effect_reported_at": datetime.fromisoformat(data["reported_at"].replace("Z", "+00:00")),
+        "effect_unit": unit,
+        "effect_phone": unit_phone,
+    }
+
+
 async def _missing_reported(session: AsyncSession, event: Published) -> None:
-    unit, unit_phone = _unit(event.data, "handling_unit")
-    await session.execute(
-        _MISSING_REPORTED,
-        {
-            "id": uuid.uuid4(),
-            "child_id": event.child_id,
-            "event_id": event.event_id,
-            "reported_at": datetime.fromisoformat(event.data["reported_at"].replace("Z", "+00:00")),
-            "unit": unit,
-            "phone": unit_phone,
-        },
-    )
+    await session.execute(_MISSING_REPORTED, _missing_values(event.event_id, event.child_id, event.data))
+
+
+@dataclass(frozen=True, slots=True)
+class StatementEffect:
+    """An effect that is one data-modifying statement, so that a publish can make it in the same
+    statement that stores its event (app/services/event.py publishes in one statement when it
+    can). ``sql`` selects from the CTE ``stored`` (one row when the event was stored, none
+    otherwise: then it changes nothing); its parameters, all named ``effect_*``, come from
+    ``values(event_id, child_id, data)``. The same change as the effect's own function makes."""
+
+    sql: str
+    values: Callable[[uuid.UUID, uuid.UUID, dict[str, Any]], dict[str, Any]]
+
+
+_STATEMENT_EFFECTS: dict[str, StatementEffect] = {
+    MISSING_REPORTED: StatementEffect(
+        sql=(  # _MISSING_REPORTED, made only when ``stored`` has its row
+            "INSERT INTO missing_report (id, child_id, reported_event_id, reported_at, handling_unit, "
+            "handling_unit_duty_phone) SELECT :effect_id, :effect_child_id, :effect_event_id, "
+            ":effect_reported_at, :effect_unit, :effect_phone FROM stored "
+            "ON CONFLICT (child_id) WHERE resolved_at IS NULL DO NOTHING"
+        ),
+        values=_missing_values,
+    ),
+}
+
+
+def statement_effect(event_type: str) -> StatementEffect | None:
+    """The type's effect as one statement, or None (no effect, or one that needs a transaction)."""
+    return _STATEMENT_EFFECTS.get(event_type)
 
 
 async def _missing_resolved(session: AsyncSession, event: Published) -> None:

@@ -178,6 +178,65 @@ class TestCustodyFollowsTheEvents:
         assert check["missing"] is None
         assert "missing" not in check["risk_flags"]
 
+    async def test_a_second_report_keeps_the_first_and_a_refused_one_writes_nothing(
+        self,
+        client: httpx.AsyncClient,
+        police: str,
+        health: str,
+        in_grandmothers_care: dict[str, Any],
+        database_url: str,
+    ) -> None:
+        # A report is stored with its event in one statement (app/services/event.py): a second
+        # report while one is open is accepted and changes nothing; a report refused (the same
+        # source and id again) stores neither its key nor its event nor a report.
+        child_id = in_grandmothers_care["id"]
+        data = {"reported_at": "2026-12-01T09:00:00+08:00", "handling_unit": STATION}
+        first = await publish(client, police, MISSING, child_id, data, id="case-1", source="/110")
+        again = await publish(client, police, MISSING, child_id, {**data, "handling_unit": CENTRE})
+        assert again.json()["sequence"] > first.json()["sequence"]
+        check = await custody(client, health, child_id)
+        assert check["missing"]["event_id"] == first.json()["id"]
+        assert check["missing"]["handling_unit"] == STATION
+
+        await publish(
+            client,
+            police,
+            FOUND,
+            child_id,
+            {"resolved_at": "2026-12-02T08:15:00+08:00", "outcome": "found_safe"},
+        )
+        refused = await publish(
+            client, police, MISSING, child_id, data, id="case-1", source="/110", key="k-dup", expect=409
+        )
+        assert refused.json()["code"] == "duplicate_event"
+        assert (await custody(client, health, child_id))["missing"] is None
+        rows = await fetch(
+            database_url, "SELECT count(*) AS n FROM missing_report WHERE child_id = $1", uuid.UUID(child_id)
+        )
+        assert rows[0]["n"] == 1
+        # Its key was not kept: the corrected report publishes under it.
+        fixed = await publish(
+            client, police, MISSING, child_id, data, id="case-2", source="/110", key="k-dup"
+        )
+        assert (await custody(client, health, child_id))["missing"]["event_id"] == fixed.json()["id"]
+
+    async def test_a_report_of_a_child_outside_the_region_writes_nothing(
+        self,
+        client: httpx.AsyncClient,
+        token: TokenFactory,
+        in_grandmothers_care: dict[str, Any],
+        database_url: str,
+    ) -> None:
+        elsewhere = await token(agency="police", scopes=PUBLISH_SCOPES, region="510108")
+        data = {"reported_at": "2026-12-01T09:00:00+08:00", "handling_unit": STATION}
+        refused = await publish(
+            client, elsewhere, MISSING, in_grandmothers_care["id"], data, key="k-far", expect=404
+        )
+        assert refused.json()["code"] == "child_not_found"
+        assert await fetch(database_url, "SELECT 1 FROM missing_report") == []
+        assert await fetch(database_url, "SELECT 1 FROM outbox_event WHERE type = $1", MISSING) == []
+        assert await fetch(database_url, "SELECT 1 FROM event_idempotency WHERE key = 'k-far'") == []
+
 
 class TestOrderOfChanges:
     async def test_a_change_takes_the_childs_lock_before_its_event_draws_its_place(
