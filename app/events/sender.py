@@ -108,6 +108,13 @@ recently used one is forgotten (its idle connections closed)."""
 
 ReceiverKey = tuple[str, str, int, str]
 
+CHECKED_SECONDS = 5.0
+"""How long a URL's passed SSRF check (its addresses, resolved and permitted) serves the deliveries
+that follow, as a resolver's cache would: a busy subscription is sent many webhooks a second, and
+parsing, resolving (a thread for each ``getaddrinfo``) and checking its URL each time cost the
+worker more than signing the webhook. Each connection still goes to an address that passed;
+a DNS change is seen within this time. A refusal is never remembered."""
+
 
 class WebhookSender:
     """Kept-alive connections per receiver (:mod:`app.events.http1`); :meth:`send` never
@@ -123,6 +130,8 @@ class WebhookSender:
         self._tls = ssl.create_default_context()
         self._tls.set_alpn_protocols(["http/1.1"])
         self._pools: OrderedDict[ReceiverKey, http1.ReceiverPool] = OrderedDict()
+        self._checked: OrderedDict[str, tuple[float, ssrf.Destination]] = OrderedDict()
+        self.checked_seconds = CHECKED_SECONDS
 
     def _pool(self, destination: ssrf.Destination, address: ssrf.IPAddress) -> http1.ReceiverPool:
         tls = destination.url.scheme == "https"
@@ -146,6 +155,19 @@ class WebhookSender:
     async def check(self, url: str) -> ssrf.Destination:
         return await ssrf.check(url, self.allow, allow_http=self.allow_http)
 
+    async def _destination(self, url: str) -> ssrf.Destination:
+        """:meth:`check`, its pass remembered for :data:`CHECKED_SECONDS`."""
+        now = time.monotonic()
+        remembered = self._checked.get(url)
+        if remembered is not None and remembered[0] > now:
+            return remembered[1]
+        destination = await self.check(url)
+        self._checked[url] = (now + self.checked_seconds, destination)
+        self._checked.move_to_end(url)
+        if len(self._checked) > MAX_RECEIVERS:
+            self._checked.popitem(last=False)
+        return destination
+
     async def send(self, url: str, *, webhook_id: str, body: bytes, secrets: list[str]) -> SendResult:
         started = time.monotonic()
 
@@ -153,7 +175,7 @@ class WebhookSender:
             return int((time.monotonic() - started) * 1000)
 
         try:
-            destination = await self.check(url)
+            destination = await self._destination(url)
         except ssrf.WebhookUrlRefused as exc:
             return SendResult(Outcome.refused, error=(exc.detail or exc.title)[:200], duration_ms=elapsed())
         headers = {

@@ -26,11 +26,16 @@ _VERSION = "v1:"
 _AAD = b"childlink webhook secret "
 
 
+OPENED_CACHE = 4096
+"""Stored secrets a box remembers opened (the worker opens each claimed delivery's secrets)."""
+
+
 class SecretBox:
     def __init__(self, key: bytes) -> None:
         if len(key) != 32:
             raise ValueError("the webhook secret key is 32 bytes")
         self._aead = AESGCM(key)
+        self._opened: dict[tuple[uuid.UUID, str], str] = {}
 
     def seal(self, subscription_id: uuid.UUID, secret: str) -> str:
         """``whsec_...`` -> what the database stores."""
@@ -40,7 +45,18 @@ class SecretBox:
         return _VERSION + base64.b64encode(nonce + sealed).decode("ascii")
 
     def open(self, subscription_id: uuid.UUID, stored: str) -> str:
-        """What the database stores -> ``whsec_...``."""
+        """What the database stores -> ``whsec_...``. Remembered per stored value (each sealing
+        has its own nonce, so a rotated secret is a new value): a busy worker opens the same few
+        secrets for every delivery, and only ever in this process, which signs with them anyway."""
+        opened = self._opened.get((subscription_id, stored))
+        if opened is None:
+            opened = self._open(subscription_id, stored)
+            if len(self._opened) >= OPENED_CACHE:
+                self._opened.clear()
+            self._opened[(subscription_id, stored)] = opened
+        return opened
+
+    def _open(self, subscription_id: uuid.UUID, stored: str) -> str:
         if stored.startswith(SECRET_PREFIX):
             return stored  # written before secrets were sealed; still usable
         if not stored.startswith(_VERSION):

@@ -244,10 +244,13 @@ abandoned AS (
     -- attempt's sent_at is its claim transaction's start, which can precede the delivery's
     -- created_at (another transaction's start) only by as long as that claim transaction had
     -- been open; a day's slack, as the delivery list allows (ATTEMPTS_AFTER_DELIVERY_SLACK).
+    -- Only deliveries claimed before: every claim counts its attempt and writes its row, so a
+    -- first attempt has no earlier one to look for (the look cost a claim about as much as the
+    -- rest of it, for nothing, on a busy exchange).
     UPDATE delivery_attempt AS a
     SET outcome = 'abandoned', error = 'the worker stopped before recording the result'
     FROM claimed
-    WHERE a.delivery_id = claimed.id AND a.outcome = 'sending'
+    WHERE claimed.attempts > 1 AND a.delivery_id = claimed.id AND a.outcome = 'sending'
       AND a.sent_at >= claimed.created_at - interval '1 day'
     RETURNING 1
 ),

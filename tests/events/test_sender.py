@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 from collections.abc import AsyncIterator
 
 import pytest
 
 from app.config import Settings
-from app.events import http1
+from app.events import http1, ssrf
 from app.events.sender import Outcome, WebhookSender
 
 
@@ -163,5 +164,32 @@ class TestAnswersComeFirst:
         try:
             assert await send(sender, receiver.url, 2) == [outcome] * 2
             assert receiver.connections == 2
+        finally:
+            await receiver.stop()
+
+
+class TestCheckedAddresses:
+    async def test_a_name_that_comes_to_resolve_inside_is_refused_once_its_check_is_due(
+        self, sender: WebhookSender, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A passed check serves the deliveries of the next few seconds, as a resolver's cache
+        # would; each still goes to the address that passed, and a name that comes to resolve to
+        # an inside address is refused once the check is due again.
+        resolved = {"hooks.example.test": [ipaddress.ip_address("127.0.0.1")]}
+
+        async def resolve(host: str, port: int) -> list[ssrf.IPAddress]:
+            return resolved[host]
+
+        monkeypatch.setattr(ssrf, "_resolve", resolve)
+        sender.checked_seconds = 0.3
+        receiver = await CountingReceiver(b"HTTP/1.1 204 No Content\r\n\r\n").start()
+        try:
+            url = receiver.url.replace("127.0.0.1", "hooks.example.test")
+            assert await send(sender, url, 1) == [Outcome.delivered]
+            resolved["hooks.example.test"] = [ipaddress.ip_address("10.1.2.3")]
+            assert await send(sender, url, 1) == [Outcome.delivered]  # to 127.0.0.1, which passed
+            await asyncio.sleep(0.4)
+            assert await send(sender, url, 2) == [Outcome.refused] * 2  # and refusals are not kept
+            assert receiver.requests == 2
         finally:
             await receiver.stop()
