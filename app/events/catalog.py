@@ -5,12 +5,13 @@ with the two operations the exchange needs from it: validate a payload and redac
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import cache
 from typing import Any
 
+import jsonschema_rs
 from jsonschema import Draft202012Validator, FormatChecker
 
 from app.events.examples import example_data
@@ -43,6 +44,26 @@ def _format_checker() -> FormatChecker:
         return len(value) == 10 and bool(date.fromisoformat(value))
 
     return checker
+
+
+def _conforms(check: Callable[[object], bool], raises: Any) -> Callable[[str], bool]:
+    """A format check of the checker, as a yes or no (jsonschema's own reading of it)."""
+
+    def conforms(value: str) -> bool:
+        try:
+            return bool(check(value))
+        except raises:
+            return False
+
+    return conforms
+
+
+def _quick_validator(schema: dict[str, Any], checker: FormatChecker) -> Any:
+    """The schema compiled by ``jsonschema_rs`` with the same format checks (the very functions
+    of ``checker``), for :meth:`EventType.validate`'s first look: a hundred times faster than
+    the Python validator, which a publish otherwise spent a fifth of its time in."""
+    formats = {name: _conforms(check, raises) for name, (check, raises) in checker.checkers.items()}
+    return jsonschema_rs.validator_for(schema, formats=formats, validate_formats=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +100,7 @@ class EventType:
     item_categories: dict[str, dict[str, DataCategory]]
     categories: frozenset[DataCategory]
     _validator: Draft202012Validator = field(repr=False, compare=False)
+    _quick: Any = field(repr=False, compare=False)
 
     @property
     def type(self) -> str:
@@ -89,6 +111,17 @@ class EventType:
         return not self.spec.registry_only and agency_kind in self.spec.publishers
 
     def validate(self, data: Any) -> list[SchemaError]:
+        """What in ``data`` breaks the schema; empty when nothing does. The quick validator's
+        yes is taken as it is; anything else (a no, or a value it cannot take, such as an
+        integer past 64 bits or a lone surrogate) is decided by jsonschema's validator, whose
+        errors are the ones reported. So the quick look can only make a valid body cheaper:
+        it never lets through what jsonschema would refuse unless the two disagree on a yes,
+        which tests/events/test_catalog.py guards for every type."""
+        try:
+            if self._quick.is_valid(data):
+                return []
+        except Exception:  # noqa: S110 (anything it cannot take, jsonschema decides)
+            pass
         errors = []
         for error in sorted(self._validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
             loc = ["data", *(str(p) for p in error.absolute_path)]
@@ -169,7 +202,8 @@ def _build(spec: TypeSpec) -> EventType:
     categories = set(field_categories.values())
     for mapping in item_categories.values():
         categories.update(mapping.values())
-    validator = Draft202012Validator(schema, format_checker=_format_checker())
+    checker = _format_checker()
+    validator = Draft202012Validator(schema, format_checker=checker)
     if not validator.is_valid(example):
         raise ValueError(f"{spec.type}: the example does not match the schema")
     return EventType(
@@ -179,6 +213,7 @@ def _build(spec: TypeSpec) -> EventType:
         item_categories=item_categories,
         categories=frozenset(categories),
         _validator=validator,
+        _quick=_quick_validator(schema, checker),
     )
 
 
