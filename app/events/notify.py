@@ -1,8 +1,10 @@
 """Waking up when events commit: one LISTEN connection per process, shared by every waiter.
 
-Inserting an event, a numbering pass that numbered something (app/events/numbering.py) and
-replays ``NOTIFY childlink_events`` inside their transaction, so the notification arrives after
-the commit. Notifications are only a hint to look now: a waiter
+A numbering pass that numbered something (app/events/numbering.py), and a few changes of
+subscriptions and deliveries, ``NOTIFY childlink_events`` inside their transaction, so the
+notification arrives after the commit. Inserting an event does not (migration 0022): notifying
+commits queue behind one lock for the whole server, and the pass that numbers the event right
+after its commit notifies for it. Notifications are only a hint to look now: a waiter
 always re-reads the database, and everyone also polls, so a lost connection (or a notification
 lost with it) costs latency, never an event.
 """

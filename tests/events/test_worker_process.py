@@ -125,13 +125,24 @@ class TestWorkerLogs:
         self, database_url: str, key_dir: Path
     ) -> None:
         worker = worker_process(database_url, key_dir, log_level="INFO")
+        assert worker.stderr is not None
+        stderr = worker.stderr
+        lines: list[str] = []
+
+        async def until_running() -> None:
+            # It says it runs once its signal handlers are in place, however long its start
+            # (imports, the migration check) takes on this machine.
+            while line := (await asyncio.to_thread(stderr.readline)).decode():
+                lines.append(line)
+                if "running; SIGTERM to stop" in line:
+                    return
+
         try:
-            await asyncio.sleep(3)  # started (imports, migration check)
+            await asyncio.wait_for(until_running(), 30)
         finally:
             worker.send_signal(signal.SIGTERM)
             code = await exited(worker)
-        assert worker.stderr is not None
-        output = worker.stderr.read().decode()
+        output = "".join(lines) + stderr.read().decode()
         assert code == 0, output
         lines = [line for line in output.splitlines() if line.strip()]
         records = [json.loads(line) for line in lines]  # every line is JSON, nothing plain
