@@ -109,8 +109,9 @@ recently used one is forgotten (its idle connections closed)."""
 ReceiverKey = tuple[str, str, int, str]
 
 CHECKED_SECONDS = 5.0
-"""How long a URL's passed SSRF check (its addresses, resolved and permitted) serves the deliveries
-that follow, as a resolver's cache would: a busy subscription is sent many webhooks a second, and
+"""How long a URL's passed SSRF check (its addresses, resolved and permitted) serves the sends that
+follow, in this sender (the worker's; the API's, for test pings), as a resolver's cache would: a
+busy subscription is sent many webhooks a second, and
 parsing, resolving (a thread for each ``getaddrinfo``) and checking its URL each time cost the
 worker more than signing the webhook. Each connection still goes to an address that passed;
 a DNS change is seen within this time. A refusal is never remembered."""

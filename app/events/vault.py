@@ -27,7 +27,9 @@ _AAD = b"childlink webhook secret "
 
 
 OPENED_CACHE = 4096
-"""Stored secrets a box remembers opened (the worker opens each claimed delivery's secrets)."""
+"""Stored secrets a box remembers opened (the worker opens each claimed delivery's secrets; the API
+opens one subscription's for a test ping). They stay in that process's memory until the box
+forgets them all at this many, as the signing secrets of the deliveries in flight do anyway."""
 
 
 class SecretBox:

@@ -206,6 +206,16 @@ def _at_once_statement(*, lock: bool, effect: event_effects.StatementEffect | No
     return statement
 
 
+_PUBLISHER_ID_UNIQUE = "uq_outbox_event_publisher_id"
+"""One event per publishing agency, ``source`` and ``id``: the only constraint a publish's own
+statement can break (the key and the effect insert nothing on a conflict)."""
+
+
+def _violated(exc: IntegrityError) -> str | None:
+    """The constraint (or unique index) an integrity error names, as asyncpg reports it."""
+    return getattr(getattr(exc.orig, "__cause__", None), "constraint_name", None)
+
+
 async def _publish_at_once(
     db: Database, reader: Reader, *, event: CloudEventIn, idempotency_key: str, policy: Policy
 ) -> tuple[EventAccepted, bool] | None:
@@ -250,6 +260,8 @@ async def _publish_at_once(
         try:
             row = (await autocommit.execute(statement, params)).one()
         except IntegrityError as exc:  # the statement is undone whole: key, event and effect
+            if _violated(exc) != _PUBLISHER_ID_UNIQUE:
+                raise
             raise Conflict(
                 "You already published an event with this `source` and `id`.", code="duplicate_event"
             ) from exc
@@ -279,8 +291,10 @@ async def publish(
 
     The one service that owns its transaction: the receipt carries the event's sequence number,
     which it gets after the commit (app/events/numbering.py). Most publishes are one statement
-    (:func:`_publish_at_once`); the rest, and every refusal, go through :func:`store` in a
-    transaction, with the same checks in the same order. Publishes commit side by side;
+    (:func:`_publish_at_once`), which refuses a reused key, a child it may not see and a
+    duplicate itself; the rest, and every body refused on its own merits (type, right to
+    publish, schema), go through :func:`store` in a transaction, with its checks in its order.
+    Publishes commit side by side;
     the numbering pass that follows takes every event committed meanwhile, so under load one
     pass numbers many publishes. Everything written (the key, the event, a custody change)
     still commits together or not at all; see :func:`store` for what is refused.
