@@ -206,6 +206,38 @@ def _at_once_statement(*, lock: bool, effect: event_effects.StatementEffect | No
     return statement
 
 
+def _stored_values(
+    reader: Reader,
+    event: CloudEventIn,
+    event_type: catalog.EventType,
+    *,
+    key: str,
+    digest: str,
+    event_id: uuid.UUID,
+    when: datetime,
+) -> dict[str, Any]:
+    """The parameters both ways of storing an event share: the key and the event's columns."""
+    principal = reader.principal
+    return {
+        "client": principal.client_id,
+        "key": key,
+        "request_hash": digest,
+        "id": event_id,
+        "type": event.type,
+        "source": event.source,
+        "subject": event.subject,
+        "time": when,
+        "data": orjson.dumps(event.data).decode(),
+        "categories": [str(c) for c in event_type.classify(event.data)],
+        "agency": principal.agency,
+        "publisher_event_id": event.id,
+    }
+
+
+def _duplicate() -> Conflict:
+    return Conflict("You already published an event with this `source` and `id`.", code="duplicate_event")
+
+
 _PUBLISHER_ID_UNIQUE = "uq_outbox_event_publisher_id"
 """One event per publishing agency, ``source`` and ``id``: the only constraint a publish's own
 statement can break (the key and the effect insert nothing on a conflict)."""
@@ -237,21 +269,9 @@ async def _publish_at_once(
     digest = request_hash(event)
     event_id = uuid.uuid4()
     when = event.time or utcnow()
-    params: dict[str, Any] = {
-        "reader_region": principal.region,
-        "subject": event.subject,
-        "client": principal.client_id,
-        "key": idempotency_key,
-        "request_hash": digest,
-        "id": event_id,
-        "type": event.type,
-        "source": event.source,
-        "time": when,
-        "data": orjson.dumps(event.data).decode(),
-        "categories": [str(c) for c in event_type.classify(event.data)],
-        "agency": principal.agency,
-        "publisher_event_id": event.id,
-    }
+    params = _stored_values(
+        reader, event, event_type, key=idempotency_key, digest=digest, event_id=event_id, when=when
+    ) | {"reader_region": principal.region}
     if effect is not None:
         params |= effect.values(event_id, event.subject, event.data)
     statement = _at_once_statement(lock=changes_records, effect=effect)
@@ -262,9 +282,7 @@ async def _publish_at_once(
         except IntegrityError as exc:  # the statement is undone whole: key, event and effect
             if _violated(exc) != _PUBLISHER_ID_UNIQUE:
                 raise
-            raise Conflict(
-                "You already published an event with this `source` and `id`.", code="duplicate_event"
-            ) from exc
+            raise _duplicate() from exc
         replayed = _replayed(row, digest)
         if isinstance(replayed, EventAccepted):
             return replayed, True
@@ -374,28 +392,20 @@ async def store(
         stored = (
             await session.execute(
                 _STORE_SQL,
-                {
-                    "client": principal.client_id,
-                    "key": idempotency_key,
-                    "request_hash": digest,
-                    "id": event_id,
-                    "type": event.type,
-                    "source": event.source,
-                    "subject": event.subject,
-                    "time": when,
-                    "data": orjson.dumps(event.data).decode(),
-                    "categories": [str(c) for c in event_type.classify(event.data)],
-                    "region": region,
-                    "agency": principal.agency,
-                    "publisher_event_id": event.id,
-                    "case_id": event.childlinkcase,
-                },
+                _stored_values(
+                    reader,
+                    event,
+                    event_type,
+                    key=idempotency_key,
+                    digest=digest,
+                    event_id=event_id,
+                    when=when,
+                )
+                | {"region": region, "case_id": event.childlinkcase},
             )
         ).first()
     except IntegrityError as exc:  # the transaction is spoilt; publish() rolls it back
-        raise Conflict(
-            "You already published an event with this `source` and `id`.", code="duplicate_event"
-        ) from exc
+        raise _duplicate() from exc
     if stored is None:  # the key was taken meanwhile, by a request that has committed since
         replayed = await _replay(session, reader, idempotency_key, digest)
         assert replayed is not None
