@@ -19,9 +19,12 @@ from app.auth.principal import Principal
 from app.auth.scopes import Scope
 from app.errors import Forbidden
 from app.models.vocabulary import PurposeOfUse
+from app.singleflight import SingleFlight
 
 PURPOSE_MAX_LENGTH = 64
 BREAK_GLASS_MAX_LENGTH = 2000
+
+_KINDS_SQL = text("SELECT code, kind FROM agency")
 INVESTIGATION_MAX_LENGTH = 64
 
 _PURPOSE_DESCRIPTION = (
@@ -31,21 +34,28 @@ _PURPOSE_DESCRIPTION = (
 
 
 class AgencyKinds:
-    """Agency code -> kind, cached per worker (agencies are registered rarely)."""
+    """Agency code -> kind, cached per worker (agencies are registered rarely). When the cache
+    is stale, concurrent callers share one reload (app/singleflight.py)."""
 
     def __init__(self, engine: AsyncEngine, ttl_seconds: float = 30.0) -> None:
         self.engine = engine
         self.ttl = ttl_seconds
         self._kinds: dict[str, str] = {}
         self._loaded = 0.0
+        self._loading: SingleFlight[None, dict[str, str]] = SingleFlight()
 
     async def kind(self, code: str) -> str | None:
-        if code not in self._kinds or time.monotonic() - self._loaded > self.ttl:
-            async with self.engine.connect() as conn:
-                rows = (await conn.execute(text("SELECT code, kind FROM agency"))).all()
-            self._kinds = {row.code: row.kind for row in rows}
-            self._loaded = time.monotonic()
-        return self._kinds.get(code)
+        if code in self._kinds and time.monotonic() - self._loaded <= self.ttl:
+            return self._kinds[code]
+        return (await self._loading.run(None, self._load)).get(code)
+
+    async def _load(self) -> dict[str, str]:
+        started = time.monotonic()
+        async with self.engine.connect() as conn:
+            rows = (await conn.execute(_KINDS_SQL)).all()
+        self._kinds = {row.code: row.kind for row in rows}
+        self._loaded = started
+        return self._kinds
 
 
 async def get_door(request: Request) -> Door:
