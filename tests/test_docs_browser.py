@@ -21,6 +21,8 @@ import pytest
 from tests.live_demo import LiveServer, serve_demo
 
 CHROMIUM = "/usr/bin/chromium"
+ACTION_TIMEOUT_MS = 90_000
+"""Playwright's wait for one click or fill in Swagger UI (its default is 30 s)."""
 
 playwright_api = pytest.importorskip("playwright.async_api")
 pytestmark = pytest.mark.skipif(
@@ -162,6 +164,9 @@ async def _run_phase(
 ) -> tuple[dict[str, tuple[bool, str]], list[str]]:
     """One demo agency's operations in a page of its own: Authorize, then each Execute."""
     context = await browser.new_context()
+    # Several pages run side by side on a 2-core machine that also serves them: on a slow one a
+    # click in a page of hundreds of operations came close to Playwright's 30 s default.
+    context.set_default_timeout(ACTION_TIMEOUT_MS)
     page = await context.new_page()
     requested: list[str] = []
     page.on("request", lambda request: requested.append(request.url))
