@@ -24,16 +24,20 @@ V = TypeVar("V")
 
 
 class SingleFlight(Generic[K, V]):
-    """At most one load per key in flight; callers of the same key share its result."""
+    """At most one load per key in flight; callers of the same key share its result. An instance
+    belongs to the event loop that first uses it (one per process, made at start-up)."""
 
     def __init__(self) -> None:
-        self._flights: dict[K, asyncio.Future[V]] = {}
+        self._flights: dict[K, asyncio.Task[V]] = {}
+        self._running: set[asyncio.Task[V]] = set()
+        """Every load until it ends, dropped or not: the loop keeps only weak references."""
 
     async def run(self, key: K, load: Callable[[], Coroutine[Any, Any, V]]) -> V:
         flight = self._flights.get(key)
         if flight is None:
-            flight = asyncio.ensure_future(load())
+            flight = asyncio.create_task(load(), name=f"singleflight-{key}")
             self._flights[key] = flight
+            self._running.add(flight)
             flight.add_done_callback(partial(self._landed, key))
         return await asyncio.shield(flight)
 
@@ -41,8 +45,11 @@ class SingleFlight(Generic[K, V]):
         """Callers from now on start a new load, even while an earlier one is still running."""
         self._flights.pop(key, None)
 
-    def _landed(self, key: K, flight: asyncio.Future[V]) -> None:
-        if self._flights.get(key) is flight:
+    def _landed(self, key: K, flight: asyncio.Task[V]) -> None:
+        self._running.discard(flight)
+        if self._flights.get(key) is flight:  # not a newer load started after a drop()
             del self._flights[key]
         if not flight.cancelled():
-            flight.exception()  # marked retrieved: its waiters, if any are left, each raise it
+            # Marked retrieved: when every caller was cancelled, nobody else would (shield
+            # gives up its own callback then), and asyncio would log the exception as lost.
+            flight.exception()

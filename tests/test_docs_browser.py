@@ -22,7 +22,8 @@ from tests.live_demo import LiveServer, serve_demo
 
 CHROMIUM = "/usr/bin/chromium"
 ACTION_TIMEOUT_MS = 90_000
-"""Playwright's wait for one click or fill in Swagger UI (its default is 30 s)."""
+"""Playwright's wait for each action in Swagger UI (a click, a fill, a selector, a page load;
+its default is 30 s)."""
 
 playwright_api = pytest.importorskip("playwright.async_api")
 pytestmark = pytest.mark.skipif(

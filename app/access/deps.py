@@ -23,14 +23,15 @@ from app.singleflight import SingleFlight
 
 PURPOSE_MAX_LENGTH = 64
 BREAK_GLASS_MAX_LENGTH = 2000
-
-_KINDS_SQL = text("SELECT code, kind FROM agency")
 INVESTIGATION_MAX_LENGTH = 64
 
 _PURPOSE_DESCRIPTION = (
     "Why you read: one of " + ", ".join(f"`{p.value}`" for p in PurposeOfUse) + ". Required on every "
     "read of another agency's child data; the access log records it."
 )
+
+
+_KINDS_SQL = text("SELECT code, kind FROM agency")
 
 
 class AgencyKinds:
@@ -45,9 +46,14 @@ class AgencyKinds:
         self._loading: SingleFlight[None, dict[str, str]] = SingleFlight()
 
     async def kind(self, code: str) -> str | None:
-        if code in self._kinds and time.monotonic() - self._loaded <= self.ttl:
+        asked = time.monotonic()
+        if code in self._kinds and asked - self._loaded <= self.ttl:
             return self._kinds[code]
-        return (await self._loading.run(None, self._load)).get(code)
+        kinds = await self._loading.run(None, self._load)
+        if code not in kinds and self._loaded < asked:
+            # Joined a load begun before this call: the agency may have been registered since.
+            kinds = await self._loading.run(None, self._load)
+        return kinds.get(code)
 
     async def _load(self) -> dict[str, str]:
         started = time.monotonic()

@@ -57,14 +57,14 @@ class ClientDirectory:
             if row is not None
             else None
         )
-        if forgets == self._forgets:  # a read begun before a forget() is not kept
+        if forgets == self._forgets:  # a read begun before any forget() is not kept
             if len(self._cache) > 50_000:
                 self._cache.clear()
             self._cache[client_id] = (started, state)
         return state
 
     def forget(self, client_id: str) -> None:
-        """Read this client afresh on its next use (its status just changed here)."""
+        """Read this client afresh on its next use; call it once its change has committed."""
         self._forgets += 1
         self._cache.pop(client_id, None)
         self._loading.drop(client_id)

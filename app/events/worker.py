@@ -551,7 +551,10 @@ class DeliveryWorker:
             )
 
     async def _attempt(self, job: Job) -> Result:
-        kind = await self.kinds.kind(job.agency)
+        try:
+            kind = await self.kinds.kind(job.agency)
+        except (DBAPIError, OSError) as exc:
+            return self._unsent(job, f"database: {type(exc).__name__}")
         if kind is None:
             return Result("denied", "denied", SendResult(Outcome.failed, error="subscriber agency unknown"))
         lease = self.settings.webhook_lease_seconds

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth.deps import require
 from app.auth.principal import Principal
 from app.auth.scopes import Scope
-from app.db import get_session
+from app.db import commit, get_session
 from app.errors import BadRequest, Conflict, Forbidden, NotFound, Unauthorized, Unprocessable, responses
 from app.models.agency import AgencyCreate, AgencyPublic
 from app.models.client import ClientCreate, ClientPublic, ClientWithSecret
@@ -136,6 +136,9 @@ async def revoke_client(request: Request, session: Session, _: Admin, client_id:
     """Revoke a client: it gets no new tokens and its outstanding tokens are refused within a
     few seconds on every instance. Revocation is permanent."""
     client = await client_service.revoke(session, client_id)
+    # Committed first: a request of this client arriving in between would otherwise read it still
+    # active and keep that for the cache's whole lifetime.
+    await commit(session)
     request.app.state.client_directory.forget(client_id)
     return client_service.to_public(client)
 
