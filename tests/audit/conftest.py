@@ -7,6 +7,7 @@ from __future__ import annotations
 import secrets
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
@@ -75,3 +76,17 @@ async def write_sealed(writer: AuditWriter, conn: asyncpg.Connection, count: int
     ids = [await writer.record(make_record()) for _ in range(count)]
     await seal_committed(conn)
     return ids
+
+
+@asynccontextmanager
+async def horizon_held(dsn: str) -> AsyncIterator[None]:
+    """A transaction with an id, open for the block: rows committed meanwhile lie above the
+    sealing horizon, so no sealer (the test app runs one in the background) chains them before
+    the block ends."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        async with connection.transaction():
+            await connection.execute("SELECT pg_current_xact_id()")
+            yield
+    finally:
+        await connection.close()

@@ -194,7 +194,17 @@ class TestTampering:
 
 async def seed_chain(conn: asyncpg.Connection, count: int) -> None:
     """``count`` records with valid hashes and chain, copied in directly (quicker than writing and
-    sealing them one batch at a time)."""
+    sealing them one batch at a time).
+
+    Rows and entries commit together, and the entries carry the watermark a sealing pass after
+    that commit would give them: the test app's own sealer, running in the background, then
+    finds nothing of theirs to seal, even once a test has deleted some of the entries."""
+    async with conn.transaction():
+        own = int(await conn.fetchval("SELECT pg_current_xact_id()::text"))
+        await _copy_chain(conn, count, watermark=own + 1)
+
+
+async def _copy_chain(conn: asyncpg.Connection, count: int, *, watermark: int) -> None:
     previous = "0" * 64
     start = datetime.now(UTC) - timedelta(hours=1)
     log, chain = [], []
@@ -219,7 +229,7 @@ async def seed_chain(conn: asyncpg.Connection, count: int) -> None:
                 digest,
             )
         )
-        chain.append((i, i, previous, 0, digest, logged_at))
+        chain.append((i, i, previous, watermark, digest, logged_at))
     await conn.copy_records_to_table(
         "access_log",
         records=log,
