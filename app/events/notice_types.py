@@ -109,16 +109,19 @@ NOTICE_SPECS: tuple[TypeSpec, ...] = (
         "The platform disabled one of your webhook subscriptions: its endpoint answered 410 "
         "(`gone`), or it failed without a success for the whole period the platform allows "
         "(`failing`). Nothing more is sent to it; what keeps queueing is listed at "
-        "`GET /v1/subscriptions/{id}/deliveries?status=pending`. Re-enable it with `PATCH` "
-        '`{"status": "active", "resume": "where_stopped" | "now"}`. Sent to your agency '
-        "alone, on its feed and its other subscriptions to this type.",
+        "`GET /v1/subscriptions/{id}/deliveries?status=pending`, and what the endpoint answered "
+        "410 at `?status=gone`. Re-enable it with `PATCH` "
+        '`{"status": "active", "resume": "where_stopped" | "now"}`: `where_stopped` sends both. '
+        "Sent to your agency alone, on its feed and its other subscriptions to this type.",
         _PLATFORM,
         {
             "subscription_id": _SUBSCRIPTION,
             "reason": _code(DISABLED_REASONS, "Why it was disabled."),
             "disabled_at": _when("When."),
             "failing_since": _when("Since when it had been failing, if it was."),
-            "pending_deliveries": _count("Deliveries waiting when it was disabled."),
+            "pending_deliveries": _count(
+                "Deliveries waiting when it was disabled, those answered 410 among them."
+            ),
         },
         ("subscription_id", "reason", "disabled_at", "pending_deliveries"),
         registry_only=True,

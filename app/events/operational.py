@@ -67,7 +67,7 @@ SELECT gen_random_uuid(), CAST(:type AS text), CAST(:source AS text), NULL, now(
            'subscription_id', s.id, 'reason', s.disabled_reason, 'disabled_at', {at},
            'failing_since', {since},
            'pending_deliveries', (SELECT count(*) FROM event_delivery AS p
-                                  WHERE p.subscription_id = s.id AND p.status = 'pending'))),
+                                  WHERE p.subscription_id = s.id AND p.status IN ('pending', 'gone')))),
        '{{}}', s.reader_region, 'platform', CAST(:client AS text), s.agency, s.id
 FROM subscription AS s
 WHERE s.id = ANY (CAST(:ids AS uuid[])) AND s.status = 'disabled'

@@ -45,14 +45,16 @@ class DeliveryStatus(StrEnum):
     denied = "denied"
     """The access layer found no legal basis to release any of the event's data to you."""
     gone = "gone"
-    """Your endpoint answered 410; the subscription was disabled."""
+    """Your endpoint answered 410 and the subscription was disabled; re-enabling it
+    `where_stopped` sends this delivery again, from `now` skips it."""
     skipped = "skipped"
     """An operator skipped it (a dead letter that holds back nothing): not sent again unless redriven."""
 
 
 class ResumeFrom(StrEnum):
     where_stopped = "where_stopped"
-    """Send what queued while the subscription was disabled, then carry on."""
+    """Send what queued while the subscription was disabled (and what its endpoint answered
+    410), then carry on."""
     now = "now"
     """Skip what queued meanwhile (it stays listed, `skipped`) and start with the next event."""
 

@@ -35,8 +35,11 @@ DeliveryId = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The delivery'
 async def retry_delivery(
     session: Session, principal: Manager, subscription_id: uuid.UUID, delivery_id: DeliveryId
 ) -> Any:
-    """Send a pending, dead-lettered or skipped delivery again now, with the same `webhook-id` and
-    a fresh retry schedule (409 `delivery_in_flight` while it is being sent)."""
+    """Send a pending, dead-lettered, skipped or `gone` delivery again now, with the same
+    `webhook-id` and a fresh retry schedule (409 `delivery_in_flight` while it is being sent).
+    If the subscription was backing off because its endpoint failed, the back-off ends too: one
+    delivery goes at once as a probe, and the rest follow as soon as one succeeds. On a disabled
+    subscription it waits for re-enabling."""
     return await delivery_service.retry(session, principal, subscription_id, delivery_id)
 
 
@@ -49,8 +52,9 @@ async def retry_delivery(
 async def skip_delivery(
     session: Session, principal: Manager, subscription_id: uuid.UUID, delivery_id: DeliveryId
 ) -> Any:
-    """Dead-letter a pending (or dead) delivery as `skipped`: it is not sent again unless redriven,
-    and the child's next event goes ahead. Use it for an event your endpoint will never accept."""
+    """Dead-letter a pending (or dead, or `gone`) delivery as `skipped`: it is not sent again unless
+    redriven, and the child's next event goes ahead. Use it for an event your endpoint will never
+    accept."""
     return await delivery_service.skip(session, principal, subscription_id, delivery_id)
 
 
@@ -86,5 +90,6 @@ async def list_dead_letters(
 )
 async def redrive_dead_letters(session: Session, principal: Manager, subscription_id: uuid.UUID) -> Any:
     """Queue every dead letter of the subscription again (same `webhook-id`s, a fresh retry
-    schedule), in event order per child; each is decided by the access layer again when sent."""
+    schedule), in event order per child; each is decided by the access layer again when sent.
+    Like a retry, it ends the subscription's back-off (when it queues anything)."""
     return await delivery_service.redrive(session, principal, subscription_id)

@@ -1,6 +1,9 @@
 """Operators' hands on one subscription's deliveries: retry or skip one, list the dead letters,
 redrive them. A retried or redriven delivery keeps its ``webhook-id`` (it is the same message,
-so a receiver deduplicating by it stays right) and starts the retry schedule afresh."""
+so a receiver deduplicating by it stays right) and starts the retry schedule afresh. A retry or
+a redrive also ends the subscription's back-off: the operator says the endpoint works again, so
+the worker probes it at once (one delivery while it is marked failing, then the full share once
+one succeeds) instead of waiting out hours of a schedule that the outage built up."""
 
 from __future__ import annotations
 
@@ -24,8 +27,12 @@ from app.models.subscription import (
 from app.services import subscription as subscription_service
 
 DEAD_LETTERS = (DeliveryStatus.dead, DeliveryStatus.skipped)
-RETRYABLE = (DeliveryStatus.pending, *DEAD_LETTERS)
-SKIPPABLE = (DeliveryStatus.pending, DeliveryStatus.dead)
+RETRYABLE = (DeliveryStatus.pending, DeliveryStatus.gone, *DEAD_LETTERS)
+SKIPPABLE = (DeliveryStatus.pending, DeliveryStatus.dead, DeliveryStatus.gone)
+
+# The failures stay counted (a probe, one delivery at a time, until an answer resets them); only
+# the wait ends.
+_END_BACKOFF = "UPDATE subscription SET backoff_until = NULL WHERE id = :sub AND backoff_until > now()"
 
 
 async def _load(
@@ -54,9 +61,10 @@ async def _one(session: AsyncSession, delivery: EventDelivery) -> DeliveryPublic
 async def retry(
     session: AsyncSession, principal: Principal, subscription_id: uuid.UUID, delivery_id: int
 ) -> DeliveryPublic:
-    """Make a pending, dead or skipped delivery due now with a fresh retry schedule. One being
-    sent right now is a 409 ``delivery_in_flight``; a delivered or denied one is a 409
-    ``delivery_not_retryable`` (``/replay`` sends an event again as a new message)."""
+    """Make a pending, dead, skipped or gone delivery due now with a fresh retry schedule, and end
+    the subscription's back-off. One being sent right now is a 409 ``delivery_in_flight``; a
+    delivered or denied one is a 409 ``delivery_not_retryable`` (``/replay`` sends an event
+    again as a new message)."""
     delivery = await _load(session, principal, subscription_id, delivery_id)
     now = utcnow()
     if delivery.status not in RETRYABLE:
@@ -66,6 +74,7 @@ async def retry(
         )
     if delivery.status == DeliveryStatus.pending and delivery.lease_token and delivery.next_attempt_at > now:
         raise Conflict("The delivery is being sent right now.", code="delivery_in_flight")
+    await session.execute(text(_END_BACKOFF), {"sub": subscription_id})
     delivery.status = str(DeliveryStatus.pending)
     delivery.retry_base = delivery.attempts
     delivery.next_attempt_at = now
@@ -80,22 +89,27 @@ async def retry(
 async def skip(
     session: AsyncSession, principal: Principal, subscription_id: uuid.UUID, delivery_id: int
 ) -> DeliveryPublic:
-    """Dead-letter a pending or dead delivery as ``skipped``: it is not sent again (unless
+    """Dead-letter a pending, dead or gone delivery as ``skipped``: it is not sent again (unless
     redriven) and the child's next event goes ahead, also on a blocking subscription. An attempt
-    in flight still finishes and is recorded, but changes nothing. Skipping a pending delivery
-    emits ``platform.delivery.dead-lettered`` (reason ``skipped``) to the agency."""
+    in flight still finishes and is recorded, but changes nothing; one whose lease ran out (its
+    worker stopped) is recorded ``abandoned``, since no worker is left to record it. Skipping a
+    pending delivery emits ``platform.delivery.dead-lettered`` (reason ``skipped``) to the
+    agency."""
     delivery = await _load(session, principal, subscription_id, delivery_id)
     if delivery.status not in SKIPPABLE:
         raise Conflict(f"A {delivery.status} delivery cannot be skipped.", code="delivery_not_skippable")
     was = delivery.status
     now = utcnow()
+    await session.execute(
+        text(subscription_service.ABANDON_SQL), {"sub": subscription_id, "delivery": delivery_id}
+    )
     delivery.status = str(DeliveryStatus.skipped)
     delivery.lease_token = None  # an attempt in flight then records its answer but not its status
     delivery.finished_at = now
     delivery.updated_at = now
     session.add(delivery)
     await session.flush()
-    if was == DeliveryStatus.pending:  # a dead one was reported when it died
+    if was != DeliveryStatus.dead:  # a dead one was reported when it died
         assert delivery.id is not None
         await operational.dead_lettered(await session.connection(), [(delivery.id, "skipped")])
     await session.execute(text(subscription_service.NOTIFY_SQL))
@@ -124,7 +138,8 @@ async def dead_letters(
 
 async def redrive(session: AsyncSession, principal: Principal, subscription_id: uuid.UUID) -> RedriveAccepted:
     """Queue every dead letter (dead or skipped) of the subscription again, due now, each with a
-    fresh retry schedule, in event order per child as always."""
+    fresh retry schedule, in event order per child as always; when it queues any, the
+    subscription's back-off ends."""
     await subscription_service.load(session, principal, subscription_id, for_update=True)
     now = utcnow()
     result = await session.execute(
@@ -142,5 +157,8 @@ async def redrive(session: AsyncSession, principal: Principal, subscription_id: 
             updated_at=now,
         )
     )
+    queued = int(getattr(result, "rowcount", 0) or 0)
+    if queued:
+        await session.execute(text(_END_BACKOFF), {"sub": subscription_id})
     await session.execute(text(subscription_service.NOTIFY_SQL))
-    return RedriveAccepted(queued=int(getattr(result, "rowcount", 0) or 0))
+    return RedriveAccepted(queued=queued)

@@ -236,18 +236,40 @@ async def update(
     return to_public(sub)
 
 
+# A pending delivery whose lease ran out has an attempt ``sending`` that no worker will record
+# (its worker stopped): a claim would mark it abandoned before sending again, and a delivery
+# taken out of the queue must do the same. One delivery (``:delivery``) or all of the
+# subscription's (NULL). The time bound is the claim's: an attempt starts at most a day before
+# its delivery's row (ATTEMPTS_AFTER_DELIVERY_SLACK).
+ABANDON_SQL = """
+UPDATE delivery_attempt AS a
+SET outcome = 'abandoned', error = 'the worker stopped before recording the result'
+FROM event_delivery AS d
+WHERE d.subscription_id = :sub AND (CAST(:delivery AS bigint) IS NULL OR d.id = CAST(:delivery AS bigint))
+  AND d.status = 'pending' AND d.lease_token IS NOT NULL AND d.next_attempt_at <= now()
+  AND a.delivery_id = d.id AND a.outcome = 'sending' AND a.sent_at >= d.created_at - interval '1 day'
+"""
+
+# A delivery answered 410 is ``gone``: it disabled the subscription, and was never received.
+# Re-enabling sends it again (same ``webhook-id``) or skips it with the rest.
 _SKIP_PENDING = """
 UPDATE event_delivery
 SET status = 'skipped', lease_token = NULL, finished_at = now(), updated_at = now(),
     last_error = 'skipped when the subscription was re-enabled from now'
-WHERE subscription_id = :sub AND status = 'pending'
+WHERE subscription_id = :sub AND status IN ('pending', 'gone')
+"""
+_REQUEUE_GONE = """
+UPDATE event_delivery
+SET status = 'pending', retry_base = attempts, next_attempt_at = now(), lease_token = NULL,
+    finished_at = NULL, updated_at = now()
+WHERE subscription_id = :sub AND status = 'gone'
 """
 
 
 async def _resume(session: AsyncSession, sub: Subscription, resume: ResumeFrom | None) -> None:
-    """Re-enable a disabled subscription as the caller chose: its pending deliveries go out
-    (``where_stopped``) or are skipped, with the cursor moved to the head (``now``). Either way it
-    starts healthy: no back-off, no failure clock."""
+    """Re-enable a disabled subscription as the caller chose: its pending deliveries, and those
+    its endpoint answered 410, go out (``where_stopped``) or are skipped, with the cursor moved
+    to the head (``now``). Either way it starts healthy: no back-off, no failure clock."""
     if resume is None:
         raise Unprocessable(
             "The subscription was disabled: say whether to resume `where_stopped` (its pending "
@@ -255,8 +277,11 @@ async def _resume(session: AsyncSession, sub: Subscription, resume: ResumeFrom |
             code="resume_choice_required",
         )
     if resume is ResumeFrom.now:
+        await session.execute(text(ABANDON_SQL), {"sub": sub.id, "delivery": None})
         await session.execute(text(_SKIP_PENDING), {"sub": sub.id})
         sub.dispatched_seq = max(sub.dispatched_seq, await head_sequence(session))
+    else:
+        await session.execute(text(_REQUEUE_GONE), {"sub": sub.id})
     sub.consecutive_failures, sub.failing_since, sub.backoff_until = 0, None, None
 
 

@@ -316,7 +316,7 @@ class TestNothingLost:
         assert again.json["id"] == accepted["id"]
         assert again.headers["webhook-id"] != receiver.requests[0].headers["webhook-id"]
 
-    async def test_410_disables_the_subscription_and_resuming_delivers_what_was_missed(
+    async def test_410_disables_the_subscription_and_resuming_delivers_it_and_what_was_missed(
         self,
         client: httpx.AsyncClient,
         subscriber: str,
@@ -329,7 +329,7 @@ class TestNothingLost:
         receiver.responder = lambda request: (410, {})
         sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
         await start_worker()
-        await publish(client, education, DROPOUT, child["id"])
+        first = (await publish(client, education, DROPOUT, child["id"])).json()
         path = f"/v1/subscriptions/{sub['id']}"
 
         async def disabled() -> bool:
@@ -348,8 +348,46 @@ class TestNothingLost:
             path, json={"status": "active", "resume": "where_stopped"}, headers=bearer(subscriber)
         )
         assert resumed.json()["status"] == "active"
+        # the event answered 410 first (never received: the same message again), then the missed one
+        await receiver.wait_for(lambda r: len(r.delivered()) == 2)
+        answered_410, *_ = receiver.requests
+        assert [r.json["id"] for r in receiver.delivered()] == [first["id"], missed["id"]]
+        assert receiver.delivered()[0].headers["webhook-id"] == answered_410.headers["webhook-id"]
+
+    async def test_re_enabling_from_now_skips_what_was_answered_410(
+        self,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        education: str,
+        child: dict[str, Any],
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+        start_worker: WorkerFactory,
+    ) -> None:
+        receiver.responder = lambda request: (410, {})
+        sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
+        await start_worker()
+        first = (await publish(client, education, DROPOUT, child["id"])).json()
+        path = f"/v1/subscriptions/{sub['id']}"
+
+        async def gone() -> Any:
+            listed = await client.get(
+                path + "/deliveries", params={"status": "gone"}, headers=bearer(subscriber)
+            )
+            return listed.json()["items"]
+
+        [answered] = await eventually(gone)
+        assert answered["event_id"] == first["id"]
+        receiver.responder = None
+        resumed = await client.patch(
+            path, json={"status": "active", "resume": "now"}, headers=bearer(subscriber)
+        )
+        assert resumed.status_code == 200, resumed.text
+        letters = (await client.get(path + "/dead-letters", headers=bearer(subscriber))).json()
+        assert [(d["event_id"], d["status"]) for d in letters["items"]] == [(first["id"], "skipped")]
+        later = (await publish(client, education, DROPOUT, child["id"])).json()
         await receiver.wait_for(lambda r: len(r.delivered()) == 1)
-        assert receiver.delivered()[0].json["id"] == missed["id"]
+        assert [r.json["id"] for r in receiver.delivered()] == [later["id"]]
 
     async def test_two_workers_never_deliver_the_same_attempt_at_once(
         self,

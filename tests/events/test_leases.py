@@ -100,3 +100,33 @@ class TestExpiredLeases:
                 break
             await asyncio.sleep(0.05)
         assert await recorded() == [(1, "abandoned"), (2, "abandoned"), (3, "delivered")]
+
+    async def test_skipping_a_crashed_workers_delivery_records_its_attempt_abandoned(
+        self,
+        app: Any,
+        loopback_settings: Settings,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        education: str,
+        child: dict[str, Any],
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+    ) -> None:
+        # No claim comes after a skip to mark the dead worker's attempt: the skip itself must.
+        settings = short_lease(loopback_settings)
+        sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
+        await publish(client, education, DROPOUT, child["id"])
+        crashed = crashing_worker(app, settings, "crashed")
+        await crashed.dispatch()
+        (job,) = await crashed.claim(10)
+        await crashed.aclose()
+        path = f"/v1/subscriptions/{sub['id']}/deliveries/{job.delivery_id}"
+        live = await client.post(path + "/retry", headers=bearer(subscriber))
+        assert live.status_code == 409 and live.json()["code"] == "delivery_in_flight"
+        await asyncio.sleep(settings.webhook_lease_seconds + 0.1)
+
+        skipped = await client.post(path + "/skip", headers=bearer(subscriber))
+        assert skipped.status_code == 200, skipped.text
+        assert skipped.json()["status"] == "skipped"
+        assert [(a["attempt"], a["outcome"]) for a in skipped.json()["attempt_log"]] == [(1, "abandoned")]
+        assert receiver.requests == []

@@ -208,6 +208,58 @@ class TestDeadLettered:
         )
 
 
+class TestAfterAnOutage:
+    @pytest.mark.parametrize("by", ["retry", "redrive"])
+    async def test_a_delivery_that_ran_out_of_tries_is_reported_and_sending_it_again_ends_the_back_off(
+        self,
+        by: str,
+        loopback_settings: Any,
+        client: httpx.AsyncClient,
+        database_url: str,
+        subscriber: str,
+        education: str,
+        child: dict[str, Any],
+        loopback_sender: Any,
+        receiver: Receiver,
+        start_worker: WorkerFactory,
+    ) -> None:
+        receiver.responder = lambda request: (503, {})
+        sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
+        await pull(client, subscriber, OPS)
+        await start_worker(loopback_settings.model_copy(update={"webhook_retry_schedule": [0.1]}))
+        published = (await publish(client, education, DROPOUT, child["id"])).json()
+
+        async def reported() -> list[dict[str, Any]]:
+            return await feed_types(client, subscriber)
+
+        [notice] = await eventually(reported)
+        assert valid(notice)
+        assert (notice["data"]["event_id"], notice["data"]["reason"]) == (published["id"], "exhausted")
+        # An outage of days leaves the subscription backing off for hours (the schedule's 10 h).
+        await fetch(
+            database_url,
+            "UPDATE subscription SET backoff_until = now() + interval '10 hours' WHERE id = $1::uuid",
+            sub["id"],
+        )
+        receiver.responder = None  # the endpoint is repaired, and the operator sends the letter again
+        path = f"/v1/subscriptions/{sub['id']}"
+        [letter] = await deliveries(client, subscriber, sub["id"])
+        if by == "retry":
+            sent = await client.post(f"{path}/deliveries/{letter['id']}/retry", headers=bearer(subscriber))
+            assert sent.status_code == 200, sent.text
+        else:
+            sent = await client.post(f"{path}/dead-letters/redrive", headers=bearer(subscriber))
+            assert sent.status_code == 202 and sent.json() == {"queued": 1}
+        await receiver.wait_for(lambda r: len(r.delivered()) == 1)
+        assert receiver.delivered()[0].headers["webhook-id"] == receiver.requests[0].headers["webhook-id"]
+
+        async def healthy() -> bool:
+            shown = (await client.get(path, headers=bearer(subscriber))).json()
+            return shown["failing_since"] is None
+
+        await eventually(healthy)
+
+
 class TestDisabled:
     async def test_a_410_disables_the_subscription_and_the_agency_hears_elsewhere(
         self,
@@ -231,6 +283,7 @@ class TestDisabled:
         notice = other_receiver.delivered()[0].json
         assert notice["type"] == DISABLED and valid(notice)
         assert (notice["data"]["subscription_id"], notice["data"]["reason"]) == (gone["id"], "gone")
+        assert notice["data"]["pending_deliveries"] == 1  # the event answered 410 waits to be resent
         assert [e["id"] for e in await feed_types(client, subscriber)] == [notice["id"]]
         shown = (await client.get(f"/v1/subscriptions/{gone['id']}", headers=bearer(subscriber))).json()
         assert (shown["status"], shown["disabled_reason"]) == ("disabled", "gone")
