@@ -14,6 +14,10 @@ Every delivery passes the access layer (each of the five agencies gets a redacte
 access-log record). Prints publishes/s, deliveries/s over the run, and publish-to-delivery
 latency p50/p99/max (from sending the publish request to the receiver having the signed
 webhook), and checks that every subscriber got every event exactly once.
+
+``--hanging N`` adds N more subscriptions (of the first subscriber's agency), after the warm-up,
+whose receiver accepts connections, reads the request and never answers: the isolation check.
+The figures are then the five healthy subscribers'; compare them with a run without it.
 """
 
 from __future__ import annotations
@@ -184,6 +188,40 @@ class Receivers:
             server.close()
 
 
+class Hanging:
+    """Loopback servers that take every request and never answer it (until the bench closes)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.servers: list[asyncio.Server] = []
+        self.open: set[asyncio.StreamWriter] = set()
+
+    async def start(self, count: int) -> list[str]:
+        urls = []
+        for _ in range(count):
+            server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+            self.servers.append(server)
+            urls.append(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook")
+        return urls
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.open.add(writer)
+        try:
+            while chunk := await reader.read(65536):
+                self.requests += chunk.count(b"POST ")
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            self.open.discard(writer)
+            writer.close()
+
+    def close(self) -> None:
+        for writer in list(self.open):
+            writer.close()
+        for server in self.servers:
+            server.close()
+
+
 class Publisher:
     """One kept-alive HTTP/1.1 connection to the API that publishes, one request at a time.
 
@@ -232,6 +270,8 @@ async def run(args: argparse.Namespace) -> int:
     clients = await make_clients(url)
     receivers = Receivers()
     hook_urls = await receivers.start(len(SUBSCRIBERS))
+    hanging = Hanging()
+    hanging_urls = await hanging.start(args.hanging)
     key_dir = tempfile.mkdtemp(prefix="childlink-bench-keys-")
     port = free_port()
     env = {
@@ -284,19 +324,23 @@ async def run(args: argparse.Namespace) -> int:
                 )
                 created.raise_for_status()
                 children.append(created.json()["id"])
-            for index in range(len(SUBSCRIBERS)):
-                subscriber = await token(http, clients[f"sub{index}"])
+
+            async def subscribe(role: str, hook: str) -> None:
+                subscriber = await token(http, clients[role])
                 created = await http.post(
                     "/v1/subscriptions",
                     json={
                         "mode": "webhook",
-                        "url": hook_urls[index],
+                        "url": hook,
                         "types": ["cn.gov.childlink.police.*"],
                         "purpose_of_use": "child_protection",
                     },
                     headers={"Authorization": f"Bearer {subscriber}"},
                 )
                 created.raise_for_status()
+
+            for index, hook in enumerate(hook_urls):
+                await subscribe(f"sub{index}", hook)
             for _ in range(args.workers):
                 workers.append(start([sys.executable, "-m", "app.cli", "worker"], env))
             await asyncio.sleep(3)  # let the workers start (imports, migration check)
@@ -368,6 +412,10 @@ async def run(args: argparse.Namespace) -> int:
                 receivers.arrivals.clear()
                 failures = 0
                 run_name = "run"
+            # The hanging receivers join now: their first deliveries, at the full share, hang
+            # inside the measured run (once they have timed out, the subscription backs off).
+            for hook in hanging_urls:
+                await subscribe("sub0", hook)
             worker_pids = [w.pid for w in workers]
             cpu_before = {
                 "api": cpu_seconds([api.pid]),
@@ -417,6 +465,12 @@ async def run(args: argparse.Namespace) -> int:
                 f"{received / window:.0f} deliveries/s; {receivers.duplicates} duplicates",
                 flush=True,
             )
+            if args.hanging:
+                print(
+                    f"{args.hanging} hanging subscription(s) were sent {hanging.requests} requests "
+                    f"and answered none",
+                    flush=True,
+                )
             if len(answered) >= 2:
                 answer_cuts = statistics.quantiles(answered, n=100)
                 print(
@@ -443,6 +497,7 @@ async def run(args: argparse.Namespace) -> int:
             stop(worker)
         stop(api)
         receivers.close()
+        hanging.close()
 
 
 def main() -> int:
@@ -461,6 +516,9 @@ def main() -> int:
     # Slots per worker: a delivery holds its slot for two group commits (its access-log record,
     # then its result), so a worker's throughput is about slots / that time.
     parser.add_argument("--worker-concurrency", type=int, default=64)
+    parser.add_argument(
+        "--hanging", type=int, default=0, help="more subscriptions whose receiver never answers"
+    )
     parser.add_argument(
         "--drain", type=float, default=60, help="seconds to wait for the backlog after publishing"
     )

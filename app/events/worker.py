@@ -425,6 +425,9 @@ class DeliveryWorker:
         notified_at_fan_out = -1
         poll = self.settings.worker_poll_seconds
         while not self._stopping.is_set():
+            # From here on a finished delivery wakes the next pause at once, even one that
+            # finished during this round (it may have freed its child's next event).
+            self._progress.clear()
             try:
                 if time.monotonic() - last_prune >= 3600:
                     last_prune = time.monotonic()
@@ -455,10 +458,15 @@ class DeliveryWorker:
                 # The database is away (a restart, a failover): nothing is lost, the outbox and
                 # the leases wait for us. Try again with a growing pause.
                 logger.warning("delivery worker round failed: %s", type(exc).__name__)
+                self._progress.clear()  # only a delivery finishing from now on cuts the pause short
                 await self._pause(backoff)
                 backoff = min(backoff * 2, 10.0)
                 fan_out_due = True
                 continue
+            # A commit notified during the round is not waited for again: the pause below would
+            # wake only at the next notification, or a poll later.
+            if self.notifier is not None and self.notifier.generation != notified_at_fan_out:
+                fan_out_due = True
             # A fan-out put off by FAN_OUT_SECONDS is due when that has passed, not a poll later.
             wait = poll if not fan_out_due else max(0.0, last_fan_out + FAN_OUT_SECONDS - time.monotonic())
             woke = await self._pause(wait)
@@ -479,8 +487,8 @@ class DeliveryWorker:
         self._progress.set()
 
     async def _pause(self, seconds: float) -> str:
-        """Wait; returns why we woke: ``stop``, ``notified``, ``finished`` or ``timeout``."""
-        self._progress.clear()
+        """Wait; returns why we woke: ``stop``, ``notified``, ``finished`` (a delivery finished
+        since the loop's round began) or ``timeout``."""
         waiters: dict[asyncio.Future[Any], str] = {
             asyncio.ensure_future(self._stopping.wait()): "stop",
             asyncio.ensure_future(self._progress.wait()): "finished",
