@@ -13,7 +13,8 @@ publishers at ``--rate`` events/s (0: as fast as the API takes them), and runs t
 Every delivery passes the access layer (each of the five agencies gets a redacted payload and an
 access-log record). Prints publishes/s, deliveries/s over the run, and publish-to-delivery
 latency p50/p99/max (from sending the publish request to the receiver having the signed
-webhook), and checks that every subscriber got every event exactly once.
+webhook), and checks that every subscriber got every event exactly once and that every
+delivery received is on the access log.
 
 ``--hanging N`` adds N more subscriptions (of the first subscriber's agency), after the warm-up,
 whose receiver accepts connections, reads the request and never answers: the isolation check.
@@ -149,6 +150,7 @@ class Receivers:
 
     def __init__(self) -> None:
         self.arrivals: dict[int, dict[str, float]] = defaultdict(dict)
+        self.webhook_ids: set[str] = set()
         self.duplicates = 0
         self.servers: list[asyncio.Server] = []
 
@@ -163,11 +165,14 @@ class Receivers:
     async def _serve(self, index: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while line := await reader.readline():
-                length = 0
+                length, webhook_id = 0, b""
                 while (header := await reader.readline()) not in (b"\r\n", b""):
                     name, _, value = header.partition(b":")
-                    if name.strip().lower() == b"content-length":
+                    name = name.strip().lower()
+                    if name == b"content-length":
                         length = int(value)
+                    elif name == b"webhook-id":
+                        webhook_id = value.strip()
                 body = await reader.readexactly(length)
                 now = time.monotonic()
                 event_id = orjson.loads(body)["id"]
@@ -175,6 +180,7 @@ class Receivers:
                     self.duplicates += 1
                 else:
                     self.arrivals[index][event_id] = now
+                    self.webhook_ids.add(webhook_id.decode())
                 writer.write(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
                 await writer.drain()
                 del line
@@ -410,6 +416,7 @@ async def run(args: argparse.Namespace) -> int:
                 sent_at.clear()
                 answered.clear()
                 receivers.arrivals.clear()
+                receivers.webhook_ids.clear()
                 failures = 0
                 run_name = "run"
             # The hanging receivers join now: their first deliveries, at the full share, hang
@@ -483,6 +490,21 @@ async def run(args: argparse.Namespace) -> int:
                     f"max {max(latencies):.0f} ms",
                     flush=True,
                 )
+            # Every delivery a receiver got passed the door: its access-log record carries the
+            # webhook-id as its request id.
+            checker = await asyncpg.connect(asyncpg_dsn(url))
+            try:
+                on_record = await checker.fetchval(
+                    "SELECT count(DISTINCT request_id) FROM access_log "
+                    "WHERE action = 'event.deliver' AND request_id = ANY($1::text[])",
+                    sorted(receivers.webhook_ids),
+                )
+            finally:
+                await checker.close()
+            print(
+                f"access log: {on_record} of {len(receivers.webhook_ids)} received deliveries on record",
+                flush=True,
+            )
             per = max(received, 1)
             print(
                 "CPU per delivery: "
@@ -491,7 +513,7 @@ async def run(args: argparse.Namespace) -> int:
                 f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
-            return 0 if received == expected else 1
+            return 0 if received == expected and on_record == len(receivers.webhook_ids) else 1
     finally:
         for worker in workers:
             stop(worker)
