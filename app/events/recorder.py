@@ -73,7 +73,7 @@ _RECORD_SQL = text(_RECORD)
 
 _DISABLE_GONE = """
 UPDATE subscription SET status = 'disabled', disabled_reason = 'gone', updated_at = now()
-WHERE id = :subscription_id AND status = 'active'
+WHERE id = :subscription_id AND status IN ('active', 'paused')  -- paused with a delivery in flight
 RETURNING id
 """
 _DISABLE_GONE_SQL = text(_DISABLE_GONE)

@@ -45,7 +45,7 @@ class DeliveryStatus(StrEnum):
     denied = "denied"
     """The access layer found no legal basis to release any of the event's data to you."""
     gone = "gone"
-    """Your endpoint answered 410 and the subscription was disabled; re-enabling it
+    """Your endpoint answered 410, which disabled the subscription; re-enabling it
     `where_stopped` sends this delivery again, from `now` skips it."""
     skipped = "skipped"
     """An operator skipped it (a dead letter that holds back nothing): not sent again unless redriven."""

@@ -38,7 +38,8 @@ async def retry_delivery(
     """Send a pending, dead-lettered, skipped or `gone` delivery again now, with the same
     `webhook-id` and a fresh retry schedule (409 `delivery_in_flight` while it is being sent).
     If the subscription was backing off because its endpoint failed, the back-off ends too: one
-    delivery goes at once as a probe, and the rest follow as soon as one succeeds. On a disabled
+    delivery goes at once as a probe, and once one succeeds the subscription has its full share
+    again (deliveries already retried during the outage keep their own next try). On a disabled
     subscription it waits for re-enabling."""
     return await delivery_service.retry(session, principal, subscription_id, delivery_id)
 

@@ -97,7 +97,8 @@ async def update_subscription(
 ) -> Any:
     """Change filters, purpose, URL (checked again) or status: `paused` stops delivery while events
     keep queueing; `active` resumes. Re-enabling a subscription the platform disabled needs
-    `resume`: `where_stopped` sends what queued meanwhile, `now` skips it."""
+    `active` with `resume`: `where_stopped` sends what queued meanwhile and what its endpoint
+    answered 410, `now` skips them (a disabled subscription cannot be set `paused`)."""
     return await subscription_service.update(session, principal, sender, subscription_id, data=data)
 
 

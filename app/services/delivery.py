@@ -3,7 +3,8 @@ redrive them. A retried or redriven delivery keeps its ``webhook-id`` (it is the
 so a receiver deduplicating by it stays right) and starts the retry schedule afresh. A retry or
 a redrive also ends the subscription's back-off: the operator says the endpoint works again, so
 the worker probes it at once (one delivery while it is marked failing, then the full share once
-one succeeds) instead of waiting out hours of a schedule that the outage built up."""
+one succeeds) instead of waiting out hours of a schedule that the outage built up. Deliveries
+already retried during the outage keep their own next try; retry or skip them to move them."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ RETRYABLE = (DeliveryStatus.pending, DeliveryStatus.gone, *DEAD_LETTERS)
 SKIPPABLE = (DeliveryStatus.pending, DeliveryStatus.dead, DeliveryStatus.gone)
 
 # The failures stay counted (a probe, one delivery at a time, until an answer resets them); only
-# the wait ends.
+# the subscription's wait ends. Deliveries retried during the outage keep their own next try.
 _END_BACKOFF = "UPDATE subscription SET backoff_until = NULL WHERE id = :sub AND backoff_until > now()"
 
 
@@ -74,6 +75,9 @@ async def retry(
         )
     if delivery.status == DeliveryStatus.pending and delivery.lease_token and delivery.next_attempt_at > now:
         raise Conflict("The delivery is being sent right now.", code="delivery_in_flight")
+    await session.execute(
+        text(subscription_service.ABANDON_SQL), {"sub": subscription_id, "delivery": delivery_id}
+    )
     await session.execute(text(_END_BACKOFF), {"sub": subscription_id})
     delivery.status = str(DeliveryStatus.pending)
     delivery.retry_base = delivery.attempts
@@ -93,8 +97,8 @@ async def skip(
     redriven) and the child's next event goes ahead, also on a blocking subscription. An attempt
     in flight still finishes and is recorded, but changes nothing; one whose lease ran out (its
     worker stopped) is recorded ``abandoned``, since no worker is left to record it. Skipping a
-    pending delivery emits ``platform.delivery.dead-lettered`` (reason ``skipped``) to the
-    agency."""
+    pending or gone delivery emits ``platform.delivery.dead-lettered`` (reason ``skipped``) to
+    the agency."""
     delivery = await _load(session, principal, subscription_id, delivery_id)
     if delivery.status not in SKIPPABLE:
         raise Conflict(f"A {delivery.status} delivery cannot be skipped.", code="delivery_not_skippable")

@@ -214,6 +214,12 @@ async def update(
             raise Unprocessable(
                 "Set `active` or `paused`; only the platform disables.", code="status_invalid"
             )
+        if sub.status == SubscriptionStatus.disabled and changes["status"] != SubscriptionStatus.active:
+            # Re-enabling is where the caller chooses what happens to the backlog: not skipped.
+            raise Unprocessable(
+                "The platform disabled this subscription: re-enable it with `active` and `resume`.",
+                code="status_invalid",
+            )
         re_enabling = (
             sub.status == SubscriptionStatus.disabled and changes["status"] == SubscriptionStatus.active
         )
@@ -273,7 +279,7 @@ async def _resume(session: AsyncSession, sub: Subscription, resume: ResumeFrom |
     if resume is None:
         raise Unprocessable(
             "The subscription was disabled: say whether to resume `where_stopped` (its pending "
-            "deliveries are sent) or from `now` (they are skipped).",
+            "deliveries, and those answered 410, are sent) or from `now` (they are skipped).",
             code="resume_choice_required",
         )
     if resume is ResumeFrom.now:

@@ -354,6 +354,47 @@ class TestNothingLost:
         assert [r.json["id"] for r in receiver.delivered()] == [first["id"], missed["id"]]
         assert receiver.delivered()[0].headers["webhook-id"] == answered_410.headers["webhook-id"]
 
+    async def test_a_410_to_a_delivery_in_flight_when_paused_disables_and_re_enabling_needs_a_choice(
+        self,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        education: str,
+        child: dict[str, Any],
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+        start_worker: WorkerFactory,
+    ) -> None:
+        sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
+        path = f"/v1/subscriptions/{sub['id']}"
+        paused_meanwhile: list[int] = []
+
+        async def pause_then_gone(request: Any) -> tuple[int, dict[str, str]]:
+            # the subscription is paused while its delivery waits for this answer
+            paused = await client.patch(path, json={"status": "paused"}, headers=bearer(subscriber))
+            paused_meanwhile.append(paused.status_code)
+            return 410, {}
+
+        receiver.responder = pause_then_gone
+        await start_worker()
+        first = (await publish(client, education, DROPOUT, child["id"])).json()
+
+        async def disabled() -> Any:
+            shown = (await client.get(path, headers=bearer(subscriber))).json()
+            return shown if shown["status"] == "disabled" else None
+
+        shown = await eventually(disabled)
+        assert paused_meanwhile == [200] and shown["disabled_reason"] == "gone"
+        receiver.responder = None
+        for status in ("paused", "active"):  # neither skips the choice of what to do with the 410'd one
+            refused = await client.patch(path, json={"status": status}, headers=bearer(subscriber))
+            assert refused.status_code == 422, refused.text
+        resumed = await client.patch(
+            path, json={"status": "active", "resume": "where_stopped"}, headers=bearer(subscriber)
+        )
+        assert resumed.status_code == 200, resumed.text
+        await receiver.wait_for(lambda r: len(r.delivered()) == 1)
+        assert receiver.delivered()[0].json["id"] == first["id"]
+
     async def test_re_enabling_from_now_skips_what_was_answered_410(
         self,
         client: httpx.AsyncClient,

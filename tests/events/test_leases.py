@@ -130,3 +130,29 @@ class TestExpiredLeases:
         assert skipped.json()["status"] == "skipped"
         assert [(a["attempt"], a["outcome"]) for a in skipped.json()["attempt_log"]] == [(1, "abandoned")]
         assert receiver.requests == []
+
+    async def test_retrying_a_crashed_workers_delivery_records_its_attempt_abandoned(
+        self,
+        app: Any,
+        loopback_settings: Settings,
+        client: httpx.AsyncClient,
+        subscriber: str,
+        education: str,
+        child: dict[str, Any],
+        loopback_sender: WebhookSender,
+        receiver: Receiver,
+    ) -> None:
+        # The retry clears the lease: no later claim or skip could tell the attempt was abandoned.
+        settings = short_lease(loopback_settings)
+        sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
+        await publish(client, education, DROPOUT, child["id"])
+        crashed = crashing_worker(app, settings, "crashed")
+        await crashed.dispatch()
+        (job,) = await crashed.claim(10)
+        await crashed.aclose()
+        await asyncio.sleep(settings.webhook_lease_seconds + 0.1)
+
+        path = f"/v1/subscriptions/{sub['id']}/deliveries/{job.delivery_id}"
+        retried = await client.post(path + "/retry", headers=bearer(subscriber))
+        assert retried.status_code == 200, retried.text
+        assert [(a["attempt"], a["outcome"]) for a in retried.json()["attempt_log"]] == [(1, "abandoned")]

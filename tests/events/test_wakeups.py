@@ -92,19 +92,29 @@ class TestDuringARound:
             return 200, {}
 
         receiver.responder = answer
-        worker = await start_worker(slow_poll(loopback_settings))
+        # Room for the held round on a slow machine: a timeout would send the first event twice.
+        settings = slow_poll(loopback_settings).model_copy(
+            update={"webhook_timeout_seconds": 10.0, "webhook_lease_seconds": 30.0}
+        )
+        worker = await start_worker(settings)
+        assert worker.notifier is not None
+        notifier = worker.notifier
         original = worker._round
+        quiet: list[bool] = []
 
         async def round_held_until_the_delivery_finished(**options: Any) -> Any:
             assert worker is not None
             busy = bool(worker._in_flight) and not held
+            seen = notifier.generation
             jobs = await original(**options)
             if busy:
                 held.append(True)
                 await until(lambda: not worker._in_flight)
+                # No commit was notified during the round: the finish alone must wake the loop.
+                quiet.append(notifier.generation == seen)
             return jobs
 
         worker._round = round_held_until_the_delivery_finished  # type: ignore[method-assign]
         await receiver.wait_for(lambda r: len(r.delivered()) == 2, within=SOON)
-        assert held == [True]
+        assert held == quiet == [True]
         assert [r.json["id"] for r in receiver.delivered()] == [first, second]
