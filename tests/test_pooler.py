@@ -299,6 +299,9 @@ class TestWhatGoesDirect:
         with pytest.raises(RuntimeError, match="CHILDLINK_DATABASE_DIRECT_URL"):
             direct_database_url(pooled)
 
-    def test_a_transaction_pooler_without_a_database_url_is_refused(self) -> None:
+    def test_a_transaction_pooler_without_a_database_url_is_refused(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.delenv("DATABASE_URL", raising=False)  # a shell that exports one would supply it
         with pytest.raises(ValueError, match="needs DATABASE_URL"):
             Settings(database_pooler=DatabasePooler.transaction)
