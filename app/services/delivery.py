@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -145,23 +145,7 @@ async def redrive(session: AsyncSession, principal: Principal, subscription_id: 
     fresh retry schedule, in event order per child as always; when it queues any, the
     subscription's back-off ends."""
     await subscription_service.load(session, principal, subscription_id, for_update=True)
-    now = utcnow()
-    result = await session.execute(
-        update(EventDelivery)
-        .where(
-            col(EventDelivery.subscription_id) == subscription_id,
-            col(EventDelivery.status).in_([str(s) for s in DEAD_LETTERS]),
-        )
-        .values(
-            status=str(DeliveryStatus.pending),
-            retry_base=EventDelivery.attempts,
-            next_attempt_at=now,
-            lease_token=None,
-            finished_at=None,
-            updated_at=now,
-        )
-    )
-    queued = int(getattr(result, "rowcount", 0) or 0)
+    queued = await subscription_service.requeue(session, subscription_id, DEAD_LETTERS)
     if queued:
         await session.execute(text(_END_BACKOFF), {"sub": subscription_id})
     await session.execute(text(subscription_service.NOTIFY_SQL))

@@ -4,10 +4,12 @@ region and data category, delivered by webhook or read from the pull feed."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import orjson
 from sqlalchemy import delete, select, text
+from sqlalchemy import update as update_rows
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -264,12 +266,31 @@ SET status = 'skipped', lease_token = NULL, finished_at = now(), updated_at = no
     last_error = 'skipped when the subscription was re-enabled from now'
 WHERE subscription_id = :sub AND status IN ('pending', 'gone')
 """
-_REQUEUE_GONE = """
-UPDATE event_delivery
-SET status = 'pending', retry_base = attempts, next_attempt_at = now(), lease_token = NULL,
-    finished_at = NULL, updated_at = now()
-WHERE subscription_id = :sub AND status = 'gone'
-"""
+
+
+async def requeue(
+    session: AsyncSession, subscription_id: uuid.UUID, statuses: Sequence[DeliveryStatus]
+) -> int:
+    """Queue the subscription's deliveries in ``statuses`` again, due now, each with a fresh retry
+    schedule and its own ``webhook-id`` (the redrive, and re-enabling ``where_stopped`` for the
+    ones answered 410); returns how many."""
+    now = utcnow()
+    result = await session.execute(
+        update_rows(EventDelivery)
+        .where(
+            col(EventDelivery.subscription_id) == subscription_id,
+            col(EventDelivery.status).in_([str(s) for s in statuses]),
+        )
+        .values(
+            status=str(DeliveryStatus.pending),
+            retry_base=EventDelivery.attempts,
+            next_attempt_at=now,
+            lease_token=None,
+            finished_at=None,
+            updated_at=now,
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 async def _resume(session: AsyncSession, sub: Subscription, resume: ResumeFrom | None) -> None:
@@ -287,7 +308,7 @@ async def _resume(session: AsyncSession, sub: Subscription, resume: ResumeFrom |
         await session.execute(text(_SKIP_PENDING), {"sub": sub.id})
         sub.dispatched_seq = max(sub.dispatched_seq, await head_sequence(session))
     else:
-        await session.execute(text(_REQUEUE_GONE), {"sub": sub.id})
+        await requeue(session, sub.id, [DeliveryStatus.gone])
     sub.consecutive_failures, sub.failing_since, sub.backoff_until = 0, None, None
 
 

@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 
 from app.config import Settings
 from app.events.sender import WebhookSender
@@ -101,8 +102,11 @@ class TestExpiredLeases:
             await asyncio.sleep(0.05)
         assert await recorded() == [(1, "abandoned"), (2, "abandoned"), (3, "delivered")]
 
-    async def test_skipping_a_crashed_workers_delivery_records_its_attempt_abandoned(
+    @pytest.mark.parametrize(("action", "status"), [("skip", "skipped"), ("retry", "pending")])
+    async def test_a_skip_or_retry_of_a_crashed_workers_delivery_records_its_attempt_abandoned(
         self,
+        action: str,
+        status: str,
         app: Any,
         loopback_settings: Settings,
         client: httpx.AsyncClient,
@@ -112,7 +116,8 @@ class TestExpiredLeases:
         loopback_sender: WebhookSender,
         receiver: Receiver,
     ) -> None:
-        # No claim comes after a skip to mark the dead worker's attempt: the skip itself must.
+        # A skipped delivery is never claimed again, and a retry clears the lease: no later claim
+        # could tell the dead worker's attempt was abandoned, so the operator's action must.
         settings = short_lease(loopback_settings)
         sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
         await publish(client, education, DROPOUT, child["id"])
@@ -125,34 +130,8 @@ class TestExpiredLeases:
         assert live.status_code == 409 and live.json()["code"] == "delivery_in_flight"
         await asyncio.sleep(settings.webhook_lease_seconds + 0.1)
 
-        skipped = await client.post(path + "/skip", headers=bearer(subscriber))
-        assert skipped.status_code == 200, skipped.text
-        assert skipped.json()["status"] == "skipped"
-        assert [(a["attempt"], a["outcome"]) for a in skipped.json()["attempt_log"]] == [(1, "abandoned")]
+        acted = await client.post(f"{path}/{action}", headers=bearer(subscriber))
+        assert acted.status_code == 200, acted.text
+        assert acted.json()["status"] == status
+        assert [(a["attempt"], a["outcome"]) for a in acted.json()["attempt_log"]] == [(1, "abandoned")]
         assert receiver.requests == []
-
-    async def test_retrying_a_crashed_workers_delivery_records_its_attempt_abandoned(
-        self,
-        app: Any,
-        loopback_settings: Settings,
-        client: httpx.AsyncClient,
-        subscriber: str,
-        education: str,
-        child: dict[str, Any],
-        loopback_sender: WebhookSender,
-        receiver: Receiver,
-    ) -> None:
-        # The retry clears the lease: no later claim or skip could tell the attempt was abandoned.
-        settings = short_lease(loopback_settings)
-        sub = await subscribe(client, subscriber, receiver.url, [PREFIX + "education.*"])
-        await publish(client, education, DROPOUT, child["id"])
-        crashed = crashing_worker(app, settings, "crashed")
-        await crashed.dispatch()
-        (job,) = await crashed.claim(10)
-        await crashed.aclose()
-        await asyncio.sleep(settings.webhook_lease_seconds + 0.1)
-
-        path = f"/v1/subscriptions/{sub['id']}/deliveries/{job.delivery_id}"
-        retried = await client.post(path + "/retry", headers=bearer(subscriber))
-        assert retried.status_code == 200, retried.text
-        assert [(a["attempt"], a["outcome"]) for a in retried.json()["attempt_log"]] == [(1, "abandoned")]
